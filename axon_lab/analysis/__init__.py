@@ -1,0 +1,1 @@
+"""Analysis: statistics, MongoDB plans and logs, HNSW sweeps, caches and Redis, profiler output."""

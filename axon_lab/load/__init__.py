@@ -1,0 +1,1 @@
+"""The load engine (open and closed loop, HDR histograms, thresholds)."""

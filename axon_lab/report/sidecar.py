@@ -1,0 +1,110 @@
+"""Results sidecars: each notebook ends by recording its results as JSON (+ Parquet) with provenance.
+
+CI and comparisons read sidecars, never scraped cell text. A sidecar is
+``<out_dir>/<name>.results.json`` with the fixed top-level schema below; frames go next to it as
+``<name>.<frame>.parquet``.
+
+Schema (``axon_lab.results/1``)::
+
+    {"schema": "axon_lab.results/1", "name": str, "status": "ok" | "failed",
+     "verdict": {"status": "pass"|"warn"|"fail"|"info", "summary": str} | null,
+     "provenance": {...axon_lab.provenance.collect()...},
+     "results": {...}, "frames": {frame_name: file_name}, "error": str | null}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from axon_lab import jsonutil, provenance
+from axon_lab.errors import InputFileError
+from axon_lab.redact import redact
+
+SCHEMA = "axon_lab.results/1"
+#: Set by ``axon-lab run`` so a notebook's sidecar lands beside its executed copy.
+OUT_DIR_ENV = "AXON_LAB_OUT_DIR"
+
+
+def default_out_dir(name: str) -> Path:
+    """Where a sidecar goes: ``$AXON_LAB_OUT_DIR`` if set, else ``reports/<name>/``."""
+    env = os.environ.get(OUT_DIR_ENV)
+    return Path(env) if env else Path("reports") / name
+
+
+def record(
+    name: str,
+    results: Mapping[str, Any],
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    frames: Mapping[str, Any] | None = None,
+    verdict: Mapping[str, Any] | None = None,
+    status: str = "ok",
+    error: str | None = None,
+    out_dir: Path | str | None = None,
+) -> Path:
+    """Write the results sidecar of ``name`` and return its path.
+
+    Parameters
+    ----------
+    name
+        Short identifier of the experiment or notebook (``load_baseline``...).
+    results
+        JSON-able results (numpy/pandas are converted; secrets redacted).
+    parameters
+        The parameters the run used (recorded in provenance, redacted).
+    frames
+        Optional ``{name: DataFrame}`` written as Parquet beside the JSON.
+    verdict
+        ``{"status": "pass"|"warn"|"fail"|"info", "summary": "one line"}`` for report indexes.
+    """
+    out = Path(out_dir) if out_dir is not None else default_out_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    frame_files: dict[str, str] = {}
+    for fname, frame in (frames or {}).items():
+        if frame is None:
+            continue
+        fpath = out / f"{name}.{fname}.parquet"
+        frame.to_parquet(fpath, index=False)
+        frame_files[fname] = fpath.name
+    doc = {
+        "schema": SCHEMA,
+        "name": name,
+        "status": status,
+        "verdict": dict(verdict) if verdict else None,
+        "provenance": provenance.collect(parameters),
+        "results": redact(jsonutil.to_jsonable(results)),
+        "frames": frame_files,
+        "error": error,
+    }
+    return jsonutil.write_json(out / f"{name}.results.json", doc)
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    """Read a sidecar, checking its schema; raises :class:`InputFileError` naming the problem."""
+    import json
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise InputFileError(path, f"not an axon_lab results sidecar (schema != {SCHEMA!r})")
+    return doc
+
+
+def load_frame(sidecar_path: Path | str, frame: str):  # -> pandas.DataFrame
+    """Load one Parquet frame listed in a sidecar."""
+    import pandas as pd
+
+    path = Path(sidecar_path)
+    doc = load(path)
+    try:
+        return pd.read_parquet(path.parent / doc["frames"][frame])
+    except KeyError:
+        raise InputFileError(path, f"no frame {frame!r}; has {sorted(doc['frames'])}") from None
