@@ -1,0 +1,124 @@
+"""Units of the foundation: redaction, registry, targets, Server-Timing, corpus determinism, workloads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from axon_lab import corpus, targets, workload
+from axon_lab.errors import ConfigError
+from axon_lab.instrument import Trace, measure, parse_server_timing, server_timing, trace
+from axon_lab.redact import redact, redact_text
+from axon_lab.registry import Registry
+
+
+@pytest.mark.parametrize(
+    ("raw", "secret"),
+    [
+        ("mongodb://admin:s3cr3t@db.example:27017/axon?authSource=admin", "s3cr3t"),
+        ("mongodb+srv://user:p%40ss@cluster0.x.mongodb.net/", "p%40ss"),
+        ("redis://:hunter2@127.0.0.1:6379/0", "hunter2"),
+        ("https://h/q?api_key=abc123&x=1", "abc123"),
+        ("connect failed for redis://u:pw@h:1 (timeout)", "pw@"),
+    ],
+)
+def test_redact_text_removes_passwords(raw, secret):
+    out = redact_text(raw)
+    assert secret not in out
+    assert "***" in out
+
+
+def test_redact_nested_and_secret_keys():
+    doc = {"uri": "mongodb://a:b@h/", "nested": [{"password": "x"}], "api_key": "k", "n": 3}
+    out = redact(doc)
+    assert out == {"uri": "mongodb://a:***@h/", "nested": [{"password": "***"}], "api_key": "***", "n": 3}
+
+
+def test_settings_repr_redacts(monkeypatch):
+    from axon_lab.config import Settings
+
+    s = Settings(mongodb_uri="mongodb://u:topsecret@h/", redis_url="redis://:pw2@127.0.0.1:1/0")
+    assert "topsecret" not in repr(s) and "pw2" not in repr(s)
+    assert "topsecret" not in json.dumps(s.public())
+    assert s.secret("mongodb_uri") == "mongodb://u:topsecret@h/"
+
+
+def test_registry_unknown_name_lists_valid_ones():
+    r: Registry[int] = Registry("shape")
+    r.register("ramp", 1)
+    r.register("constant", 2)
+    assert r.get("ramp") == 1 and r.names() == ["constant", "ramp"]
+    with pytest.raises(ConfigError, match="unknown shape 'spiky'; valid: constant, ramp"):
+        r.get("spiky")
+
+
+def test_targets_verdicts_use_the_pessimistic_ci_bound():
+    t = targets.get("full_orchestration")  # < 3000 target, < 5000 critical
+    assert t.judge(2500) == "pass"
+    assert t.judge(2500, ci=(2300, 3100)) == "warn"  # CI upper bound misses the target
+    assert t.judge(5200) == "fail"
+    assert t.judge(None) == "unknown"
+    rps = targets.get("throughput")  # > 10 target, >= 5 critical
+    assert rps.judge(12) == "pass" and rps.judge(12, ci=(8, 14)) == "warn" and rps.judge(4) == "fail"
+    assert targets.stage_status("analysis", 150) == "pass"
+    assert targets.stage_status("analysis", 300) == "warn"
+    assert targets.stage_status("analysis", 450) == "fail"
+    with pytest.raises(ConfigError):
+        targets.get("nope")
+
+
+def test_measure_records_spans_nesting_and_errors():
+    with trace() as t:
+        with measure("outer"):
+            with measure("inner"):
+                pass
+        with pytest.raises(ValueError):
+            with measure("boom"):
+                raise ValueError("x")
+    names = [s.name for s in t.spans]
+    assert names == ["inner", "outer", "boom"]
+    assert t.spans[0].parent == "outer"
+    assert t.spans[2].outcome == "error" and "ValueError" in t.spans[2].error
+    header = server_timing(t, total_ms=1.5)
+    parsed = parse_server_timing(header)
+    assert set(parsed) == {"inner", "outer", "boom", "total"}
+    assert parsed["total"] == 1.5
+
+
+def test_parse_server_timing_tolerates_odd_entries():
+    assert parse_server_timing('db;dur=53, cache;desc="Cache Read";dur=23.2, miss, x;dur=abc') == {
+        "db": 53.0, "cache": 23.2}
+    assert parse_server_timing("") == {}
+    assert isinstance(Trace().durations_ms(), dict)
+
+
+def test_corpus_is_deterministic_and_sampled_representatively():
+    a = corpus.build_frame(limit=200)
+    b = corpus.build_frame(limit=200)
+    assert a.equals(b)
+    assert (a.split == "corpus").sum() == 200
+    assert set(a.workspaceId) >= {"test", "acme-analytics", "acme-platform"}
+    assert set(a.tier) == {"workspace", "project", "global"}
+    assert a.confidence.between(0.3, 1.0).all()
+    assert a.content.str.len().min() >= corpus.MIN_CHARS
+    meta = json.loads(a.metadata.iloc[0])
+    assert meta["source"] == "python-stdlib" and "path" in meta
+
+
+def test_zipf_workload_is_deterministic_and_skewed():
+    w = workload.zipf_workload(2000, s=1.2, seed=7)
+    assert w == workload.zipf_workload(2000, s=1.2, seed=7)
+    head = w.count(workload.PROMPTS[0])
+    tail = w.count(workload.PROMPTS[-1])
+    assert head > 5 * max(1, tail)
+    assert len(set(workload.distinct_prompts(100))) == 100
+
+
+def test_cli_errors_are_one_line_exit_1():
+    r = subprocess.run([sys.executable, "-m", "axon_lab", "corpus", "build", "--limit", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == "axon-lab: --limit must be a positive integer, got 0"
