@@ -15,7 +15,13 @@ from axon_lab.stack.cache import Cache, LRUCache
 from axon_lab.stack.documents import DocumentStore
 from axon_lab.stack.redis_server import RedisServer, find_redis_server, free_port
 from axon_lab.stack.vector import (
-    VECTOR_STORES, EdgeVectorStore, HnswParams, Hit, ServerVectorStore, VectorPoint, VectorStore,
+    VECTOR_STORES,
+    EdgeVectorStore,
+    Hit,
+    HnswParams,
+    ServerVectorStore,
+    VectorPoint,
+    VectorStore,
 )
 
 __all__ = [
