@@ -34,7 +34,9 @@ def api_client(lab_settings):
     from fastapi.testclient import TestClient
 
     from axon_lab.api.app import create_app
+    from axon_lab.pipeline import LLMOptions, PipelineOptions
 
-    app = create_app(lab_settings)
+    # A fast simulated LLM (20 ms median) keeps the suite quick; the stage is still timed.
+    app = create_app(lab_settings, PipelineOptions(llm=LLMOptions(median_ms=20.0)))
     with TestClient(app) as client:
         yield client
