@@ -1,0 +1,205 @@
+"""Execute a notebook with papermill, keep its sidecar, render HTML (code hidden by default).
+
+A failing notebook still produces an executed copy and an HTML page that shows the failure,
+and a sidecar with ``status == "failed"`` if the notebook did not record one itself.
+Secrets (passwords in URIs) are redacted in the saved notebook and HTML.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from axon_lab.errors import ConfigError, InputFileError
+from axon_lab.redact import redact_text
+from axon_lab.report import sidecar
+
+
+@dataclass
+class RunResult:
+    """Where the outputs of one notebook run went, and how it ended."""
+
+    notebook: str
+    name: str
+    status: str
+    seconds: float
+    executed: Path
+    html: Path
+    sidecar: Path | None
+    error: str | None = None
+    verdict: dict[str, Any] | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def notebook_parameters(path: Path | str) -> dict[str, dict[str, Any]]:
+    """The notebook's declared parameters (name → inferred type, default, help) via papermill."""
+    import papermill
+
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "no such notebook")
+    try:
+        params = papermill.inspect_notebook(str(path))
+    except Exception as exc:
+        raise InputFileError(path, f"not a readable notebook ({exc})") from None
+    return {k: dict(v) for k, v in params.items()}
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce_parameters(path: Path | str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Check names against the notebook's parameters and convert CLI strings to declared types.
+
+    Raises :class:`ConfigError` naming the parameter and the problem (unknown name lists the
+    valid ones).
+    """
+    declared = notebook_parameters(path)
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name not in declared:
+            valid = ", ".join(sorted(declared)) or "(none)"
+            raise ConfigError(f"{Path(path).name}: unknown parameter {name!r}; valid: {valid}")
+        typ = (declared[name].get("inferred_type_name") or "None").split("[")[0].strip().lower()
+        if not isinstance(value, str):
+            out[name] = value
+            continue
+        try:
+            if typ == "bool":
+                low = value.strip().lower()
+                if low not in _TRUE | _FALSE:
+                    raise ValueError("expected true/false")
+                out[name] = low in _TRUE
+            elif typ == "int":
+                out[name] = int(value)
+            elif typ == "float":
+                out[name] = float(value)
+            elif typ in ("list", "dict", "tuple"):
+                out[name] = json.loads(value) if value.strip()[:1] in "[{" else ast.literal_eval(value)
+            elif typ == "str":
+                out[name] = value
+            else:  # untyped: best effort like papermill's -p
+                try:
+                    out[name] = ast.literal_eval(value)
+                except (ValueError, SyntaxError):
+                    out[name] = value
+        except (ValueError, SyntaxError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{Path(path).name}: parameter {name}={value!r} is not a valid {typ} ({exc})") from None
+    return out
+
+
+def _redact_notebook(nb: Any) -> Any:
+    import nbformat
+
+    from axon_lab.redact import redact
+
+    nb.metadata = nbformat.from_dict(redact(json.loads(json.dumps(nb.metadata))))
+    for cell in nb.cells:
+        cell.source = redact_text(cell.source)
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = redact_text(out["text"] if isinstance(out["text"], str) else "".join(out["text"]))
+            for key in ("text/plain", "text/html", "text/markdown"):
+                data = out.get("data", {})
+                if key in data:
+                    v = data[key]
+                    data[key] = redact_text(v if isinstance(v, str) else "".join(v))
+            if "evalue" in out:
+                out["evalue"] = redact_text(out["evalue"])
+            if "traceback" in out:
+                out["traceback"] = [redact_text(t) for t in out["traceback"]]
+    return nb
+
+
+def to_html(nb: Any, *, show_code: bool = False) -> str:
+    """nbconvert HTML (lab template); code cells hidden unless ``show_code``; redacted."""
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab")
+    exporter.exclude_input = not show_code
+    exporter.exclude_input_prompt = not show_code
+    exporter.exclude_output_prompt = True
+    body, _ = exporter.from_notebook_node(nb)
+    return redact_text(body)
+
+
+def run_notebook(
+    notebook: Path | str,
+    out_dir: Path | str,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    show_code: bool = False,
+    timeout_s: int | None = 1800,
+    env: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Execute ``notebook`` into ``out_dir`` (executed .ipynb, .html, sidecar); never raises on
+    a failing notebook: the failure is in the result, the HTML and the sidecar."""
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    nb_path = Path(notebook)
+    params = coerce_parameters(nb_path, parameters or {})
+    name = nb_path.stem
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    executed = out / f"{name}.ipynb"
+    html = out / f"{name}.html"
+    sidecar_path = out / f"{name}.results.json"
+    if sidecar_path.exists():
+        sidecar_path.unlink()
+    saved_env = {k: os.environ.get(k) for k in [sidecar.OUT_DIR_ENV, *(env or {})]}
+    os.environ[sidecar.OUT_DIR_ENV] = str(out.resolve())
+    os.environ.update(env or {})
+    t0 = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(nb_path), str(executed), parameters=params, kernel_name="python3",
+            progress_bar=False, log_output=False, cwd=str(nb_path.parent.resolve()),
+            execution_timeout=timeout_s,
+        )
+    except PapermillExecutionError as exc:
+        error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel died, timeout, bad notebook
+        error = f"{type(exc).__name__}: {exc}"
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    seconds = time.perf_counter() - t0
+    error = redact_text(" ".join(error.split())) if error else None
+    if executed.exists():
+        nb = nbformat.read(executed, as_version=4)
+    else:
+        nb = nbformat.read(nb_path, as_version=4)
+    nb = _redact_notebook(nb)
+    if error:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+            f"# ❌ Notebook failed\n\n`{name}` stopped with an error: **{error}**\n\n"
+            "Results recorded before the failure are kept below."))
+    nbformat.write(nb, executed)
+    html.write_text(to_html(nb, show_code=show_code), encoding="utf-8")
+    doc = None
+    if sidecar_path.exists():
+        doc = sidecar.load(sidecar_path)
+    if error and (doc is None or doc.get("status") != "failed"):
+        results = doc["results"] if doc else {}
+        sidecar.record(name, results, parameters=params, status="failed", error=error,
+                       verdict={"status": "fail", "summary": f"notebook failed: {error}"[:300]},
+                       out_dir=out)
+        doc = sidecar.load(sidecar_path)
+    return RunResult(
+        notebook=str(nb_path), name=name, status="failed" if error else "ok", seconds=round(seconds, 2),
+        executed=executed, html=html, sidecar=sidecar_path if sidecar_path.exists() else None,
+        error=error, verdict=(doc or {}).get("verdict"), parameters=params,
+    )
