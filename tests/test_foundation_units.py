@@ -122,3 +122,18 @@ def test_cli_errors_are_one_line_exit_1():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines()[-1] == "axon-lab: --limit must be a positive integer, got 0"
+
+
+@pytest.mark.slow
+def test_full_corpus_matches_the_committed_manifest():
+    import platform
+    from pathlib import Path
+
+    manifest = json.loads((Path(__file__).parents[1] / "data" / "corpus-manifest.json").read_text())
+    if platform.python_version() != manifest["python"]:
+        pytest.skip(f"manifest was built on Python {manifest['python']}")
+    df = corpus.build_frame()
+    m = corpus.manifest(df)
+    assert m["fingerprint"] == manifest["fingerprint"]
+    assert m["workspaces"] == manifest["workspaces"]
+    assert m["workspaces"]["test"] > 10_000  # HNSW is really used on the main workspace
