@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,9 @@ from axon_lab.report.run import RunResult, notebook_parameters, run_notebook
 from axon_lab.targets import SYMBOLS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+#: Smoke runs use a small, representative corpus sample unless AXON_CORPUS_LIMIT is set, so a
+#: fresh clone does not embed the full corpus (~16k texts) just to check the notebooks run.
+SMOKE_CORPUS_LIMIT = "300"
 
 
 def notebooks(directory: Path | None = None) -> list[Path]:
@@ -86,7 +90,8 @@ def build_report(out_dir: Path | str, *, smoke: bool = False, show_code: bool = 
         if progress:
             progress(f"running {nb.stem} ...")
         params = smoke_parameters(nb) if smoke else {}
-        r = run_notebook(nb, out / nb.stem, parameters=params, show_code=show_code)
+        env = {"AXON_CORPUS_LIMIT": os.environ.get("AXON_CORPUS_LIMIT") or SMOKE_CORPUS_LIMIT} if smoke else {}
+        r = run_notebook(nb, out / nb.stem, parameters=params, show_code=show_code, env=env)
         if progress:
             progress(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else ""))
         results.append(r)
