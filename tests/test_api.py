@@ -172,3 +172,15 @@ def test_health_503_when_redis_stopped_and_requests_degrade(api_client):
     assert api_client.get("/health").status_code == 200
     ok = _post(api_client, "How do weak references work in Python? (recovered)")
     assert ok.status_code == 200 and "X-Axon-Degraded" not in ok.headers
+
+
+def test_trace_header_returns_the_span_timeline(api_client):
+    r = api_client.post(PROCESS, json={"prompt": "How do I compress data with zlib? (trace)", "workspaceId": "test"},
+                        headers={"X-Axon-Trace": "1"})
+    spans = r.json()["metadata"]["timeline"]
+    names = [s["name"] for s in spans]
+    assert {"analysis.intent", "analysis.task_type", "analysis.entities", "vector_search"} <= set(names)
+    by = {s["name"]: s for s in spans}
+    assert by["vector_search"]["parent"] == "retrieval"
+    assert all(s["end_ms"] >= s["start_ms"] >= 0 for s in spans)
+    assert "timeline" not in _post(api_client, "no trace").json()["metadata"]

@@ -172,6 +172,8 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
                 metrics.stage.labels(stage).observe(ms / 1000)
         for cache, result in res.cache.items():
             metrics.cache.labels(cache, result).inc()
+        if request.headers.get("x-axon-trace", "").lower() in ("1", "true", "yes"):
+            res.body["metadata"]["timeline"] = res.timeline
         headers = {
             "Server-Timing": res.server_timing,
             "X-Axon-Cache": ", ".join(f"{k}={v}" for k, v in sorted(res.cache.items())),
