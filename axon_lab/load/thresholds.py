@@ -1,0 +1,317 @@
+"""Load metrics declared once, and k6-style thresholds over them (``http_req_duration:p(95)<3000``).
+
+Metrics (:data:`METRICS`; ``stage.<name>`` and ``cache.<name>`` are families):
+
+==============================  =======  ===========================================================
+name                            kind     value
+==============================  =======  ===========================================================
+``http_req_duration``           trend    response time, ms, from the *intended* start (open loop:
+                                         includes waiting for the schedule/a connection, so
+                                         coordinated omission cannot hide; closed loop: = service)
+``http_req_service_duration``   trend    service time, ms, from the actual send
+``http_req_waiting``            trend    time to first byte, ms, from the actual send (k6 name)
+``http_req_connecting``         trend    TCP connect time, ms, of requests that opened a connection
+``schedule_lag``                trend    actual send − intended start, ms
+``http_req_failed``             rate     share of requests with status ≥ 400 or no response
+``checks``                      rate     share of passed checks
+``http_reqs``                   counter  requests answered or timed out; ``rate`` = per second
+``data_received``               counter  response bytes; ``rate`` = bytes per second
+``dropped_requests``            counter  scheduled but never sent (open loop)
+``late_requests``               counter  sent more than ``late_ms`` after their intended start
+``achieved_rate_ratio``         gauge    open loop: requests sent within the schedule window ÷
+                                         requests scheduled in it
+``stage.<name>``                trend    a ``Server-Timing`` entry, ms
+``cache.<name>``                rate     hit rate of a cache named in a cache-status header
+==============================  =======  ===========================================================
+
+Aggregations: trend ``avg min max med p(N) count``; rate ``rate``; counter ``count rate``;
+gauge ``value``. Operators ``< <= > >= == !=``. A threshold on a metric without samples fails
+(it never passes vacuously); an unknown metric or aggregation is a :class:`ConfigError` that
+lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from axon_lab.analysis.stats import percentile
+from axon_lab.errors import ConfigError
+from axon_lab.load.records import FAILED_OUTCOMES, TIMED_OUTCOMES
+from axon_lab.load.servertiming import cache_outcome_kind
+from axon_lab.registry import Registry
+
+Kind = Literal["trend", "rate", "counter", "gauge"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric: name, label, unit, kind and which direction is better."""
+
+    name: str
+    label: str
+    unit: str
+    kind: Kind
+    better: Literal["lower", "higher"] = "lower"
+    column: str | None = None  # records column of a trend
+
+
+METRICS: Registry[Metric] = Registry("metric")
+for _m in (
+    Metric("http_req_duration", "Response time (from intended start)", "ms", "trend", column="response_ms"),
+    Metric("http_req_service_duration", "Service time (from send)", "ms", "trend", column="service_ms"),
+    Metric("http_req_waiting", "Time to first byte", "ms", "trend", column="ttfb_ms"),
+    Metric("http_req_connecting", "Connect time", "ms", "trend", column="connect_ms"),
+    Metric("schedule_lag", "Schedule lag", "ms", "trend", column="lag_ms"),
+    Metric("http_req_failed", "Failed requests", "ratio", "rate"),
+    Metric("checks", "Checks passed", "ratio", "rate", better="higher"),
+    Metric("http_reqs", "Requests", "req", "counter", better="higher"),
+    Metric("data_received", "Data received", "B", "counter", better="higher"),
+    Metric("dropped_requests", "Dropped requests", "req", "counter"),
+    Metric("late_requests", "Late requests", "req", "counter"),
+    Metric("achieved_rate_ratio", "Achieved / target rate", "ratio", "gauge", better="higher"),
+    Metric("stage.<name>", "Server-Timing stage", "ms", "trend"),
+    Metric("cache.<name>", "Cache hit rate", "ratio", "rate", better="higher"),
+):
+    METRICS.register(_m.name, _m)
+
+AGGREGATIONS: dict[str, tuple[str, ...]] = {
+    "trend": ("avg", "min", "max", "med", "p(N)", "count"),
+    "rate": ("rate",),
+    "counter": ("count", "rate"),
+    "gauge": ("value",),
+}
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+_EXPR = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][\w.\-]*)\s*:\s*(?P<agg>p\(\s*\d+(?:\.\d+)?\s*\)|[a-z]+)\s*"
+    r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
+)
+
+
+def get_metric(name: str) -> Metric:
+    """The metric called ``name`` (``stage.x``/``cache.x`` resolve to their family)."""
+    for family in ("stage", "cache"):
+        if name.startswith(family + ".") and len(name) > len(family) + 1:
+            fam = METRICS.get(f"{family}.<name>")
+            return Metric(name, f"{fam.label} {name.split('.', 1)[1]}", fam.unit, fam.kind, fam.better)
+    return METRICS.get(name)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A parsed threshold: ``metric:agg op limit`` (``source``: user, scenario or builtin)."""
+
+    expr: str
+    metric: str
+    agg: str
+    op: str
+    limit: float
+    source: str = "user"
+
+    @property
+    def quantile(self) -> float | None:
+        """The N of ``p(N)``, else None."""
+        m = re.fullmatch(r"p\(\s*(\d+(?:\.\d+)?)\s*\)", self.agg)
+        return float(m.group(1)) if m else None
+
+
+def parse_threshold(expr: str, *, source: str = "user") -> Threshold:
+    """Parse ``metric:agg op value`` (k6 syntax; a trailing ``s`` on a ms trend means seconds).
+
+    Raises :class:`ConfigError` for bad syntax, unknown metrics (listing the valid ones) and
+    aggregations that the metric's kind does not have.
+    """
+    m = _EXPR.match(expr)
+    if not m:
+        raise ConfigError(f"cannot parse threshold {expr!r}; expected METRIC:AGG OP VALUE, "
+                          "e.g. http_req_duration:p(95)<3000 or http_req_failed:rate<0.05")
+    metric = get_metric(m.group("metric"))
+    agg = re.sub(r"\s+", "", m.group("agg"))
+    valid = AGGREGATIONS[metric.kind]
+    ok = agg in valid or (metric.kind == "trend" and re.fullmatch(r"p\(\d+(\.\d+)?\)", agg))
+    if not ok:
+        raise ConfigError(f"{metric.name} is a {metric.kind}: aggregation {agg!r} is not valid; "
+                          f"valid: {', '.join(valid)}")
+    value = float(m.group("value"))
+    unit = m.group("unit")
+    if unit == "s" and metric.unit == "ms" and agg != "count":
+        value *= 1000.0
+    elif unit == "%":
+        value /= 100.0
+    t = Threshold(expr.strip(), metric.name, agg, m.group("op"), value, source)
+    q = t.quantile
+    if q is not None and not 0 < q <= 100:
+        raise ConfigError(f"percentile must be in (0, 100] in {expr!r}")
+    return t
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    """The verdict of one threshold: its observed value, ok, and why it failed."""
+
+    threshold: Threshold
+    value: float | None
+    ok: bool
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for the summary."""
+        t = self.threshold
+        return {"expr": t.expr, "metric": t.metric, "agg": t.agg, "op": t.op, "limit": t.limit,
+                "source": t.source, "value": self.value, "ok": self.ok, "reason": self.reason}
+
+
+class RunMetrics:
+    """Metric values of a finished (or interrupted) run, computed from its records frame.
+
+    Parameters
+    ----------
+    frame
+        The records (see :mod:`axon_lab.load.records`).
+    elapsed_s
+        Wall time of the run (start to last response), the denominator of counter rates.
+    window_s
+        Open loop: the scheduled window (for ``achieved_rate_ratio``).
+    scheduled_in_window
+        Open loop: requests the schedule placed inside the window.
+    """
+
+    def __init__(self, frame, *, elapsed_s: float, window_s: float | None = None,
+                 scheduled_in_window: int | None = None) -> None:
+        self.frame = frame
+        self.elapsed_s = elapsed_s
+        self.window_s = window_s
+        self.scheduled_in_window = scheduled_in_window
+        outcome = frame["outcome"].astype(str).to_numpy() if len(frame) else np.array([], dtype=str)
+        self._outcome = outcome
+        self._timed = np.isin(outcome, TIMED_OUTCOMES)
+        self._failed = np.isin(outcome, FAILED_OUTCOMES)
+        self._attempted = ~np.isin(outcome, ("dropped", "interrupted"))
+
+    def names(self) -> list[str]:
+        """Every metric name with its seen ``stage.*``/``cache.*`` members."""
+        fixed = [n for n in METRICS.names() if "<" not in n]
+        seen = [c for c in self.frame.columns if c.startswith(("stage.", "cache."))]
+        return sorted(fixed + seen)
+
+    def trend(self, name: str) -> np.ndarray:
+        """The samples of a trend metric (ms)."""
+        col = get_metric(name).column or name
+        if col not in self.frame.columns:
+            return np.array([], dtype=float)
+        values = self.frame[col].to_numpy(dtype=float)
+        if col in ("response_ms", "service_ms"):
+            values = values[self._timed]
+        return values[np.isfinite(values)]
+
+    def rate(self, name: str) -> tuple[int, int]:
+        """``(numerator, denominator)`` of a rate metric."""
+        f = self.frame
+        if name == "http_req_failed":
+            return int(self._failed.sum()), int(self._attempted.sum())
+        if name == "checks":
+            passed = int(f["checks_passed"].clip(lower=0).sum()) if len(f) else 0
+            failed = int(f["checks_failed"].clip(lower=0).sum()) if len(f) else 0
+            return passed, passed + failed
+        if name.startswith("cache."):
+            if name not in f.columns:
+                return 0, 0
+            kinds = [cache_outcome_kind(v) for v in f[name].dropna().astype(str)]
+            hits = sum(k == "hit" for k in kinds)
+            return hits, hits + sum(k == "miss" for k in kinds)
+        raise ConfigError(f"{name} is not a rate metric")
+
+    def counter(self, name: str) -> float:
+        """The total of a counter metric."""
+        f = self.frame
+        if name == "http_reqs":
+            return float(self._timed.sum())
+        if name == "data_received":
+            return float(f["bytes"].clip(lower=0).sum()) if len(f) else 0.0
+        if name == "dropped_requests":
+            return float((self._outcome == "dropped").sum())
+        if name == "late_requests":
+            return float(f["late"].sum()) if len(f) else 0.0
+        raise ConfigError(f"{name} is not a counter metric")
+
+    def gauge(self, name: str) -> float | None:
+        """The value of a gauge metric (None when it does not apply)."""
+        if name == "achieved_rate_ratio":
+            if not self.scheduled_in_window:
+                return None
+            sent = self.frame["sent_ns"].to_numpy()
+            window_ns = (self.window_s or 0.0) * 1e9
+            intended = self.frame["intended_ns"].to_numpy()
+            in_window = (sent >= 0) & (sent <= window_ns) & (intended <= window_ns)
+            return float(in_window.sum()) / self.scheduled_in_window
+        raise ConfigError(f"{name} is not a gauge metric")
+
+    def value(self, metric: str, agg: str) -> tuple[float | None, str | None]:
+        """``(value, reason_if_none)`` of ``metric`` aggregated by ``agg``."""
+        m = get_metric(metric)
+        if m.kind == "trend":
+            x = self.trend(metric)
+            if agg == "count":
+                return float(x.size), None
+            if x.size == 0:
+                seen = [c for c in self.frame.columns if c.startswith("stage.")]
+                hint = f" (stages seen: {', '.join(seen) or 'none'})" if metric.startswith("stage.") else ""
+                return None, f"no samples{hint}"
+            if agg == "avg":
+                return float(x.mean()), None
+            if agg == "min":
+                return float(x.min()), None
+            if agg == "max":
+                return float(x.max()), None
+            if agg == "med":
+                return percentile(x, 50), None
+            q = Threshold("", metric, agg, "<", 0).quantile
+            return percentile(x, q), None  # type: ignore[arg-type]
+        if m.kind == "rate":
+            num, den = self.rate(metric)
+            if den == 0:
+                return None, "no samples"
+            return num / den, None
+        if m.kind == "counter":
+            total = self.counter(metric)
+            if agg == "count":
+                return total, None
+            if self.elapsed_s <= 0:
+                return None, "no elapsed time"
+            return total / self.elapsed_s, None
+        v = self.gauge(metric)
+        return v, None if v is not None else "not applicable (no arrival schedule)"
+
+
+def evaluate(thresholds: Iterable[Threshold], metrics: RunMetrics) -> list[ThresholdResult]:
+    """Evaluate ``thresholds``; a missing value fails with its reason."""
+    out = []
+    for t in thresholds:
+        value, why = metrics.value(t.metric, t.agg)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out.append(ThresholdResult(t, None, False, why or "no value"))
+            continue
+        ok = bool(_OPS[t.op](value, t.limit))
+        reason = None if ok else f"{t.metric}:{t.agg} = {value:.6g}, wanted {t.op} {t.limit:g}"
+        out.append(ThresholdResult(t, value, ok, reason))
+    return out
+
+
+#: Always checked: a run without a single answered request fails.
+BUILTIN_ANY = "http_reqs:count>0"
+#: Always checked in open loop: the achieved rate may be at most 10% below the target rate.
+BUILTIN_RATE = "achieved_rate_ratio:value>=0.9"
+
+
+def builtin_thresholds(open_loop: bool) -> list[Threshold]:
+    """The thresholds every run gets (zero samples fail; open loop: rate shortfall > 10% fails)."""
+    out = [parse_threshold(BUILTIN_ANY, source="builtin")]
+    if open_loop:
+        out.append(parse_threshold(BUILTIN_RATE, source="builtin"))
+    return out
