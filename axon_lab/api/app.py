@@ -16,7 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from axon_lab.config import Settings, get_settings
 from axon_lab.errors import BackendUnavailable
@@ -38,6 +39,15 @@ class ProcessRequest(BaseModel):
     prompt: StrictStr = Field(..., description=f"the user prompt (at most {MAX_PROMPT_CHARS} characters)")
     workspaceId: StrictStr = Field(..., min_length=1, max_length=128)
     source: StrictStr = Field("api", max_length=64)
+
+    @field_validator("prompt", "workspaceId", "source")
+    @classmethod
+    def _valid_unicode(cls, v: str) -> str:
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("contains a lone surrogate (not valid Unicode)") from None
+        return v
 
 
 class Metrics:
@@ -118,6 +128,16 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
         metrics.requests.labels(request.url.path, "422").inc()
         return _error(422, f"{loc}: {msg}", field=loc,
                       detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        msg, code = str(exc.detail), exc.status_code
+        if code == 400 and "parsing the body" in msg:  # same answer as any other invalid JSON
+            msg, code = "body: body is not valid JSON (malformed, not UTF-8, or nested too deeply)", 422
+            metrics.requests.labels(request.url.path, str(code)).inc()
+            return _error(code, msg, field="body")
+        metrics.requests.labels(request.url.path, str(code)).inc()
+        return _error(code, msg)
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
