@@ -89,6 +89,8 @@ class _State:
         self.stall_ms = stall_ms
         self.stall_handle: asyncio.TimerHandle | None = None
         self.stalls = 0
+        # Actual receive→write time of each delayed response (ms): what the server really did.
+        self.actual_ms: list[float] = []
 
     def set_latency(self, latency: str) -> None:
         self.latency = latency
@@ -108,6 +110,8 @@ class _State:
 
     def reset(self) -> None:
         self.count = 0
+        self.stalls = 0
+        self.actual_ms = []
         if self.stall_handle is not None:
             self.stall_handle.cancel()
             self.stall_handle = None
@@ -183,10 +187,16 @@ class _Handler(asyncio.Protocol):
             i, delay = st.next_delay()
             headers = _axon_headers(i, delay) if path.startswith("/api/") else None
             payload = _response(200, b'{"result":{"text":"ok"},"i":%d}' % i, headers=headers, close=close)
-            if delay > 0:
-                loop.call_later(delay, self._send, payload, close)
-            else:
+            t_recv = time.perf_counter()
+
+            def respond() -> None:
+                st.actual_ms.append((time.perf_counter() - t_recv) * 1000.0)
                 self._send(payload, close)
+
+            if delay > 0:
+                loop.call_later(delay, respond)
+            else:
+                respond()
         elif path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
             self._send(_response(code, b'{"error":"asked for it"}', close=close), close)
@@ -209,7 +219,8 @@ class _Handler(asyncio.Protocol):
                 st.set_latency(cmd["latency"])
             self._send(_response(200, b'{"ok":true}', close=close), close)
         elif path == "/__stats":
-            out = json.dumps({"count": st.count, "stalls": st.stalls, "latency": st.latency}).encode()
+            out = json.dumps({"count": st.count, "stalls": st.stalls, "latency": st.latency,
+                              "actual_ms": st.actual_ms}).encode()
             self._send(_response(200, out, close=close), close)
         else:
             self._send(_response(404, b'{"error":"not found"}', close=close), close)

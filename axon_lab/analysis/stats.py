@@ -149,8 +149,6 @@ def percentile_ci(
     seed
         Bootstrap seed.
     """
-    from scipy import stats as sst
-
     arr = np.sort(_clean(values))
     n = int(arr.size)
     if n == 0:
@@ -162,11 +160,13 @@ def percentile_ci(
     p = q / 100.0
     if method == "order":
         # ranks l, u (1-based) with P(l <= B < u) >= confidence, B ~ Binomial(n, p)
-        kl = int(sst.binom.ppf(alpha / 2, n, p))
-        if sst.binom.cdf(kl, n, p) > alpha / 2:
-            kl -= 1
+        ks, cdf = binom_cdf(n, p)
+        # largest k with F(k) <= α/2 (−1 when none), and smallest k with F(k) >= 1 − α/2
+        below = np.nonzero(cdf <= alpha / 2)[0]
+        kl = int(ks[below[-1]]) if below.size else -1
         lo_rank = kl + 1
-        hi_rank = int(sst.binom.ppf(1 - alpha / 2, n, p)) + 1
+        above = np.nonzero(cdf >= 1 - alpha / 2)[0]
+        hi_rank = (int(ks[above[0]]) if above.size else n) + 1
         low = float(arr[lo_rank - 1]) if lo_rank >= 1 else None
         high = float(arr[hi_rank - 1]) if hi_rank <= n else None
     elif method == "bootstrap":
@@ -179,6 +179,32 @@ def percentile_ci(
     else:
         raise ValueError(f"unknown CI method {method!r}; valid: order, bootstrap")
     return PercentileCI(q, est, low, high, n, confidence, method, warning)
+
+
+def binom_cdf(n: int, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Binomial(n, p) CDF at ``k = ks`` over the range holding all but ~1e-30 of the mass.
+
+    Exact up to float rounding: the pmf comes from its ratio recurrence in log space (one
+    ``lgamma`` call), summed over the whole support for n ≤ 20,000 and over mean ± 14 sd beyond
+    (the mass outside is below 1e-40). SciPy is not needed (its import costs seconds).
+    """
+    if not 0 < p < 1:
+        ks = np.arange(n + 1)
+        return ks, (np.ones(n + 1) if p <= 0 else (ks >= n).astype(float))
+    if n <= 20_000:
+        lo, hi = 0, n
+    else:
+        sd = math.sqrt(n * p * (1 - p))
+        lo = max(0, int(n * p - 14 * sd) - 10)
+        hi = min(n, int(n * p + 14 * sd) + 10)
+    ks = np.arange(lo, hi + 1)
+    log_p0 = (math.lgamma(n + 1) - math.lgamma(lo + 1) - math.lgamma(n - lo + 1)
+              + lo * math.log(p) + (n - lo) * math.log1p(-p))
+    steps = np.log((n - ks[:-1]) / (ks[:-1] + 1.0)) + math.log(p) - math.log1p(-p)
+    logpmf = np.concatenate([[log_p0], log_p0 + np.cumsum(steps)])
+    pmf = np.exp(logpmf - logpmf.max())
+    cdf = np.cumsum(pmf) / pmf.sum()
+    return ks, cdf
 
 
 def _bootstrap_order_stat(sorted_arr: np.ndarray, k: int, n_boot: int,

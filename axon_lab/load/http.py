@@ -97,7 +97,10 @@ def is_loopback_host(host: str) -> bool:
     """True when every address ``host`` resolves to is a loopback address."""
     if host == "localhost":
         return True
-    addrs = resolved_addresses(host)
+    try:
+        addrs = resolved_addresses(host)
+    except ConfigError:  # unresolvable: certainly not known to be loopback
+        return False
     return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
 
 

@@ -38,6 +38,7 @@ timeout counts at the timeout: a lower bound); ``ttfb_ms`` when a first byte cam
 
 from __future__ import annotations
 
+import io
 import queue
 import shutil
 import threading
@@ -108,6 +109,9 @@ class RecordSink:
         self.parts_dir.mkdir(parents=True)
         self.chunk_rows = chunk_rows
         self.on_error = on_error
+        # Import and exercise pandas/pyarrow's Parquet path now: done lazily on the writer
+        # thread mid-run, it would hold the GIL for ~0.5 s and stall the generator's loop.
+        empty_frame().to_parquet(io.BytesIO(), index=False)
         self.histograms: dict[str, Histogram] = {name: Histogram() for name in HISTOGRAM_COLUMNS}
         self.rows_written = 0
         self.error: BaseException | None = None

@@ -207,6 +207,8 @@ class LoadRunner:
         A request is *late* when sent more than this after its intended start.
     max_backlog
         Open loop: queued requests allowed before new ones are dropped.
+    abort_unreachable_s
+        Stop the run (incomplete) when every attempt has failed for this long (dead server).
     progress
         Show a progress bar (tqdm; works in Jupyter).
     use_uvloop
@@ -247,6 +249,7 @@ class LoadRunner:
         seed: int | None = 0,
         late_ms: float = 10.0,
         max_backlog: int = 100_000,
+        abort_unreachable_s: float = 5.0,
         progress: bool = True,
         use_uvloop: bool = True,
         parameters: Mapping[str, Any] | None = None,
@@ -317,6 +320,7 @@ class LoadRunner:
         self.seed = seed
         self.late_ms = float(late_ms)
         self.max_backlog = int(max_backlog)
+        self.abort_unreachable_s = float(abort_unreachable_s)
         self.progress = progress
         self.use_uvloop = use_uvloop
         self.extra_parameters = dict(parameters or {})
@@ -385,6 +389,7 @@ class LoadRunner:
             max_requests=self.max_requests, grace_s=self.grace_s, late_ms=self.late_ms,
             checks=self.checks, keep_body=any(c.needs_body for c in self.checks),
             seed=self.seed, max_backlog=self.max_backlog,
+            abort_unreachable_s=self.abort_unreachable_s,
         )
 
     def stop(self, reason: str = "stopped") -> None:
