@@ -33,6 +33,14 @@ class HnswParams:
     payload_m: int | None = None
 
 
+@dataclass(frozen=True)
+class _QuantSearch:
+    """Search-time quantization options (rescore with the original vectors, oversampling)."""
+
+    rescore: bool | None = None
+    oversampling: float | None = None
+
+
 @dataclass
 class VectorPoint:
     """A point to upsert: integer id, vector, payload."""
@@ -70,17 +78,52 @@ class VectorStore:
         hnsw_ef: int | None = None,
         exact: bool = False,
         with_payload: bool = True,
+        rescore: bool | None = None,
+        oversampling: float | None = None,
     ) -> list[Hit]:
-        """Nearest neighbours of ``vector`` (cosine), optionally filtered by ``workspaceId``."""
+        """Nearest neighbours of ``vector`` (cosine), optionally filtered by ``workspaceId``.
+
+        ``rescore`` and ``oversampling`` apply to quantized collections only (None = the
+        engine's default: Qdrant Edge 0.9 does not rescore int8 unless asked).
+        """
         if hnsw_ef is not None and hnsw_ef < 1:
             raise ConfigError(f"hnsw_ef must be >= 1, got {hnsw_ef}")
+        quant = _QuantSearch(rescore, oversampling) if rescore is not None or oversampling is not None else None
         with measure("vector_search", backend=self.kind):
             try:
-                return self._search(vector, limit, workspace_id, hnsw_ef, exact, with_payload)
+                return self._search(vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
             except (ConfigError, BackendUnavailable):
                 raise
             except Exception as exc:
                 raise BackendUnavailable("qdrant", f"search failed: {exc}") from exc
+
+    def search_batch(
+        self,
+        vectors: Sequence[Sequence[float]],
+        *,
+        limit: int = 20,
+        workspace_id: str | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool = False,
+        with_payload: bool = False,
+        rescore: bool | None = None,
+        oversampling: float | None = None,
+    ) -> list[list[Hit]]:
+        """Several searches in one call (one ``vector_search_batch`` span); results in order.
+
+        Adapters with a native batch API (Qdrant Edge ``query_batch``, the server's
+        ``query_batch_points``) plan the batch as a whole; the base falls back to a loop.
+        """
+        if hnsw_ef is not None and hnsw_ef < 1:
+            raise ConfigError(f"hnsw_ef must be >= 1, got {hnsw_ef}")
+        quant = _QuantSearch(rescore, oversampling) if rescore is not None or oversampling is not None else None
+        with measure("vector_search_batch", backend=self.kind, size=len(vectors)):
+            try:
+                return self._search_batch(vectors, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
+            except (ConfigError, BackendUnavailable):
+                raise
+            except Exception as exc:
+                raise BackendUnavailable("qdrant", f"batch search failed: {exc}") from exc
 
     def upsert(self, points: Sequence[VectorPoint], *, batch_size: int = 1000) -> int:
         """Upsert ``points`` in batches of ``batch_size``; returns the number written."""
@@ -93,10 +136,18 @@ class VectorStore:
         return n
 
     # --- adapter operations -----------------------------------------------------------------
-    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload) -> list[Hit]:
+    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> list[Hit]:
         raise NotImplementedError
 
+    def _search_batch(self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload,
+                      quant=None) -> list[list[Hit]]:
+        return [self._search(v, limit, workspace_id, hnsw_ef, exact, with_payload, quant) for v in vectors]
+
     def _upsert(self, points: Sequence[VectorPoint]) -> None:
+        raise NotImplementedError
+
+    def create_payload_index(self, field_name: str) -> None:
+        """Create a keyword payload index on ``field_name`` now (e.g. after an HNSW build)."""
         raise NotImplementedError
 
     def ensure_collection(self, dim: int, hnsw: HnswParams | None = None,
@@ -200,7 +251,7 @@ class EdgeVectorStore(VectorStore):
 
     def _upsert(self, points: Sequence[VectorPoint]) -> None:
         qe = self._qe
-        ops = [qe.Point(int(p.id), {VECTOR_NAME: list(map(float, p.vector))}, dict(p.payload)) for p in points]
+        ops = [qe.Point(int(p.id), {VECTOR_NAME: _floats(p.vector)}, dict(p.payload)) for p in points]
         self.shard.update(qe.UpdateOperation.upsert_points(ops))
 
     def optimize(self) -> None:
@@ -208,22 +259,44 @@ class EdgeVectorStore(VectorStore):
             self.shard.optimize()
             self.shard.flush()
 
-    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload) -> list[Hit]:
+    def _request(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> Any:
         qe = self._qe
         flt = None
         if workspace_id is not None:
             flt = qe.Filter(must=[qe.FieldCondition(key="workspaceId", match=qe.MatchValue(workspace_id))])
-        req = qe.QueryRequest(
-            query=qe.Query.Nearest([float(x) for x in vector], using=VECTOR_NAME),
+        return qe.QueryRequest(
+            query=qe.Query.Nearest(_floats(vector), using=VECTOR_NAME),
             limit=limit, filter=flt, with_payload=with_payload,
-            params=qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact),
+            params=qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=None if quant is None else
+                                   qe.QuantizationSearchParams(rescore=quant.rescore,
+                                                               oversampling=quant.oversampling)),
         )
+
+    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> list[Hit]:
+        req = self._request(vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
         return [Hit(int(p.id), float(p.score), p.payload) for p in self.shard.query(req)]
+
+    def _search_batch(self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload,
+                      quant=None) -> list[list[Hit]]:
+        reqs = [self._request(v, limit, workspace_id, hnsw_ef, exact, with_payload, quant) for v in vectors]
+        res = self.shard.query_batch(self._qe.QueryBatchRequest(reqs))
+        return [[Hit(int(p.id), float(p.score), p.payload) for p in r] for r in res]
+
+    def create_payload_index(self, field_name: str) -> None:
+        qe = self._qe
+        self.shard.update(qe.UpdateOperation.create_field_index(field_name, qe.PayloadSchemaType.Keyword))
 
     def count(self) -> int:
         return int(self.shard.info().points_count)
 
     def info(self) -> dict[str, Any]:
+        """Counts plus on-disk sizes.
+
+        ``disk_bytes`` is the apparent size (Qdrant preallocates sparse files, so it
+        overstates); ``disk_allocated_bytes`` is what the files really occupy;
+        ``hnsw_bytes`` is the HNSW graph alone; ``hnsw_segments`` counts segments whose
+        index is HNSW (read from each segment's ``segment.json``; None if unreadable).
+        """
         i = self.shard.info()
         return {
             "points": int(i.points_count),
@@ -231,6 +304,10 @@ class EdgeVectorStore(VectorStore):
             "segments": int(i.segments_count),
             "payload_indexes": sorted(i.payload_schema),
             "disk_bytes": _dir_size(self.path),
+            "disk_allocated_bytes": _dir_size(self.path, allocated=True),
+            "hnsw_bytes": sum(_dir_size(d, allocated=True)
+                              for d in self.path.glob("segments/*/vector_index-*")),
+            "hnsw_segments": _hnsw_segments(self.path),
         }
 
     def health(self) -> bool:
@@ -280,6 +357,8 @@ class ServerVectorStore(VectorStore):
         quant = None
         if quantization == "int8":
             quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+        elif quantization not in (None, "none"):
+            raise ConfigError(f"quantization must be none or int8, got {quantization!r}")
         self.client.create_collection(
             self.collection,
             vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
@@ -297,7 +376,7 @@ class ServerVectorStore(VectorStore):
         from qdrant_client import models as m
 
         self.client.upsert(self.collection, wait=True, points=[
-            m.PointStruct(id=int(p.id), vector={VECTOR_NAME: list(map(float, p.vector))}, payload=dict(p.payload))
+            m.PointStruct(id=int(p.id), vector={VECTOR_NAME: _floats(p.vector)}, payload=dict(p.payload))
             for p in points
         ])
 
@@ -315,18 +394,36 @@ class ServerVectorStore(VectorStore):
                     return
                 time.sleep(0.5)
 
-    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload) -> list[Hit]:
+    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> list[Hit]:
         from qdrant_client import models as m
 
         flt = None
         if workspace_id is not None:
             flt = m.Filter(must=[m.FieldCondition(key="workspaceId", match=m.MatchValue(value=workspace_id))])
         res = self.client.query_points(
-            self.collection, query=[float(x) for x in vector], using=VECTOR_NAME, limit=limit,
+            self.collection, query=_floats(vector), using=VECTOR_NAME, limit=limit,
             query_filter=flt, with_payload=with_payload,
-            search_params=m.SearchParams(hnsw_ef=hnsw_ef, exact=exact),
+            search_params=_server_params(m, hnsw_ef, exact, quant),
         )
         return [Hit(int(p.id), float(p.score), p.payload) for p in res.points]
+
+    def _search_batch(self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload,
+                      quant=None) -> list[list[Hit]]:
+        from qdrant_client import models as m
+
+        flt = None
+        if workspace_id is not None:
+            flt = m.Filter(must=[m.FieldCondition(key="workspaceId", match=m.MatchValue(value=workspace_id))])
+        reqs = [m.QueryRequest(query=_floats(v), using=VECTOR_NAME, limit=limit, filter=flt,
+                               with_payload=with_payload, params=_server_params(m, hnsw_ef, exact, quant))
+                for v in vectors]
+        res = self.client.query_batch_points(self.collection, requests=reqs)
+        return [[Hit(int(p.id), float(p.score), p.payload) for p in r.points] for r in res]
+
+    def create_payload_index(self, field_name: str) -> None:
+        from qdrant_client import models as m
+
+        self.client.create_payload_index(self.collection, field_name, m.PayloadSchemaType.KEYWORD, wait=True)
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
@@ -348,5 +445,37 @@ class ServerVectorStore(VectorStore):
         self.client.close()
 
 
-def _dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+def _server_params(m: Any, hnsw_ef: int | None, exact: bool, quant: _QuantSearch | None) -> Any:
+    q = None if quant is None else m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
+    return m.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=q)
+
+
+def _floats(v: Sequence[float]) -> list[float]:
+    """A vector as a list of Python floats (for arrays, ``tolist`` is ~10x faster than a loop)."""
+    if hasattr(v, "tolist"):
+        import numpy as np
+
+        return np.asarray(v, dtype=np.float64).tolist()
+    return [float(x) for x in v]
+
+
+def _dir_size(path: Path, *, allocated: bool = False) -> int:
+    """Bytes under ``path``: apparent sizes, or blocks really allocated (sparse files count less)."""
+    if not path.exists():
+        return 0
+    files = [f.stat() for f in path.rglob("*") if f.is_file()]
+    return sum(st.st_blocks * 512 if allocated else st.st_size for st in files)
+
+
+def _hnsw_segments(path: Path) -> int | None:
+    """Number of segments of an Edge shard whose vector index is HNSW (None if unreadable)."""
+    import json
+
+    try:
+        n = 0
+        for cfg in path.glob("segments/*/segment.json"):
+            vectors = json.loads(cfg.read_text())["config"]["vector_data"]
+            n += any(v.get("index", {}).get("type") == "hnsw" for v in vectors.values())
+        return n
+    except (OSError, ValueError, KeyError, AttributeError):
+        return None
