@@ -510,6 +510,9 @@ class LoadRunner:
             scheduled=scheduled, target_rps=self.shape.mean_rate() if self.shape.is_open else None,
             checks=checks, client=client, incomplete_reason=reason, parameters=params,
             name=self.name, files=files,
+            engine={"name": self.engine, "uvloop": self.use_uvloop,
+                    "peak_vus": outcome.peak_vus if outcome else 0,
+                    "connections_opened": outcome.connections_opened if outcome else 0},
         )
         hist = sink.histograms
         if keep_files:

@@ -25,6 +25,7 @@ see :data:`axon_lab.analysis.stats.PERCENTILE_DEFINITION`, repeated in the file)
     thresholds: [{expr, metric, agg, op, limit, source, value, ok, reason}]
     client:     {loop_lag_ms, engine_thread_cpu_pct, process_cpu_pct, machine_cpu_pct,
                  dispatch_lag_ms, client_bound, reasons}
+    engine:     {name, uvloop, peak_vus, connections_opened}
     drift:      {p95_first_ms, p95_last_ms, ratio}   http_req_duration p95, first vs last tenth of the run
     files:      {records, histograms, hgrm}          names inside the output directory
     provenance: axon_lab.provenance.collect(parameters): machine, commit, versions, parameters, UTC time
@@ -127,6 +128,7 @@ def build_summary(
     parameters: Mapping[str, Any],
     name: str | None = None,
     files: Mapping[str, str] | None = None,
+    engine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the summary (see the module docstring for the schema)."""
     outcome = frame["outcome"].astype(str) if len(frame) else frame["outcome"]
@@ -207,6 +209,7 @@ def build_summary(
         },
         "thresholds": [t.to_dict() for t in thresholds],
         "client": dict(client),
+        "engine": dict(engine or {}),
         "drift": _drift(frame, window_s),
         "files": dict(files or {}),
         "provenance": provenance.collect(parameters),
