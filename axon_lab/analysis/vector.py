@@ -334,7 +334,7 @@ def ground_truth(vectors: np.ndarray, queries: np.ndarray, k: int, *, rows: np.n
 
 def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int, *,
                 vectors: np.ndarray | None = None, queries: np.ndarray | None = None,
-                eps: float = 1e-6) -> np.ndarray:
+                allowed: np.ndarray | None = None, eps: float = 1e-6) -> np.ndarray:
     """Per-query recall@k: the share of the exact top-k that the search returned.
 
     ``found[i]`` are row indices returned for query ``i`` (-1 for unknown ids), ``truth`` the
@@ -342,6 +342,8 @@ def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int, *,
     subset) the denominator is their number. With ``vectors`` and ``queries``, ties are
     tolerated as in ann-benchmarks: a returned row counts when its exact similarity is at
     least the k-th best minus ``eps`` (so an equally-near duplicate is not a miss).
+    ``allowed`` (a boolean mask over rows) restricts that tolerance to the filtered subset, so
+    a row that should have been filtered out never counts.
     """
     out = np.empty(len(truth), dtype=float)
     tolerant = vectors is not None and queries is not None
@@ -352,6 +354,8 @@ def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int, *,
             continue
         f = [r for r in dict.fromkeys(int(x) for x in list(found[i])[:k]) if r >= 0]
         hits = len(set(f) & {int(x) for x in t[:kk]})
+        if allowed is not None:
+            f = [r for r in f if allowed[r]]
         if tolerant and f and hits < kk:
             assert vectors is not None and queries is not None
             kth = float(vectors[int(t[kk - 1])] @ queries[i])
@@ -659,7 +663,9 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
             if r == 0:
                 found.append([h.id for h in hits])
     wall = time.perf_counter() - t0
-    rec = recall_at_k([dataset.rows(f) for f in found], truth, k, vectors=dataset.vectors, queries=qs)
+    allowed = None if workspace is None else dataset.workspace == workspace
+    rec = recall_at_k([dataset.rows(f) for f in found], truth, k, vectors=dataset.vectors, queries=qs,
+                      allowed=allowed)
     out: dict[str, Any] = {"recall": float(rec.mean()), "recall_min": float(rec.min()),
                            "returned": float(np.mean([len(f) for f in found])) if found else 0.0,
                            "queries": len(qs), **latency_summary(lat),
@@ -757,8 +763,12 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: ``rows`` (records), ``warnings``, ``meta``."""
-        return {"rows": self.frame.to_dict(orient="records"), "warnings": list(self.warnings),
-                "meta": self.meta}
+        return {"rows": records(self.frame), "warnings": list(self.warnings), "meta": self.meta}
+
+
+def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows as dicts with missing values (NaN, ``pd.NA``) as None, ready for JSON."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 def _backend(settings: Settings) -> str:
