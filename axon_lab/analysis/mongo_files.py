@@ -43,6 +43,15 @@ def default_fixture_dir() -> Path | None:
     return None
 
 
+def find_fixture(name: str) -> Path | None:
+    """A recorded file by name: the project's permissive copy first, then the shared folder."""
+    root = repo_root()
+    for folder in (root / TEST_FIXTURES, root / SHARED_FIXTURES):
+        if (folder / name).is_file():
+            return (folder / name).resolve()
+    return None
+
+
 def read_text(path: Path | str) -> str:
     """The text of ``path`` (gzip-compressed files are decompressed).
 
