@@ -47,6 +47,11 @@ def test_notebook_structure(path):
         ast.literal_eval(stmt.value)  # literal defaults only
         names.append(stmt.target.id)
     assert "smoke" in names, f"{path.name}: no smoke parameter"
+    import papermill  # papermill must see every parameter, or --help-notebook hides it
+
+    inferred = papermill.inspect_notebook(str(path))
+    assert sorted(inferred) == sorted(names), f"{path.name}: papermill parses {sorted(inferred)}"
+    assert all(p["help"] for p in inferred.values()), f"{path.name}: a parameter without help"
     # 1. one imports cell, from axon_lab only; the rest has no logic
     import_cells = 0
     for c in code_cells:

@@ -134,3 +134,33 @@ def fetch_timeline(base_url: str, prompt: str, workspace_id: str = "test", *,
                            "duration_ms": timing[stage], "outcome": "ok"})
                 start += timing[stage]
     return {"timeline": tl, "server_timing": timing, "reconstructed": reconstructed}
+
+
+def waterfalls_for(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Waterfalls of the typical (p50) and the p95 request."""
+    return {label: waterfall(records, idx) for label, idx in pick_requests(records).items()}
+
+
+def verdict(table: pd.DataFrame) -> dict[str, str]:
+    """One-line verdict: stages over budget, and the non-LLM overhead at p95."""
+    over = table[(table.status.isin(["warn", "fail"])) & (table.stage != "total")]
+    status = "fail" if (over.status == "fail").any() else ("warn" if len(over) else "pass")
+    t = table.set_index("stage")
+    parts = []
+    if "total" in t.index:
+        parts.append(f"total p95 {t.loc['total', 'p95_ms']:.0f} ms")
+    if "llm" in t.index:
+        parts.append(f"LLM p95 {t.loc['llm', 'p95_ms']:.0f} ms")
+    parts.append("stages over budget: " + (", ".join(over.stage) if len(over) else "none"))
+    return {"status": status, "summary": "; ".join(parts)}
+
+
+def results(table: pd.DataFrame, run: Any, timeline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """JSON-able results for the sidecar."""
+    return {
+        "stages": table.to_dict("records"),
+        "requests": run.summary.get("count"), "rps": run.summary.get("rps"),
+        "p95_ms": run.summary.get("p95"), "error_rate": run.summary.get("error_rate"),
+        "timeline_reconstructed": (timeline or {}).get("reconstructed"),
+        "timeline_spans": len((timeline or {}).get("timeline") or []),
+    }

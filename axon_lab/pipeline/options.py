@@ -17,7 +17,7 @@ class LLMOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["simulated", "openai", "off"] = "simulated"
-    median_ms: float = Field(1000.0, gt=0, description="median latency of the simulated LLM")
+    median_ms: float = Field(800.0, gt=0, description="median latency of the simulated LLM (p95 ~ 1.4 s)")
     sigma: float = Field(0.35, ge=0, le=3, description="log-normal shape (p95 = median*exp(1.645*sigma))")
     per_output_token_ms: float = Field(0.0, ge=0, description="extra latency per generated token")
     output_tokens: int = Field(120, ge=1, le=4096)
