@@ -272,11 +272,14 @@ def load_dataset(name: str, *, size: int | None = None, n_queries: int | None = 
                  smoke: bool = False, settings: Settings | None = None) -> Dataset:
     """A dataset by name: ``corpus`` (``size`` = corpus sample limit, None = full) or ``synthetic``.
 
+    ``size`` and ``n_queries`` of 0 mean the default, like None (notebook parameters are ints).
+
     With ``smoke`` the dataset is small (synthetic: 2,000 points and 100 queries; corpus: the
     ``AXON_CORPUS_LIMIT`` sample, default 300) so a notebook finishes in seconds.
     """
     factory = DATASETS.get(name)
     s = settings or get_settings()
+    size, n_queries = size or None, n_queries or None
     if name == "synthetic":
         n = size or 10_000
         q = n_queries or 500
@@ -949,6 +952,24 @@ def filtered_study(dataset: Dataset, *, m: int = 16, ef_construct: int = 128,
     return SweepResult(frame, notes, _meta(dataset, s, m=m, ef_construct=ef_construct, k=k,
                                           full_scan_threshold=full_scan_threshold,
                                           full_scan_points=thr, payload_index=list(payload_index)))
+
+
+#: The build the filtered study uses when no configuration was recommended.
+DEFAULT_FILTERED_BUILD = (16, 128)
+
+
+def filtered_study_for(dataset: Dataset, recommendation: Mapping[str, Any], g: Grid, *,
+                       selectivities: Sequence[float] = (0.01, 0.1, 0.5),
+                       payload_index: Sequence[str] = ("before", "none"), **kw: Any) -> SweepResult:
+    """:func:`filtered_study` on the recommended build (``m``, ``ef_construct``; m=16/128 when
+    nothing was recommended) at the grid's ``hnsw_ef`` values, ``k`` and first full-scan threshold."""
+    if recommendation.get("status") == "ok":
+        m, efc = int(recommendation["m"]), int(recommendation["ef_construct"])
+    else:
+        m, efc = DEFAULT_FILTERED_BUILD
+    return filtered_study(dataset, m=m, ef_construct=efc, hnsw_ef=g.hnsw_ef, k=g.k,
+                          selectivities=selectivities, payload_index=payload_index,
+                          full_scan_threshold=g.full_scan_threshold[0], **kw)
 
 
 # --- batch vs single upsert -------------------------------------------------------------------

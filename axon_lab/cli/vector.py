@@ -128,11 +128,9 @@ def _sweep(args: argparse.Namespace) -> int:
                                "warnings": list(res.warnings), "meta": res.meta}
     frames: dict[str, pd.DataFrame] = {"sweep": res.frame}
     if args.filtered:
-        m, efc = (int(rec["m"]), int(rec["ef_construct"])) if rec["status"] == "ok" else (16, 128)
-        filt = vector.filtered_study(data, m=m, ef_construct=efc, hnsw_ef=g.hnsw_ef, k=g.k,
-                                     selectivities=args.selectivity, payload_index=args.payload_index,
-                                     full_scan_threshold=g.full_scan_threshold[0],
-                                     max_search_threads=args.max_search_threads, progress=say)
+        filt = vector.filtered_study_for(data, rec, g, selectivities=args.selectivity,
+                                         payload_index=args.payload_index,
+                                         max_search_threads=args.max_search_threads, progress=say)
         frames["filtered"] = filt.frame
         results["filtered_warnings"] = list(filt.warnings)
         results["filtered"] = vector.records(filt.frame[FILTERED_COLUMNS])
