@@ -798,7 +798,7 @@ def _meta(dataset: Dataset, settings: Settings, **extra: Any) -> dict[str, Any]:
     return {"dataset": dataset.name, "points": dataset.n, "dim": dataset.dim,
             "queries": int(len(dataset.queries)), "dataset_info": dataset.info,
             "backend": _backend(settings), "cpus": os.cpu_count(),
-            "percentiles": PERCENTILE_DEFINITION, **extra}
+            "loadavg_end": list(os.getloadavg()), "percentiles": PERCENTILE_DEFINITION, **extra}
 
 
 def sweep(dataset: Dataset, g: Grid | None = None, *, clients: int = 2, include_exact: bool = True,
@@ -824,6 +824,7 @@ def sweep(dataset: Dataset, g: Grid | None = None, *, clients: int = 2, include_
     g = g or Grid()
     s = settings or get_settings()
     k = g.k
+    load0 = list(os.getloadavg())  # the machine may be shared: keep its load beside the numbers
     truth, _ = ground_truth(dataset.vectors, dataset.queries, k)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
@@ -863,7 +864,7 @@ def sweep(dataset: Dataset, g: Grid | None = None, *, clients: int = 2, include_
                 store.drop()
                 store.close()
     frame = _tidy(pd.DataFrame(rows), dataset, s)
-    return SweepResult(frame, notes, _meta(dataset, s, grid=g.to_dict(), clients=clients,
+    return SweepResult(frame, notes, _meta(dataset, s, grid=g.to_dict(), clients=clients, loadavg_start=load0,
                                           indexing_threshold_kb=indexing_threshold_kb,
                                           payload_fields=list(payload_fields),
                                           max_search_threads=max_search_threads))
