@@ -24,6 +24,7 @@ import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +161,19 @@ def build_frame(limit: int | None = None, root: Path | None = None) -> pd.DataFr
     ``limit`` keeps a deterministic, representative sample of ``limit`` corpus chunks (ranked
     by a hash), plus held-out chunks in proportion; ids are those of the full corpus.
     """
+    df = _full_frame(str(root or stdlib_root())).copy()
+    if limit is not None:
+        corpus = df[df.split == "corpus"].nsmallest(limit, "_rank")
+        held = df[df.split == "heldout"].nsmallest(max(1, int(limit * HELDOUT_SHARE)), "_rank")
+        df = pd.concat([corpus, held]).sort_values("id")
+    return df.drop(columns="_rank").reset_index(drop=True)
+
+
+@lru_cache(maxsize=2)
+def _full_frame(root: str) -> pd.DataFrame:
+    """Chunk every source text once per process (parsing the standard library takes seconds)."""
     rows = []
-    for d in iter_texts(root):
+    for d in iter_texts(Path(root)):
         for i, chunk in enumerate(_chunks(d["text"])):
             heading = {"module": d["module"], "reference": f"Python reference: {d['qualname']}",
                        "comment": f"{d['module']} (comment)"}.get(d["kind"], f"{d['module']}.{d['qualname']}")
@@ -180,11 +192,7 @@ def build_frame(limit: int | None = None, root: Path | None = None) -> pd.DataFr
             })
     df = pd.DataFrame(rows)
     df.insert(0, "id", np.arange(len(df), dtype=np.int64))
-    if limit is not None:
-        corpus = df[df.split == "corpus"].nsmallest(limit, "_rank")
-        held = df[df.split == "heldout"].nsmallest(max(1, int(limit * HELDOUT_SHARE)), "_rank")
-        df = pd.concat([corpus, held]).sort_values("id")
-    return df.drop(columns="_rank").reset_index(drop=True)
+    return df
 
 
 @dataclass

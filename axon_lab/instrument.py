@@ -172,19 +172,3 @@ def server_timing(t: Trace, *, total_ms: float | None = None) -> str:
     if total_ms is not None:
         parts.append(f"total;dur={total_ms:.3f}")
     return ", ".join(parts)
-
-
-def parse_server_timing(value: str) -> dict[str, float]:
-    """Parse a ``Server-Timing`` header into ``{name: dur_ms}`` (entries without dur are skipped)."""
-    out: dict[str, float] = {}
-    for entry in value.split(","):
-        bits = [b.strip() for b in entry.strip().split(";")]
-        if not bits or not bits[0]:
-            continue
-        for b in bits[1:]:
-            if b.startswith("dur="):
-                try:
-                    out[bits[0]] = float(b[4:].strip('"'))
-                except ValueError:
-                    pass
-    return out

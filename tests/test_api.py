@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from axon_lab.instrument import parse_server_timing
+from axon_lab.load.servertiming import parse_server_timing
 
 PROCESS = "/api/v1/prompts/process"
 ALL_STAGES = {"collection", "analysis", "retrieval", "embed", "vector_search", "document_fetch",

@@ -10,7 +10,8 @@ import pytest
 
 from axon_lab import corpus, targets, workload
 from axon_lab.errors import ConfigError
-from axon_lab.instrument import Trace, measure, parse_server_timing, server_timing, trace
+from axon_lab.instrument import Trace, measure, server_timing, trace
+from axon_lab.load.servertiming import parse_server_timing
 from axon_lab.redact import redact, redact_text
 from axon_lab.registry import Registry
 
