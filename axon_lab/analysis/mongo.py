@@ -315,7 +315,7 @@ def analyse(target: Target | Any = None, *, fixtures_dir: str | Path | None = ""
                 raise
             notes.append(f"no recorded files analysed ({exc})")
     plans: list[ExplainSummary] = []
-    if ran:
+    if live is not None and ran:
         plans += [s for s in (live.before, live.after) if s is not None]
         before_after = live.before_after()
         shapes = live_shapes(live)

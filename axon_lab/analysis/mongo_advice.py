@@ -143,7 +143,7 @@ def normalize_indexes(existing: Any) -> list[dict[str, Any]]:
         items = existing
     for i, ix in enumerate(items):
         if isinstance(ix, Mapping) and "key" in ix:
-            spec = ix.get("spec") if isinstance(ix.get("spec"), Mapping) else ix
+            spec: Mapping[str, Any] = ix["spec"] if isinstance(ix.get("spec"), Mapping) else ix
             key = key_pairs(ix["key"])
             name = str(ix.get("name") or "_".join(f"{k}_{v}" for k, v in key))
             out.append({
@@ -394,7 +394,7 @@ def index_stats_report(collections: Mapping[str, Any]):  # -> pandas.DataFrame
         merged: dict[str, dict[str, Any]] = {}
         for d in docs:
             name = str(d.get("name"))
-            acc = d.get("accesses") if isinstance(d.get("accesses"), Mapping) else {}
+            acc: Mapping[str, Any] = d["accesses"] if isinstance(d.get("accesses"), Mapping) else {}
             ops = number(acc.get("ops")) or 0
             since = _iso(acc.get("since"))
             host = d.get("shard") or d.get("host")

@@ -105,6 +105,12 @@ def number(value: Any) -> int | float | None:
     return None
 
 
+def count(value: Any) -> int | None:
+    """A count (``nReturned``, ``docsExamined``...) as an int, or ``None`` (see :func:`number`)."""
+    n = number(value)
+    return None if n is None else int(n)
+
+
 def format_key(key: Any) -> str:
     """An index key pattern the way mongod prints it in ``planSummary``: ``{ a: 1, b: -1 }``."""
     if isinstance(key, str):
@@ -370,9 +376,9 @@ def _node(d: Mapping[str, Any]) -> PlanNode:
         known=stage is not None and is_known_stage(name),
         index_name=d.get("indexName") if isinstance(d.get("indexName"), str) else None,
         key_pattern=d.get("keyPattern"),
-        n_returned=number(d.get("nReturned")),
-        docs_examined=number(d.get("docsExamined")),
-        keys_examined=number(d.get("keysExamined")),
+        n_returned=count(d.get("nReturned")),
+        docs_examined=count(d.get("docsExamined")),
+        keys_examined=count(d.get("keysExamined")),
         time_ms=time,
         details={k: v for k, v in d.items()
                  if k not in _LIFTED and k not in _CHILD_ONE and k not in _CHILD_MANY},
@@ -464,10 +470,10 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
     if isinstance(winning.get("shards"), list):  # through mongos: one plan per shard
         part.merge = str(winning.get("stage") or "SHARD_MERGE")
         exec_root = es.get("executionStages") if es else None
-        exec_shards = {}
+        exec_shards: dict[Any, Any] = {}
         if isinstance(exec_root, Mapping) and isinstance(exec_root.get("shards"), list):
             exec_shards = {s.get("shardName"): s for s in exec_root["shards"] if isinstance(s, Mapping)}
-        children = []
+        children: list[PlanNode] = []
         for sp in winning["shards"]:
             if not isinstance(sp, Mapping):
                 continue
@@ -480,9 +486,9 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
             if part.parsed_query is None:
                 part.parsed_query = sp.get("parsedQuery")
             part.rejected += len(sp.get("rejectedPlans") or [])
-            sw = sp.get("winningPlan") if isinstance(sp.get("winningPlan"), Mapping) else {}
+            sw = sp["winningPlan"] if isinstance(sp.get("winningPlan"), Mapping) else {}
             ex = exec_shards.get(sp.get("shardName"), {})
-            child = _plan_with_stats(sw, ex.get("executionStages"), part.engines)
+            child = _plan_with_stats(sw or {}, ex.get("executionStages"), part.engines)
             child.set_shard(name)
             children.append(child)
         root = _node({k: v for k, v in (exec_root or winning).items() if k != "shards"})
@@ -496,9 +502,9 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
         part.rejected = len(qp.get("rejectedPlans") or [])
         part.tree = _plan_with_stats(winning, es.get("executionStages") if es else None, part.engines)
     if es is not None:
-        part.n_returned = part.query_returned = number(es.get("nReturned"))
-        part.docs = number(es.get("totalDocsExamined"))
-        part.keys = number(es.get("totalKeysExamined"))
+        part.n_returned = part.query_returned = count(es.get("nReturned"))
+        part.docs = count(es.get("totalDocsExamined"))
+        part.keys = count(es.get("totalKeysExamined"))
         part.time_ms = number(es.get("executionTimeMillis"))
         # A pushed-down $group / a count returns aggregates: selectivity is judged on the
         # documents that reached it (the stage below), not on the one row it produced.
@@ -532,7 +538,7 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
         spec = st.get(name)
         extra = {k: v for k, v in st.items() if k != name}
         node = PlanNode(stage=name, known=name != "(no stage name)",
-                        n_returned=number(st.get("nReturned")),
+                        n_returned=count(st.get("nReturned")),
                         time_ms=number(st.get("executionTimeMillisEstimate")))
         node.details = {"spec": spec, **{k: v for k, v in extra.items()
                                           if k not in ("nReturned", "executionTimeMillisEstimate")}}
@@ -717,11 +723,10 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
     collscan = any(n.stage in COLLSCAN_STAGES for n in nodes)
     ixscan = any(n.stage in INDEX_STAGES for n in nodes)
     sorts = [n for n in nodes if n.stage in SORT_STAGES or n.details.get("sbe_sort")]
-    mem = [number(n.details.get(k)) for n in sorts
-           for k in ("memUsage", "totalDataSizeSorted", "totalDataSizeSortedBytesEstimate")]
-    mem = [m for m in mem if m is not None]
+    mem = [m for n in sorts for k in ("memUsage", "totalDataSizeSorted", "totalDataSizeSortedBytesEstimate")
+           if (m := count(n.details.get(k))) is not None]
     disk = [n.details["usedDisk"] for n in sorts if isinstance(n.details.get("usedDisk"), bool)]
-    spills = [number(n.details.get("spills")) for n in sorts if number(n.details.get("spills")) is not None]
+    spills = [c for n in sorts if (c := count(n.details.get("spills"))) is not None]
     reads_docs = any(n.stage in FETCH_STAGES for n in nodes)
     covered = ixscan and not reads_docs and (part.docs is None or part.docs == 0)
     version = _version(doc) or (part.versions[0] if part.versions else None)
@@ -745,9 +750,9 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
         ixscan=ixscan,
         indexes_used=indexes,
         in_memory_sort=bool(sorts),
-        sort_memory_bytes=int(max(mem)) if mem else None,
+        sort_memory_bytes=max(mem) if mem else None,
         sort_used_disk=any(disk) if disk else None,
-        sort_spills=int(sum(spills)) if spills else None,
+        sort_spills=sum(spills) if spills else None,
         covered=covered,
         sharded=bool(part.shards),
         shard_merge=part.merge,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from axon_lab.analysis.mongo_advice import advise_index, is_literal_value, key_pairs
-from axon_lab.analysis.mongo_explain import number
+from axon_lab.analysis.mongo_explain import count, number
 from axon_lab.errors import InputFileError
 
 #: logv2 id of "Slow query" (mongod and mongos).
@@ -148,17 +148,17 @@ def _operation(source: str, ts: Any, ns: str, op: str, cmd: Mapping[str, Any], d
         flt, srt, proj = _query_parts(str(next(iter(oc), "")), oc)
     else:
         flt, srt, proj = _query_parts(op, cmd)
-    returned = number(d.get("nreturned"))
+    returned = count(d.get("nreturned"))
     if returned is None:
-        returned = number(d.get("nMatched"))
+        returned = count(d.get("nMatched"))
     if returned is None:
-        returned = number(d.get("ndeleted"))
+        returned = count(d.get("ndeleted"))
     return Operation(
         source=source, ts=_ts(ts), namespace=ns, operation=op,
         pattern=_text(filter_shape(flt)) if flt is not None else "",
         sort=_text(srt) if srt else "",
         duration_ms=float(number(duration) or 0.0),
-        docs_examined=number(d.get("docsExamined")), keys_examined=number(d.get("keysExamined")),
+        docs_examined=count(d.get("docsExamined")), keys_examined=count(d.get("keysExamined")),
         n_returned=returned, plan_summary=d.get("planSummary"),
         has_sort_stage=bool(d.get("hasSortStage")), filter=flt, sort_spec=srt, projection=proj,
         app_name=d.get("appName"), query_hash=d.get("queryHash"),
@@ -174,7 +174,7 @@ def operation_from_log(line: Mapping[str, Any]) -> Operation | None:
     attr = line.get("attr")
     if not isinstance(attr, Mapping) or "durationMillis" not in attr:
         return None
-    cmd = attr.get("command") if isinstance(attr.get("command"), Mapping) else {}
+    cmd: Mapping[str, Any] = attr["command"] if isinstance(attr.get("command"), Mapping) else {}
     typ = str(attr.get("type") or "command")
     op = str(next(iter(cmd), "command")) if typ == "command" else typ
     return _operation("log", line.get("t"), str(attr.get("ns", "")), op, cmd, attr,
@@ -188,7 +188,7 @@ def operation_from_profile(doc: Mapping[str, Any]) -> Operation | None:
     """An :class:`Operation` from one ``system.profile`` document (``None`` if it is not one)."""
     if not isinstance(doc, Mapping) or "op" not in doc or "ns" not in doc:
         return None
-    cmd = doc.get("command") if isinstance(doc.get("command"), Mapping) else {}
+    cmd: Mapping[str, Any] = doc["command"] if isinstance(doc.get("command"), Mapping) else {}
     op = str(doc["op"])
     op = str(next(iter(cmd), "command")) if op == "command" else _PROFILE_OPS.get(op, op)
     if op == "find" and "find" not in cmd and isinstance(doc.get("query"), Mapping):
@@ -265,7 +265,7 @@ def read_profile(path: Path | str) -> list[Operation]:
 def profiling_status(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A ``db.getProfilingStatus()`` / ``profile: -1`` reply as ``{level, slowms, sample_rate,
     text}``."""
-    level = number(doc.get("was"))
+    level = count(doc.get("was"))
     slowms = number(doc.get("slowms"))
     rate = number(doc.get("sampleRate"))
     what = {0: "profiler off", 1: f"operations slower than {slowms} ms are profiled",

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import Bbox
 
 from axon_lab.analysis.mongo_explain import (
     COLLSCAN_STAGES,
@@ -84,7 +85,7 @@ def _layout(root: PlanNode) -> tuple[dict[int, tuple[float, int]], int, int]:
     return pos, int(next_x[0]), max_depth[0]
 
 
-def plan_tree_figure(plan: ExplainSummary | PlanNode, *, title: str | None = None) -> Figure:
+def plan_tree_figure(plan: ExplainSummary | PlanNode | None, *, title: str | None = None) -> Figure:
     """The winning plan drawn as a tree (root on top, data flowing upwards).
 
     Each box shows the stage (with its index key), the shard, and the returned / documents /
@@ -94,10 +95,17 @@ def plan_tree_figure(plan: ExplainSummary | PlanNode, *, title: str | None = Non
     Parameters
     ----------
     plan
-        An :class:`ExplainSummary` (its ``tree``) or a :class:`PlanNode`.
+        An :class:`ExplainSummary` (its ``tree``) or a :class:`PlanNode`; ``None`` gives an
+        empty figure saying there is no plan.
     title
         Overrides the default title (source, plan summary, engine, server version).
     """
+    if plan is None:
+        fig = Figure(figsize=(6, 1.5))
+        ax = fig.subplots()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no plan to draw", ha="center", va="center")
+        return fig
     root = plan.tree if isinstance(plan, ExplainSummary) else plan
     if title is None and isinstance(plan, ExplainSummary):
         src = Path(str(plan.source)).stem if plan.source else "plan"
@@ -193,7 +201,10 @@ def query_shape_table_figure(frame: Any, *, top: int = 12) -> Figure:
             ("p95_ms", "p95 ms", 8), ("total_ms", "total ms", 9), ("docs_examined", "docs exam.", 9),
             ("n_returned", "returned", 8), ("plan_summary", "plan", 28),
             ("advised_index", "advised index", 28)]
-    rows = [] if frame is None else frame.sort_values("total_ms", ascending=False).head(top)
+    import pandas as pd
+
+    rows = (pd.DataFrame(columns=[c for c, _, _ in cols]) if frame is None
+            else frame.sort_values("total_ms", ascending=False).head(top))
     fig = Figure(figsize=(18, 0.3 * (len(rows) + 1) + 0.7))
     ax = fig.subplots()
     ax.axis("off")
@@ -209,7 +220,7 @@ def query_shape_table_figure(frame: Any, *, top: int = 12) -> Figure:
 
     text = [[cell(r[c], w) for c, _, w in cols] for _, r in rows.iterrows()]
     table = ax.table(cellText=text, colLabels=[h for _, h, _ in cols], loc="upper center",
-                     cellLoc="left", colLoc="left", bbox=(0, 0, 1, 1),
+                     cellLoc="left", colLoc="left", bbox=Bbox.from_bounds(0, 0, 1, 1),
                      colWidths=[w / sum(w for *_, w in cols) for *_, w in cols])
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
