@@ -197,8 +197,8 @@ def test_live_session_sends_the_guides_commands_in_order():
     assert rep.ran, rep.notes
     names = [n for n, _, _ in sent(db)]
     assert names == ["buildInfo", "hello", "hello", "profile", "profile", "count", "aggregate",
-                     "listIndexes", "explain", "createIndexes", "explain", "aggregate",
-                     "dropIndexes", "profile"]
+                     "listIndexes", "explain", "explain", "createIndexes", "explain", "explain",
+                     "aggregate", "dropIndexes", "profile"]
     calls = sent(db)
     assert calls[3][:2] == ("profile", -1)
     assert calls[4] == ("profile", 2, {"slowms": 100})  # the guide's setProfilingLevel(2, {slowms: 100})
@@ -206,22 +206,25 @@ def test_live_session_sends_the_guides_commands_in_order():
     assert explain[1] == {"find": "contexts", "filter": FLT, "sort": {"confidence": -1},
                           "projection": mongo_live.APP_PROJECTION, "limit": 20}
     assert explain[2] == {"verbosity": "executionStats"}
-    create = calls[9]
+    assert calls[9][1] == {"find": "contexts", "filter": {"workspaceId": "test"},
+                           "projection": mongo_live.APP_PROJECTION}  # the guide's second query
+    assert calls[12][1] == calls[9][1]
+    create = calls[10]
     assert create[1] == "contexts"
     (spec,) = create[2]["indexes"]
     assert isinstance(spec["key"], SON)
     assert list(spec["key"].items()) == [("workspaceId", 1), ("tier", 1), ("confidence", -1)]
     assert spec["name"] == "workspace_tier_confidence_idx"
-    assert calls[12] == ("dropIndexes", "contexts", {"index": "workspace_tier_confidence_idx"})
-    assert calls[13] == ("profile", 0, {"slowms": 100})  # restored
+    assert calls[14] == ("dropIndexes", "contexts", {"index": "workspace_tier_confidence_idx"})
+    assert calls[15] == ("profile", 0, {"slowms": 100})  # restored
     assert server.level["was"] == 0 and rep.profiling["restored"]
     # What was measured.
     assert (rep.workspace_id, rep.tier, rep.documents) == ("test", "workspace", 5)
     assert len(rep.query_runs_ms) == 2
     ba = rep.before_after()
-    assert ba.phase.tolist() == ["before", "after"]
-    assert ba.collscan.tolist() == [True, False] and ba.in_memory_sort.tolist() == [True, False]
-    assert ba.docs_examined.tolist() == [5, 3] and ba.keys_examined.tolist() == [0, 3]
+    assert ba.phase.tolist() == ["before", "after", "workspace before", "workspace after"]
+    assert ba.collscan.tolist()[:2] == [True, False] and ba.in_memory_sort.tolist()[:2] == [True, False]
+    assert ba.docs_examined.tolist()[:2] == [5, 3] and ba.keys_examined.tolist()[:2] == [0, 3]
     assert rep.after.indexes_used == ["workspace_tier_confidence_idx"]
     assert rep.before.sort_memory_bytes == 2190 and rep.before.sort_used_disk is False
     assert rep.index_created == "workspace_tier_confidence_idx" and rep.index_dropped
@@ -249,7 +252,8 @@ def test_an_index_that_already_serves_is_bypassed_with_a_natural_hint_not_recrea
     db = fake_db(server)
     rep = mongo.run_live(mongo.connect(db))
     explains = [c for c in sent(db) if c[0] == "explain"]
-    assert explains[0][1]["hint"] == {"$natural": 1} and "hint" not in explains[1][1]
+    assert [("hint" in e[1]) for e in explains] == [True, True, False, False]
+    assert explains[0][1]["hint"] == {"$natural": 1}
     assert not [c for c in sent(db) if c[0] in ("createIndexes", "dropIndexes")]
     assert rep.advice.served_by == "workspace_tier_confidence_idx" and rep.index_created is None
     assert rep.before.collscan and not rep.after.collscan
@@ -269,12 +273,12 @@ def test_a_failing_step_still_drops_the_index_and_restores_profiling():
     target = mongo.connect(db)
     original = server.command
 
-    def fail_second_explain(name, value=1, **kw):
-        if name == "explain" and server.explains == 1:
+    def fail_after_explain(name, value=1, **kw):
+        if name == "explain" and server.explains == 2:
             raise OperationFailure("explain failed on purpose")
         return original(name, value, **kw)
 
-    db.command.side_effect = fail_second_explain
+    db.command.side_effect = fail_after_explain
     with pytest.raises(OperationFailure, match="on purpose"):
         mongo.run_live(target)
     names = [n for n, _, _ in sent(db)]
@@ -365,8 +369,10 @@ def test_analyse_falls_back_to_recorded_files():
 
 def test_analyse_live_against_the_fake_server():
     a = mongo.analyse(mongo.connect(fake_db(FakeServer())), smoke=True)
-    assert a.mode == "live" and [s.source for s in a.plans] == ["explain contexts find"] * 2
-    assert a.tree_plan is a.live.before and a.before_after.phase.tolist() == ["before", "after"]
+    assert a.mode == "live" and [s.source for s in a.plans] == [
+        "live contexts: before", "live contexts: after", "live contexts: workspace before",
+        "live contexts: workspace after"]
+    assert a.tree_plan is a.live.before and a.before_after.phase.tolist()[:2] == ["before", "after"]
     assert a.verdict()["status"] == "pass"
     assert "COLLSCAN → IXSCAN { workspaceId: 1, tier: 1, confidence: -1 }" in a.verdict()["summary"]
     assert a.projection["documents"] == 4 and a.pools is None

@@ -316,7 +316,8 @@ def analyse(target: Target | Any = None, *, fixtures_dir: str | Path | None = ""
             notes.append(f"no recorded files analysed ({exc})")
     plans: list[ExplainSummary] = []
     if live is not None and ran:
-        plans += [s for s in (live.before, live.after) if s is not None]
+        plans += [s for s in (live.before, live.after, live.workspace_before, live.workspace_after)
+                  if s is not None]
         before_after = live.before_after()
         shapes = live_shapes(live)
         indexes = index_stats_report({collection: live.index_stats}) if live.index_stats else None

@@ -431,6 +431,8 @@ def _plan_with_stats(winning: Mapping[str, Any], exec_stages: Mapping[str, Any] 
                 _annotate_sbe(tree, exec_stages)
             else:  # an SBE-capable server that ran this one classically
                 tree = _node(exec_stages)
+        if "slotBasedPlan" in winning:  # kept verbatim for readers of the SBE stages
+            tree.details["slotBasedPlan"] = winning["slotBasedPlan"]
         return tree
     if isinstance(exec_stages, Mapping) and exec_stages.get("stage"):
         if _is_sbe_exec(exec_stages):

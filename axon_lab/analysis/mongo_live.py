@@ -249,8 +249,9 @@ def set_profiling(db: Any, level: int, slowms: int = SLOWMS) -> dict[str, Any]:
 
 def explain_find(db: Any, collection: str, filter: Mapping[str, Any], *, sort: Any = None,
                  limit: int | None = None, projection: Any = None, hint: Any = None,
-                 verbosity: str = "executionStats") -> ExplainSummary:
-    """``db.coll.find(...).explain(verbosity)`` through the ``explain`` command, parsed."""
+                 verbosity: str = "executionStats", label: str = "find") -> ExplainSummary:
+    """``db.coll.find(...).explain(verbosity)`` through the ``explain`` command, parsed
+    (``source`` of the summary is ``live <collection>: <label>``)."""
     cmd: dict[str, Any] = {"find": collection, "filter": dict(filter)}
     if sort:
         cmd["sort"] = dict(sort)
@@ -261,7 +262,7 @@ def explain_find(db: Any, collection: str, filter: Mapping[str, Any], *, sort: A
     if hint is not None:
         cmd["hint"] = hint
     reply = db.command("explain", cmd, verbosity=verbosity)
-    return parse_explain(dict(reply), source=f"explain {collection} find")
+    return parse_explain(dict(reply), source=f"live {collection}: {label}")
 
 
 def list_indexes(db: Any, collection: str) -> list[dict[str, Any]]:
@@ -474,6 +475,8 @@ class LiveReport:
     before_hint: Any = None
     before: ExplainSummary | None = None
     after: ExplainSummary | None = None
+    workspace_before: ExplainSummary | None = None
+    workspace_after: ExplainSummary | None = None
     projection: dict[str, Any] | None = None
     pools: Any = None
     profile_operations: list[Operation] = field(default_factory=list)
@@ -481,8 +484,12 @@ class LiveReport:
     index_stats: list[dict[str, Any]] = field(default_factory=list)
 
     def before_after(self):  # -> pandas.DataFrame
-        """The before/after table (:func:`~axon_lab.analysis.mongo_explain.plans_table`)."""
-        pairs = [(k, s) for k, s in (("before", self.before), ("after", self.after)) if s is not None]
+        """The before/after table (:func:`~axon_lab.analysis.mongo_explain.plans_table`): the
+        contexts query (``before``/``after``), then the workspace query (``workspace before``/
+        ``workspace after``)."""
+        pairs = [(k, s) for k, s in (("before", self.before), ("after", self.after),
+                                     ("workspace before", self.workspace_before),
+                                     ("workspace after", self.workspace_after)) if s is not None]
         return plans_table(pairs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -496,6 +503,8 @@ class LiveReport:
             "before_hint": self.before_hint,
             "before": self.before.to_dict(tree=False) if self.before else None,
             "after": self.after.to_dict(tree=False) if self.after else None,
+            "workspace_before": self.workspace_before.to_dict(tree=False) if self.workspace_before else None,
+            "workspace_after": self.workspace_after.to_dict(tree=False) if self.workspace_after else None,
             "projection": self.projection,
             "pools": None if self.pools is None else self.pools.to_dict(orient="records"),
         }
@@ -533,7 +542,8 @@ def run_live(target: Any, *, collection: str = "contexts", workspace_id: str = "
     Steps: remember the profiling level and set it to 2 (``slowms``); seed ``seed`` contexts if
     the collection is empty (never otherwise); run the app's query (``{workspaceId, tier}``
     sorted by ``confidence`` desc, limit ``limit``, the app's projection) ``repeats`` times;
-    advise an index (ESR) against ``listIndexes``; explain ``executionStats`` before (with
+    advise an index (ESR) against ``listIndexes``; explain ``executionStats`` of that query and
+    of the guide's workspace query (``{workspaceId}`` with the projection) before (with
     ``hint: {$natural: 1}`` when an index already serves the query, so "before" is the plan
     without it); create the advised index if needed (named like the guide's when it is the
     guide's key); explain again; drop the index again unless ``keep_index``; measure projection
@@ -596,14 +606,21 @@ def run_live(target: Any, *, collection: str = "contexts", workspace_id: str = "
             rep.notes.append(f"{advice.served_by} already serves the query: 'before' is the plan "
                              "forced to a collection scan (hint $natural)")
         rep.before = explain_find(db, collection, flt, sort=sort, limit=limit,
-                                  projection=APP_PROJECTION, hint=rep.before_hint)
+                                  projection=APP_PROJECTION, hint=rep.before_hint, label="before")
+        # The guide's second query: a workspace's contexts with the synthesis projection.
+        wflt = {"workspaceId": ws}
+        rep.workspace_before = explain_find(db, collection, wflt, projection=APP_PROJECTION,
+                                            hint=rep.before_hint, label="workspace before")
         if advice.needed:
             name = GUIDE_INDEX_NAME if advice.key == [("workspaceId", 1), ("tier", 1), ("confidence", -1)] \
                 else advice.name
             create_index(db, collection, advice.key, name)
             rep.index_created = name
-        rep.after = explain_find(db, collection, flt, sort=sort, limit=limit, projection=APP_PROJECTION)
-        rep.projection = measure_projection(db[collection], {"workspaceId": ws}, APP_PROJECTION)
+        rep.after = explain_find(db, collection, flt, sort=sort, limit=limit,
+                                 projection=APP_PROJECTION, label="after")
+        rep.workspace_after = explain_find(db, collection, wflt, projection=APP_PROJECTION,
+                                           label="workspace after")
+        rep.projection = measure_projection(db[collection], wflt, APP_PROJECTION)
         try:
             rep.index_stats = _first_batch(db.command("aggregate", collection,
                                                       pipeline=[{"$indexStats": {}}], cursor={}))
