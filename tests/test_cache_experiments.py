@@ -125,7 +125,7 @@ def test_round_trips_and_claims_table(stack) -> None:
 def test_token_counts_chars4_is_ceil_len_over_4() -> None:
     frame = cache.token_counts(["Hello", "How do I parse JSON with a custom decoder in Python?"])
     assert frame.chars4.tolist() == [math.ceil(5 / 4), math.ceil(52 / 4)]
-    assert (frame.tiktoken > 0).all()
+    assert (frame.cl100k > 0).all()
     summary = cache.token_error_summary(frame)
     assert summary["texts"] == 2 and -1 < summary["mean_rel_error"] < 2
 

@@ -34,6 +34,7 @@ from axon_lab.analysis import redis_stats
 from axon_lab.config import Settings, get_settings
 from axon_lab.errors import ConfigError
 from axon_lab.pipeline import LLMOptions, Pipeline, PipelineOptions, decode, encode
+from axon_lab.redact import redact_text
 from axon_lab.registry import Registry
 from axon_lab.stack import Cache, Stack
 
@@ -96,6 +97,31 @@ def open_stack(settings: Settings | None = None, *, corpus_limit: int | None = N
         stack.close()
         raise
     return stack
+
+
+def stack_info(stack: Stack) -> dict[str, Any]:
+    """What the experiments run on: Redis (lab-owned, redacted URL, version), stores, corpus size."""
+    st = redis_stats.snapshot(lab_redis_url(stack))
+    return {"redis": {"url": redact_text(lab_redis_url(stack)), "version": st.redis_version,
+                      "pid": stack.redis_server.pid if stack.redis_server else None, "lab_owned": True},
+            "vectors": {"kind": stack.vectors.kind, "url": stack.vectors.url, "points": stack.vectors.count()},
+            "documents": {"kind": stack.docs.kind, "url": stack.docs.url, "count": stack.docs.count()},
+            "corpus_limit": stack.settings.corpus_limit}
+
+
+#: Smoke values (CI): every experiment through the same code path in a few seconds.
+SMOKE: dict[str, Any] = {
+    "requests": 60, "ttl_duration_s": 900.0, "ttl_mean_interval_s": 20.0, "eviction_requests": 120,
+    "eviction_universe": 60, "eviction_budget_kb": 96, "serialization_entries": 50, "round_trip_repeats": 30,
+    "parallel_prompts": 3, "parallel_repeats": 1, "embedding_texts": 8, "count_texts": 100,
+}
+
+
+def effective_parameters(*, smoke: bool = False, corpus_limit: int = 0, **params: Any) -> dict[str, Any]:
+    """A notebook's parameters with the smoke values applied (``corpus_limit`` 0 = from settings)."""
+    out = {**params, **{k: v for k, v in SMOKE.items() if smoke and k in params}, "smoke": smoke}
+    out["corpus_limit"] = corpus_limit or None
+    return out
 
 
 def lab_redis_url(stack: Stack) -> str:
@@ -464,7 +490,7 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
                         zipf_s: float = 1.1, seed: int = 0, workspace: str = "test") -> Run:
     """Redis under memory pressure: ``maxmemory`` + eviction policy set by ``CONFIG SET``.
 
-    For each policy (``None`` = no cap, the reference), Redis is flushed, ``maxmemory`` is set
+    For each policy (``None`` or ``"none"`` = no cap, the reference), Redis is flushed, ``maxmemory`` is set
     to the empty server's ``used_memory`` plus ``budget_kb`` and the policy applied; then a
     Zipf workload over ``universe`` distinct prompts runs with every Redis cache on (context,
     analysis, embedding: they compete for memory as in production) and L1 off. Redis' LRU is
@@ -480,6 +506,7 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
     """
     if budget_kb < 1:
         raise ConfigError(f"budget_kb must be >= 1, got {budget_kb}")
+    policies = [None if p in (None, "", "none", "no cap") else p for p in policies]
     prompts = workload.zipf_workload(requests, s=zipf_s, prompts=tuple(workload.distinct_prompts(universe)),
                                      seed=seed)
 
@@ -561,14 +588,15 @@ def _loop_us(fn: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> fl
     return float(np.median(per))
 
 
-def serialization(vectors: np.ndarray, *, formats: Sequence[str] = FORMAT_ORDER, repeats: int = 5,
+def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, formats: Sequence[str] = FORMAT_ORDER, repeats: int = 5,
                   stack: Stack | None = None) -> pd.DataFrame:
     """Bytes per entry and encode/decode time of each embedding encoding.
 
     Parameters
     ----------
     vectors
-        (n, d) float32 embeddings (e.g. the corpus' 384-d rows). Encoded as the pipeline does:
+        (n, d) embeddings, or a sequence of 1-d vectors (e.g. the corpus frame's ``embedding``
+        column, 384-d float32). Encoded as the pipeline does:
         a list of Python floats (``json`` = ``JSON.stringify``-like shortest repr of each double).
     formats
         Names from :data:`FORMATS`: ``json`` and ``msgpack`` are the pipeline's; ``msgpack-f32``
@@ -586,7 +614,7 @@ def serialization(vectors: np.ndarray, *, formats: Sequence[str] = FORMAT_ORDER,
         encode_us, decode_us, max_abs_error (round trip vs the float32 source),
         redis_bytes_per_entry.
     """
-    vecs = np.asarray(vectors, dtype=np.float32)
+    vecs = np.stack([np.asarray(v, dtype=np.float32) for v in vectors]) if len(vectors) else np.zeros((0, 0))
     if vecs.ndim != 2 or not len(vecs):
         raise ConfigError("vectors must be a non-empty 2-D array")
     lists = [[float(x) for x in v] for v in vecs]
@@ -825,31 +853,33 @@ def embedding_batching(texts: Sequence[str], *, batch_sizes: Sequence[int] = (1,
 
 # --- token counting: chars/4 vs tiktoken ---------------------------------------------------------
 def token_counts(texts: Sequence[str]) -> pd.DataFrame:
-    """Per text: characters, tiktoken (cl100k) count, the guide's ``ceil(len/4)``, and the error.
+    """Per text: characters, the tiktoken cl100k count (``cl100k``), the guide's ``ceil(len/4)``
+    (``chars4``), and the error.
 
-    ``rel_error = (chars4 - tiktoken) / tiktoken``: negative means chars/4 underestimates (a
-    context budget computed with it would overflow).
+    ``rel_error = (chars4 - cl100k) / cl100k``: negative means chars/4 underestimates (a
+    context budget computed with it would overflow). Column names avoid the word "token":
+    :func:`axon_lab.redact.redact` masks values under keys that contain it.
     """
     rows = []
     for t in texts:
         tk = tokens.count_tiktoken(t)
         c4 = tokens.count_chars4(t)
-        rows.append({"chars": len(t), "tiktoken": tk, "chars4": c4, "error": c4 - tk,
+        rows.append({"chars": len(t), "cl100k": tk, "chars4": c4, "error": c4 - tk,
                      "rel_error": (c4 - tk) / tk if tk else math.nan,
-                     "chars_per_token": len(t) / tk if tk else math.nan})
+                     "chars_per_cl100k": len(t) / tk if tk else math.nan})
     return pd.DataFrame(rows)
 
 
 def token_error_summary(frame: pd.DataFrame) -> dict[str, Any]:
     """Distribution of chars/4's relative error: mean, median, p5, p95, within ±10%, underestimates."""
     e = frame.rel_error.dropna().to_numpy(dtype=float)
-    tk, c4 = int(frame.tiktoken.sum()), int(frame.chars4.sum())
+    tk, c4 = int(frame.cl100k.sum()), int(frame.chars4.sum())
     return {"texts": int(len(frame)), "mean_rel_error": float(e.mean()), "median_rel_error": float(np.median(e)),
             "p5_rel_error": float(np.percentile(e, 5)), "p95_rel_error": float(np.percentile(e, 95)),
             "mean_abs_rel_error": float(np.abs(e).mean()), "share_within_10pct": float((np.abs(e) <= 0.10).mean()),
-            "share_underestimated": float((e < 0).mean()), "tiktoken_total": tk, "chars4_total": c4,
+            "share_underestimated": float((e < 0).mean()), "cl100k_total": tk, "chars4_total": c4,
             "total_rel_error": (c4 - tk) / tk if tk else None,
-            "chars_per_token": float(frame.chars.sum() / tk) if tk else None}
+            "chars_per_cl100k": float(frame.chars.sum() / tk) if tk else None}
 
 
 def token_counting_cost(texts: Sequence[str], *, repeats: int = 3, encoder_load: bool = True) -> pd.DataFrame:

@@ -181,28 +181,30 @@ def _short(path: str) -> str:
         return p.name if p.is_absolute() else path
 
 
-def top_lines(profile: ScaleneProfile, *, by: str = "cpu", n: int = 15) -> pd.DataFrame:
-    """The ``n`` lines with the most CPU (``cpu``), allocation (``memory``), peak or growth."""
+def top_lines(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15) -> pd.DataFrame:
+    """The ``n`` lines with the most CPU (``cpu``), allocation (``memory``), peak or growth
+    (empty when there is no profile, e.g. a run with ``profiler="none"``)."""
     col = _BY.get(by)
     if col is None:
         raise ConfigError(f"unknown ordering {by!r}; valid: {', '.join(_BY)}")
-    df = profile.lines
+    df = profile.lines if profile is not None else pd.DataFrame()
     if df.empty:
-        return df
+        return pd.DataFrame(columns=["file", "lines", "source", "cpu_pct", "malloc_mb", "growth_mb"])
     df = df[df[col] > 0].sort_values(col, ascending=False).head(n)
     cols = ["file", "lines", "source", "cpu_pct", "cpu_python_pct", "cpu_native_pct", "cpu_system_pct",
             "malloc_mb", "peak_mb", "growth_mb", "python_alloc_fraction", "copy_mb_s"]
     return df.assign(file=df.file.map(_short))[cols].reset_index(drop=True)
 
 
-def top_functions(profile: ScaleneProfile, *, by: str = "cpu", n: int = 15) -> pd.DataFrame:
-    """The ``n`` functions with the most CPU, allocation, peak or growth."""
+def top_functions(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15) -> pd.DataFrame:
+    """The ``n`` functions with the most CPU, allocation, peak or growth (empty without a profile)."""
     col = _BY.get(by)
     if col is None:
         raise ConfigError(f"unknown ordering {by!r}; valid: {', '.join(_BY)}")
-    df = profile.functions
+    df = profile.functions if profile is not None else pd.DataFrame()
     if df.empty:
-        return df
+        return pd.DataFrame(columns=["file", "lineno", "name", "cpu_pct", "cpu_python_pct", "cpu_native_pct",
+                                     "cpu_system_pct", "malloc_mb", "peak_mb", "growth_mb"])
     df = df[df[col] > 0].sort_values(col, ascending=False).head(n)
     cols = ["file", "lineno", "name", "cpu_pct", "cpu_python_pct", "cpu_native_pct", "cpu_system_pct",
             "malloc_mb", "peak_mb", "growth_mb"]
@@ -215,7 +217,7 @@ def _frame_label(frame: str) -> str:
     return f"{Path(path).name} {rest}".strip()
 
 
-def flame_layout(profile: ScaleneProfile, *, min_share: float = 0.005) -> pd.DataFrame:
+def flame_layout(profile: ScaleneProfile | None, *, min_share: float = 0.005) -> pd.DataFrame:
     """An icicle (flame graph) layout of scalene's CPU stacks.
 
     Every distinct call-path prefix becomes a box: ``depth`` (0 = outermost), ``x0`` and
@@ -223,7 +225,7 @@ def flame_layout(profile: ScaleneProfile, *, min_share: float = 0.005) -> pd.Dat
     ``path``. Boxes narrower than ``min_share`` are dropped (their time still counts in
     their parents). Children are ordered by name, as flame graphs are.
     """
-    st = profile.stacks
+    st = profile.stacks if profile is not None else pd.DataFrame()
     if st.empty or st.cpu_s.sum() <= 0:
         return pd.DataFrame(columns=["depth", "x0", "width", "cpu_s", "label", "path"])
     total = float(st.cpu_s.sum())
@@ -594,15 +596,34 @@ def summarize(run: ProfileRun, *, soak: bool = False, n: int = 15) -> dict[str, 
         "resources": resource_summary(run.resources), "verdicts": verdicts,
         "event_loop_lag": lag_summary(run.lag), "memory_slope": slope, "soak": soak,
     }
-    if run.scalene is not None:
-        res["scalene"] = {"meta": run.scalene.meta,
-                          "top_functions_cpu": top_functions(run.scalene, by="cpu", n=n),
-                          "top_functions_memory": top_functions(run.scalene, by="memory", n=n),
-                          "top_lines_cpu": top_lines(run.scalene, by="cpu", n=n),
-                          "top_lines_memory": top_lines(run.scalene, by="memory", n=n),
-                          "top_lines_growth": top_lines(run.scalene, by="growth", n=n),
-                          "leaks": run.scalene.leaks}
+    p = run.scalene
+    res["scalene"] = {"meta": p.meta if p is not None else None,
+                      "top_functions_cpu": top_functions(p, by="cpu", n=n),
+                      "top_functions_memory": top_functions(p, by="memory", n=n),
+                      "top_lines_cpu": top_lines(p, by="cpu", n=n),
+                      "top_lines_memory": top_lines(p, by="memory", n=n),
+                      "top_lines_growth": top_lines(p, by="growth", n=n),
+                      "leaks": p.leaks if p is not None else pd.DataFrame()}
     return res
+
+
+#: Smoke values (CI): the same code path, a few seconds of load.
+SMOKE: dict[str, Any] = {"scale": 0.05, "idle_s": 2.0, "sample_interval_s": 0.25}
+
+
+def effective_parameters(*, smoke: bool = False, out_dir: str = "", **params: Any) -> dict[str, Any]:
+    """A notebook's parameters with smoke values applied and defaults resolved.
+
+    ``out_dir`` empty means ``<sidecar dir>/profile-run`` (``$AXON_LAB_OUT_DIR`` or
+    ``reports/profiling``); a soak keeps the profiler only when one was asked for explicitly.
+    """
+    from axon_lab.report.sidecar import default_out_dir
+
+    out = {**params, **(SMOKE if smoke else {}), "smoke": smoke}
+    out["out_dir"] = out_dir or str(default_out_dir("profiling") / "profile-run")
+    if out.get("scenario") in (None, ""):
+        out["scenario"] = "sustained" if out.get("soak") else "simple"
+    return out
 
 
 def verdict(results: Mapping[str, Any]) -> dict[str, str]:
