@@ -9,11 +9,12 @@ from axon_lab.analysis.stats import percentile
 from axon_lab.load import LoadRunner
 from tests.loadserver import LoadServer, latency_schedule
 
-# Lognormal latency, median 400 ms (p95 ~910 ms, p99 ~1.28 s): large enough that loopback and
-# timer overhead (~1 ms idle, 3-4 ms on a busy 2-core machine, server and client together) stays
-# well inside the 2% tolerance. The server hands out exactly these N delays, one per request, so
-# a run of N requests must reproduce their percentiles: there is no sampling error to allow for.
-LATENCY = "lognormal:median=400,sigma=0.5,n=1000,seed=7"
+# Lognormal latency, median 1 s (p95 ~1.64 s, p99 ~2.0 s): loopback and timer overhead is ~1 ms
+# on an idle machine but reaches ~10 ms when a 2-core machine runs at load average 7 (both server
+# and client get descheduled), which must stay well inside the 2% tolerance. The server hands out
+# exactly these N delays, one per request, so a run of N requests must reproduce their
+# percentiles: there is no sampling error to allow for.
+LATENCY = "lognormal:median=1000,sigma=0.3,n=1000,seed=7"
 N = 1000
 TOLERANCE = 0.02
 
@@ -29,13 +30,17 @@ def expected_ms() -> dict[str, float]:
     return {q: percentile(delays, q) for q in (50, 95, 99)}
 
 
-def _check(measured: np.ndarray, label: str) -> None:
+def _check(measured: np.ndarray, label: str, server_actual_ms: list[float]) -> None:
     exp = expected_ms()
     assert measured.size == N, f"{label}: {measured.size} samples, wanted {N}"
     for q, want in exp.items():
         got = percentile(measured, q)
         rel = (got - want) / want
-        assert abs(rel) <= TOLERANCE, f"{label} p{q}: measured {got:.2f} ms, known {want:.2f} ms ({rel:+.2%})"
+        # On failure, say whether the server itself was late (its own receive→write times).
+        srv = percentile(server_actual_ms, q)
+        assert abs(rel) <= TOLERANCE, (
+            f"{label} p{q}: measured {got:.2f} ms, known {want:.2f} ms ({rel:+.2%}); "
+            f"the server's own p{q} was {srv:.2f} ms")
 
 
 def test_closed_loop_measures_known_distribution(server):
@@ -43,9 +48,10 @@ def test_closed_loop_measures_known_distribution(server):
     res = LoadRunner(url=server.url + "/work", connections=250, duration_s=60, max_requests=N,
                      progress=False).run()
     assert res.summary["count"] == N and res.summary["errors"] == 0
-    assert server.stats()["count"] == N  # every scheduled delay was used exactly once
+    stats = server.stats()
+    assert stats["count"] == N  # every scheduled delay was used exactly once
     ok = res.records[res.records["outcome"] == "ok"]
-    _check(ok["service_ms"].to_numpy(), "closed loop service time")
+    _check(ok["service_ms"].to_numpy(), "closed loop service time", stats["actual_ms"])
     # The summary's headline percentiles are the exact ones from the records.
     for q, key in ((50, "p50"), (95, "p95"), (99, "p99")):
         assert res.summary[key] == pytest.approx(percentile(ok["response_ms"].to_numpy(), q))
@@ -57,10 +63,11 @@ def test_closed_loop_measures_known_distribution(server):
 
 def test_open_loop_measures_known_distribution(server):
     server.control(reset=True)
-    res = LoadRunner(url=server.url + "/work", rate=300, arrival="poisson", duration_s=30,
+    res = LoadRunner(url=server.url + "/work", rate=250, arrival="poisson", duration_s=30,
                      max_requests=N, connections=600, progress=False, seed=3).run()
     assert res.summary["count"] == N and res.summary["errors"] == 0
     assert res.summary["requests"]["queued"] == 0  # the pool never ran dry
+    actual = server.stats()["actual_ms"]
     ok = res.records[res.records["outcome"] == "ok"]
-    _check(ok["service_ms"].to_numpy(), "open loop service time")
-    _check(ok["response_ms"].to_numpy(), "open loop response time")
+    _check(ok["service_ms"].to_numpy(), "open loop service time", actual)
+    _check(ok["response_ms"].to_numpy(), "open loop response time", actual)

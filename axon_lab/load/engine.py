@@ -247,16 +247,25 @@ class AsyncioEngine:
             first = await self._connect()
         except (TimeoutError, OSError) as exc:
             raise BackendUnavailable("load target", f"{plan.target.base_url}: {_err(exc)}") from None
+        warm = [first]
+        if plan.shape.is_open:
+            # Open a few more pool connections before the clock starts, so the first requests
+            # do not pay connect time as schedule lag (the pool still grows on demand).
+            extra = await asyncio.gather(*(self._connect() for _ in range(min(plan.connections, 16) - 1)),
+                                         return_exceptions=True)
+            warm += [c for c in extra if isinstance(c, HttpConnection)]
         self.t0_ns = _now()
         started_utc = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
         self.started = True
         self._last_progress_ns = self.t0_ns
         self._monitor.start()
-        self._every("flush", 0.5, self.sink.flush)
+        # Flush once a second: each flush briefly takes the GIL on the writer thread, and a
+        # killed run loses at most the last second of records.
+        self._every("flush", 1.0, self.sink.flush)
         self._every("sweep", min(0.05, plan.timeout_s / 10), self._sweep)
         if plan.shape.is_open:
-            self._idle.append(first)
-            self._open_start()
+            self._idle.extend(warm)
+            self._open_start(len(warm))
         else:
             self._closed_start(first)
         if self.stop_reason is not None:  # stopped before we even began
@@ -430,10 +439,10 @@ class AsyncioEngine:
                            f"({self._last_failure})")
 
     # -- open loop --------------------------------------------------------------------------------
-    def _open_start(self) -> None:
+    def _open_start(self, warm: int) -> None:
         plan = self.plan
         self._pool_max = max(1, plan.connections)
-        self._n_conns = 1  # the preflight connection
+        self._n_conns = warm  # the connections opened before the start
         self._batches = plan.shape.arrivals(seed=plan.seed)
         self._bounds = plan.shape.boundaries
         self._batch_ns: np.ndarray = np.empty(0, dtype=np.int64)

@@ -98,7 +98,7 @@ class RecordSink:
         Called with the exception if the writer fails (the run is then incomplete).
     """
 
-    def __init__(self, directory: Path, *, chunk_rows: int = 4096,
+    def __init__(self, directory: Path, *, chunk_rows: int = 8192,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
         self.directory = Path(directory)
         self.parts_dir = self.directory / RECORDS_NAME
@@ -109,9 +109,12 @@ class RecordSink:
         self.parts_dir.mkdir(parents=True)
         self.chunk_rows = chunk_rows
         self.on_error = on_error
-        # Import and exercise pandas/pyarrow's Parquet path now: done lazily on the writer
-        # thread mid-run, it would hold the GIL for ~0.5 s and stall the generator's loop.
-        empty_frame().to_parquet(io.BytesIO(), index=False)
+        # Import and exercise pyarrow's Parquet path now: done lazily on the writer thread
+        # mid-run, the imports would hold the GIL for ~0.5 s and stall the generator's loop.
+        import pyarrow.parquet as pq
+
+        pq.write_table(chunk_table(chunk_arrays(_Chunk(1))), io.BytesIO())
+        empty_frame()
         self.histograms: dict[str, Histogram] = {name: Histogram() for name in HISTOGRAM_COLUMNS}
         self.rows_written = 0
         self.error: BaseException | None = None
@@ -189,6 +192,8 @@ class RecordSink:
 
     # -- writer thread -------------------------------------------------------------------
     def _writer(self) -> None:
+        import pyarrow.parquet as pq
+
         while True:
             chunk = self._queue.get()
             if chunk is None:
@@ -196,28 +201,27 @@ class RecordSink:
             if self.error is not None:
                 continue
             try:
-                frame = chunk_frame(chunk)
+                data = chunk_arrays(chunk)
                 for name, col in HISTOGRAM_COLUMNS.items():
-                    self.histograms[name].record_ms(frame[col].to_numpy())
-                for col in frame.columns:
+                    self.histograms[name].record_ms(data[col])
+                for col, values in data.items():
                     if col.startswith("stage."):
-                        self.histograms.setdefault(col, Histogram()).record_ms(frame[col].to_numpy())
+                        self.histograms.setdefault(col, Histogram()).record_ms(values)
+                table = chunk_table(data)
                 self._parts += 1
                 # Write-then-rename: a part is complete or absent, even if the process is killed.
                 tmp = self.parts_dir / f".part-{self._parts:06d}.tmp"
-                frame.to_parquet(tmp, index=False)
+                pq.write_table(table, tmp)
                 tmp.replace(self.parts_dir / f"part-{self._parts:06d}.parquet")
-                self.rows_written += len(frame)
+                self.rows_written += table.num_rows
             except BaseException as exc:  # disk full, bad permissions...: keep the run going
                 self.error = exc
                 if self.on_error is not None:
                     self.on_error(exc)
 
 
-def chunk_frame(c: _Chunk):  # -> pandas.DataFrame
-    """A chunk as a DataFrame with the derived millisecond columns."""
-    import pandas as pd
-
+def chunk_arrays(c: _Chunk) -> dict[str, Any]:
+    """A chunk's columns as NumPy arrays (plus lists for the string columns), derived ms included."""
     n = c.n
     ints = {k: v[:n] for k, v in c.ints.items()}
     outcome = ints["outcome"]
@@ -233,8 +237,8 @@ def chunk_frame(c: _Chunk):  # -> pandas.DataFrame
         "lag_ms": np.where(sent >= 0, (sent - intended) / 1e6, np.nan),
         "connect_ms": c.connect_ms[:n],
         "status": ints["status"],
-        "outcome": pd.Categorical.from_codes(outcome, categories=list(OUTCOMES)),
-        "error": pd.array(c.error[:n], dtype="string"),
+        "outcome": outcome,
+        "error": c.error[:n],
         "bytes": ints["bytes"],
         "queued": c.bools["queued"][:n], "late": c.bools["late"][:n],
         "checks_passed": ints["checks_passed"], "checks_failed": ints["checks_failed"],
@@ -242,32 +246,67 @@ def chunk_frame(c: _Chunk):  # -> pandas.DataFrame
     for name, col in sorted(c.stages.items()):
         data[f"stage.{name}"] = col[:n]
     for name, ccol in sorted(c.caches.items()):
-        data[f"cache.{name}"] = pd.array(ccol[:n], dtype="string")
-    return pd.DataFrame(data)
+        data[f"cache.{name}"] = ccol[:n]
+    return data
+
+
+def chunk_table(data: dict[str, Any]):  # -> pyarrow.Table
+    """Arrow table of :func:`chunk_arrays` output.
+
+    Built straight from the NumPy buffers (no pandas on the way), so the writer thread holds the
+    GIL only briefly; Parquet encoding then runs in Arrow's C++ with the GIL released.
+    """
+    import pyarrow as pa
+
+    cols = {}
+    for k, v in data.items():
+        if k == "outcome":
+            cols[k] = pa.DictionaryArray.from_arrays(pa.array(v, pa.int8()),
+                                                     pa.array(OUTCOMES, pa.string()))
+        elif k == "error" or k.startswith("cache."):
+            cols[k] = pa.array(v, pa.string())
+        else:
+            cols[k] = pa.array(v)
+    return pa.table(cols)
+
+
+def chunk_frame(c: _Chunk):  # -> pandas.DataFrame
+    """A chunk as a records DataFrame (see the module docstring for the columns)."""
+    return normalize(chunk_table(chunk_arrays(c)).to_pandas(), sort=False)
 
 
 def empty_frame():  # -> pandas.DataFrame
     """A records frame with the fixed columns and no rows."""
-    return chunk_frame(_Chunk(0))
-
-
-def normalize(frame):  # -> pandas.DataFrame
-    """Fixed column order, ``outcome`` categorical with all :data:`OUTCOMES`, sorted by seq."""
     import pandas as pd
 
-    fixed = list(empty_frame().columns)
+    data = chunk_arrays(_Chunk(0))
+    frame = pd.DataFrame({k: v for k, v in data.items() if k not in ("outcome", "error")})
+    frame["outcome"] = pd.Categorical.from_codes(data["outcome"], categories=list(OUTCOMES))
+    frame["error"] = pd.array([], dtype="string")
+    return frame[list(data)]
+
+
+def normalize(frame, *, sort: bool = True):  # -> pandas.DataFrame
+    """Fixed column order and dtypes (``outcome`` categorical over all :data:`OUTCOMES`, text
+    columns ``string``), sorted by ``seq``."""
+    import pandas as pd
+
+    empty = empty_frame()
+    fixed = list(empty.columns)
     extra = sorted(c for c in frame.columns if c not in fixed)
     for col in fixed:
         if col not in frame.columns:
-            frame[col] = pd.Series(dtype=empty_frame()[col].dtype)
-    frame = frame[fixed + extra]
-    if not isinstance(frame["outcome"].dtype, pd.CategoricalDtype) or \
-            list(frame["outcome"].cat.categories) != list(OUTCOMES):
-        frame["outcome"] = pd.Categorical(frame["outcome"].astype("string"), categories=list(OUTCOMES))
-    for col in extra:
-        if col.startswith("cache.") and frame[col].dtype != "string":
+            frame[col] = pd.Series(dtype=empty[col].dtype, index=frame.index)
+    frame = frame[fixed + extra].copy()
+    oc = frame["outcome"]
+    if not isinstance(oc.dtype, pd.CategoricalDtype) or list(oc.cat.categories) != list(OUTCOMES):
+        frame["outcome"] = pd.Categorical(oc.astype("string"), categories=list(OUTCOMES))
+    for col in ["error", *extra]:
+        if (col == "error" or col.startswith("cache.")) and frame[col].dtype != "string":
             frame[col] = frame[col].astype("string")
-    return frame.sort_values("seq", kind="stable").reset_index(drop=True)
+    if sort:
+        frame = frame.sort_values("seq", kind="stable").reset_index(drop=True)
+    return frame
 
 
 def read_records(path: Path | str):  # -> pandas.DataFrame

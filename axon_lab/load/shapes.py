@@ -20,10 +20,12 @@ so a constant rate ``r`` for ``d`` seconds schedules exactly ``r·d`` requests.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -95,10 +97,14 @@ class Shape:
         """Largest target reached (VUs or requests/s)."""
         return float(max([self.start] + [t for _, t in self.stages]))
 
-    @property
+    @cached_property
     def boundaries(self) -> np.ndarray:
         """Stage start times, plus the end time (length ``len(stages) + 1``)."""
         return np.concatenate([[0.0], np.cumsum([d for d, _ in self.stages])])
+
+    @cached_property
+    def _starts(self) -> list[float]:
+        return [float(x) for x in self.boundaries[:-1]]
 
     def target_at(self, t: float) -> float:
         """The target (VUs or rate) at ``t`` seconds, linearly interpolated within a stage."""
@@ -112,8 +118,10 @@ class Shape:
 
     def stage_at(self, t: float) -> int:
         """Index of the stage running at ``t`` seconds (the last one after the end)."""
-        idx = int(np.searchsorted(self.boundaries, t, side="right")) - 1
-        return min(max(idx, 0), len(self.stages) - 1)
+        # Called once per request in the closed loop: plain bisect on a cached list, no NumPy.
+        if len(self.stages) == 1:
+            return 0
+        return max(bisect.bisect_right(self._starts, t) - 1, 0)
 
     def expected_requests(self) -> float:
         """Open loop: Λ(end), the expected number of requests of the whole shape."""
