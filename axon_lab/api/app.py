@@ -1,10 +1,16 @@
-"""The HTTP surface of Axon (FastAPI): /health, /api/v1/prompts/process, /metrics, /metrics/prometheus."""
+"""The HTTP surface of Axon (FastAPI): /health, /api/v1/prompts/process, /metrics, /metrics/prometheus.
+
+Lab extensions: ``/api/v1/options`` (switch ``PipelineOptions``) and, only when the server
+is started with ``AXON_FAULT_INJECTION=1``, ``/api/v1/faults`` (stop, pause or slow down a
+backend the lab owns, for fault experiments).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from axon_lab.config import Settings, get_settings
 from axon_lab.errors import BackendUnavailable
 from axon_lab.pipeline import MAX_PROMPT_CHARS, Pipeline, PipelineOptions, PromptTooLarge
+from axon_lab.pipeline.core import FAULT_MODES, Fault
 from axon_lab.redact import redact_text
 
 log = logging.getLogger("axon_lab.api")
@@ -71,14 +79,70 @@ class Metrics:
                          registry=self.registry)
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": redact_text(message), **extra}, status_code=status)
+class BackendCollector:
+    """Prometheus view of each backend's policy and counters, read from the pipeline at scrape time."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def collect(self) -> Any:
+        pipeline = getattr(self.app.state, "pipeline", None)
+        if pipeline is None:
+            return
+        stats = pipeline.backend_stats()
+        timeout = GaugeMetricFamily("axon_backend_timeout_seconds", "Timeout per attempt (Redis: per command)",
+                                    labels=["backend"])
+        retries = GaugeMetricFamily("axon_backend_retries", "Extra attempts after a failure", labels=["backend"])
+        deadline = GaugeMetricFamily("axon_backend_deadline_seconds",
+                                     "Longest a request waits on the backend before it is answered",
+                                     labels=["backend"])
+        circuit = GaugeMetricFamily("axon_backend_circuit_open",
+                                    "1 while calls to the backend fail fast (circuit open or half-open)",
+                                    labels=["backend"])
+        calls = CounterMetricFamily("axon_backend_calls", "Backend calls by outcome", labels=["backend", "outcome"])
+        for name, st in stats.items():
+            pol = st["policy"]
+            timeout.add_metric([name], float(pol["timeout_s"]))
+            retries.add_metric([name], float(pol["retries"]))
+            deadline.add_metric([name], float(pol["deadline_s"]))
+            circuit.add_metric([name], 0.0 if st["state"] == "closed" else 1.0)
+            if name == "redis":
+                outcomes = {"error": st["errors"], "timeout": st["timeouts"], "skipped": st["skipped"],
+                            "ok": st["calls"] - st["errors"] - st["skipped"]}
+            else:
+                outcomes = {"ok": st["ok"], "error": st["failures"] - st["timeouts"], "timeout": st["timeouts"],
+                            "rejected": st["rejected"]}
+            for outcome, n in outcomes.items():
+                calls.add_metric([name, outcome], float(max(0, n)))
+        yield from (timeout, retries, deadline, circuit, calls)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": redact_text(message), **extra}, status_code=status, headers=headers)
+
+
+def fault_injection_enabled() -> bool:
+    """True when ``AXON_FAULT_INJECTION`` is set to 1/true/yes (lab fault experiments)."""
+    return os.environ.get("AXON_FAULT_INJECTION", "").strip().lower() in ("1", "true", "yes")
+
+
+class FaultRequest(BaseModel):
+    """``PUT /api/v1/faults/{backend}`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: StrictStr = Field(..., description=f"one of {', '.join(FAULT_MODES)}")
+    latency_ms: float = Field(0.0, ge=0, le=60_000)
 
 
 def create_app(settings: Settings | None = None, options: PipelineOptions | None = None,
-               *, load_corpus: bool = True) -> FastAPI:
-    """Build the app; the lifespan opens the stack (starting Redis if needed) and loads the corpus."""
+               *, load_corpus: bool = True, fault_injection: bool | None = None) -> FastAPI:
+    """Build the app; the lifespan opens the stack (starting Redis if needed) and loads the corpus.
+
+    ``fault_injection`` (default: ``AXON_FAULT_INJECTION``) enables ``/api/v1/faults``.
+    """
     settings = settings or get_settings()
+    faults_on = fault_injection_enabled() if fault_injection is None else fault_injection
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,13 +160,17 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
             app.state.pipeline = pipeline
             yield
         finally:
+            if getattr(app.state, "pipeline", None) is not None:
+                app.state.pipeline.close()
             with contextlib.suppress(Exception):
                 await stack.cache.close()
             await asyncio.to_thread(stack.close)
 
     app = FastAPI(title="Axon (axon_lab)", version="1.0", lifespan=lifespan)
     metrics = Metrics()
+    metrics.registry.register(BackendCollector(app))
     app.state.metrics = metrics
+    app.state.pipeline = None
     proc = psutil.Process(os.getpid())
 
     @app.middleware("http")
@@ -142,11 +210,13 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:
         stack = request.app.state.stack
+        guards = request.app.state.pipeline.guards
         t0 = time.perf_counter()
+        # Store probes run in each store's own pool: a hung store cannot hang /health.
         checks = await asyncio.gather(
             stack.cache.ping(),
-            asyncio.wait_for(asyncio.to_thread(stack.vectors.health), 2.0),
-            asyncio.wait_for(asyncio.to_thread(stack.docs.health), 2.0),
+            guards["qdrant"].probe(stack.vectors.health, 2.0),
+            guards["mongodb"].probe(stack.docs.health, 2.0),
             return_exceptions=True,
         )
         names = ("redis", "qdrant", "mongodb")
@@ -178,7 +248,8 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
         except BackendUnavailable as exc:
             metrics.requests.labels(path, "503").inc()
             metrics.errors.labels(path, exc.backend).inc()
-            return _error(503, str(exc), backend=exc.backend)
+            retry_after = str(max(1, math.ceil(pipeline.options.breaker_cooldown_s)))
+            return _error(503, str(exc), headers={"Retry-After": retry_after}, backend=exc.backend)
         except Exception as exc:  # never leak a traceback; count it
             log.exception("process failed")
             metrics.requests.labels(path, "500").inc()
@@ -233,4 +304,73 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
         request.app.state.pipeline.set_options(opts)
         return JSONResponse(opts.model_dump())
 
+    @app.get("/api/v1/faults")
+    async def get_faults(request: Request) -> JSONResponse:
+        if not faults_on:
+            return _faults_off()
+        return JSONResponse({"enabled": True, "faults": _fault_state(request.app)})
+
+    @app.put("/api/v1/faults/{backend}")
+    async def put_fault(backend: str, body: FaultRequest, request: Request) -> JSONResponse:
+        """Inject a fault into a backend the lab owns (``AXON_FAULT_INJECTION=1`` only)."""
+        if not faults_on:
+            return _faults_off()
+        stack, pipeline = request.app.state.stack, request.app.state.pipeline
+        if body.mode not in FAULT_MODES:
+            return _error(422, f"mode: unknown fault mode {body.mode!r}; valid: {', '.join(FAULT_MODES)}",
+                          field="mode")
+        if backend == "redis":
+            server = stack.redis_server
+            if server is None:
+                return _error(409, "redis: not owned by this server (AXON_REDIS_URL is set); fault the "
+                                   "redis-server where it runs", field="backend")
+            if body.mode == "latency":
+                return _error(422, "redis: latency needs a TCP proxy in front of Redis; use a fault target "
+                                   "(axon_lab.analysis.faults.start_fault_target)", field="mode")
+            await asyncio.to_thread(server.kill if body.mode == "stop" else server.pause)
+            request.app.state.redis_fault = {"mode": body.mode, "since_unix": time.time()}
+        elif backend in pipeline.guards:
+            try:
+                fault = Fault(body.mode, latency_ms=body.latency_ms)
+            except ValueError as exc:
+                return _error(422, f"latency_ms: {exc}", field="latency_ms")
+            pipeline.guards[backend].set_fault(fault)
+        else:
+            return _error(404, f"unknown backend {backend!r}; valid: redis, {', '.join(sorted(pipeline.guards))}",
+                          field="backend")
+        log.warning("fault injected: %s %s", backend, body.mode)
+        return JSONResponse({"enabled": True, "faults": _fault_state(request.app)})
+
+    @app.delete("/api/v1/faults/{backend}")
+    async def clear_fault(backend: str, request: Request) -> JSONResponse:
+        """End a fault: a stopped redis-server is started again, a paused one resumed."""
+        if not faults_on:
+            return _faults_off()
+        stack, pipeline = request.app.state.stack, request.app.state.pipeline
+        if backend == "redis":
+            current = getattr(request.app.state, "redis_fault", None)
+            if current is not None and stack.redis_server is not None:
+                fn = stack.redis_server.resume if current["mode"] == "pause" else stack.redis_server.restart
+                await asyncio.to_thread(fn)
+            request.app.state.redis_fault = None
+        elif backend in pipeline.guards:
+            pipeline.guards[backend].set_fault(None)
+        else:
+            return _error(404, f"unknown backend {backend!r}; valid: redis, {', '.join(sorted(pipeline.guards))}",
+                          field="backend")
+        log.warning("fault cleared: %s", backend)
+        return JSONResponse({"enabled": True, "faults": _fault_state(request.app)})
+
     return app
+
+
+def _faults_off() -> JSONResponse:
+    return _error(404, "fault injection is off: start the server with AXON_FAULT_INJECTION=1 "
+                       "(lab fault experiments only)")
+
+
+def _fault_state(app: FastAPI) -> dict[str, Any]:
+    guards = app.state.pipeline.guards
+    out: dict[str, Any] = {"redis": getattr(app.state, "redis_fault", None)}
+    out.update({name: g.fault.to_dict() if g.fault else None for name, g in guards.items()})
+    return out

@@ -1,15 +1,26 @@
 """The Axon orchestrator: collection → analysis → retrieval → synthesis → injection → LLM →
-post-processing, every stage a ``measure()`` span, every cache level reported."""
+post-processing, every stage a ``measure()`` span, every cache level reported.
+
+Reliability: every store call goes through a :class:`BackendGuard` (own bounded thread pool,
+timeout per attempt, retries, circuit breaker), so a down or hung vector store or document
+store gives a 503 naming it within ``PipelineOptions.backend_policies()[...]["deadline_s"]``,
+never a hang; Redis failures only degrade the request (served without the cache).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
+import functools
 import hashlib
 import json
 import math
 import random
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +80,251 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+# --- reliability: faults (lab experiments) and the guard around every store call -------------
+FAULT_MODES = ("stop", "pause", "latency")
+
+
+class Fault:
+    """A fault injected into a store's calls, in the guard's worker thread, before the real call.
+
+    This is a latency-injecting wrapper for the in-process stores (Qdrant Edge, the embedded
+    MongoDB stand-in): the pipeline's timeouts, retries and circuit breaker see it exactly as
+    they would see a slow, frozen or refusing server, but the store itself is untouched.
+
+    Parameters
+    ----------
+    mode
+        ``stop``: every call fails at once (connection refused); ``pause``: every call hangs
+        until the fault is cleared (like a SIGSTOPped server), at most ``max_pause_s``;
+        ``latency``: every call waits ``latency_ms`` first.
+    latency_ms
+        Added latency (``latency`` mode).
+    max_pause_s
+        Bound on a paused call (so no thread waits forever).
+    """
+
+    def __init__(self, mode: str, *, latency_ms: float = 0.0, max_pause_s: float = 300.0) -> None:
+        if mode not in FAULT_MODES:
+            raise ValueError(f"unknown fault mode {mode!r}; valid: {', '.join(FAULT_MODES)}")
+        if mode == "latency" and not latency_ms > 0:
+            raise ValueError("latency mode needs latency_ms > 0")
+        self.mode = mode
+        self.latency_ms = float(latency_ms)
+        self.max_pause_s = float(max_pause_s)
+        self.since_unix = time.time()
+        self._released = threading.Event()
+
+    def apply(self, backend: str) -> None:
+        """Called in the worker thread before the store call."""
+        if self._released.is_set():
+            return
+        if self.mode == "stop":
+            raise ConnectionRefusedError(f"{backend}: connection refused (injected fault: stopped)")
+        if self.mode == "pause":
+            self._released.wait(self.max_pause_s)
+        else:
+            self._released.wait(self.latency_ms / 1000.0)
+
+    def release(self) -> None:
+        """End the fault: paused calls continue, delayed calls stop waiting."""
+        self._released.set()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "latency_ms": self.latency_ms if self.mode == "latency" else None,
+                "since_unix": self.since_unix}
+
+
+class BackendGuard:
+    """Every call to one store: own thread pool, timeout per attempt, retries, circuit breaker.
+
+    * A call runs in the guard's pool (at most ``max_inflight`` at once, including calls that
+      timed out but whose thread is still stuck in the store); beyond that it fails fast, so a
+      hung store can neither queue requests forever nor take the threads the rest of the
+      pipeline needs.
+    * Each attempt is bounded by ``timeout_s``; a failed or timed-out attempt is retried
+      ``retries`` times after ``retry_backoff_s * n``.
+    * After ``breaker_failures`` consecutive failed attempts the circuit opens: calls fail at
+      once for ``breaker_cooldown_s``, then one probe call goes through; its success (or a
+      successful health probe) closes the circuit.
+
+    Every failure is raised as :class:`BackendUnavailable` naming the backend.
+    """
+
+    def __init__(self, name: str, *, timeout_s: float, retries: int = 0, retry_backoff_s: float = 0.05,
+                 breaker_failures: int = 5, breaker_cooldown_s: float = 1.0, max_inflight: int = 8) -> None:
+        self.name = name
+        self.fault: Fault | None = None
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.max_inflight = 0
+        self.configure(timeout_s=timeout_s, retries=retries, retry_backoff_s=retry_backoff_s,
+                       breaker_failures=breaker_failures, breaker_cooldown_s=breaker_cooldown_s,
+                       max_inflight=max_inflight)
+        self.state = "closed"
+        self._open_until = 0.0
+        self._consecutive = 0
+        self._probing = False
+        self.calls = self.ok = self.failures = self.timeouts = self.retried = self.rejected = 0
+        self.last_error: str | None = None
+        self.opened_unix: float | None = None
+        self.closed_unix: float | None = None
+
+    def configure(self, *, timeout_s: float, retries: int, retry_backoff_s: float, breaker_failures: int,
+                  breaker_cooldown_s: float, max_inflight: int) -> None:
+        """Apply a policy (``PipelineOptions``); a new in-flight bound gets a new pool."""
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.retry_backoff_s = float(retry_backoff_s)
+        self.breaker_failures = int(breaker_failures)
+        self.breaker_cooldown_s = float(breaker_cooldown_s)
+        if max_inflight != self.max_inflight or self._executor is None:
+            old = self._executor
+            self.max_inflight = int(max_inflight)
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.max_inflight, thread_name_prefix=f"axon-{self.name}")
+            if old is not None:
+                old.shutdown(wait=False)
+
+    @property
+    def inflight(self) -> int:
+        """Calls submitted and not finished (a timed-out call counts until its thread returns)."""
+        return self._inflight
+
+    # -- circuit ----------------------------------------------------------------------------
+    def _admit(self) -> bool:
+        """Raise when the circuit is open; return True when this call is the half-open probe."""
+        if self.state == "closed":
+            return False
+        if self.state == "open" and time.monotonic() >= self._open_until:
+            self.state = "half-open"
+        if self.state == "half-open" and not self._probing:
+            self._probing = True
+            return True
+        self.rejected += 1
+        wait = max(0.0, self._open_until - time.monotonic())
+        raise BackendUnavailable(self.name, f"circuit open after {self._consecutive} consecutive failures "
+                                            f"(last: {self.last_error}); next probe in {wait:.1f}s")
+
+    def _success(self) -> None:
+        self.ok += 1
+        self._consecutive = 0
+        if self.state != "closed":
+            self.state = "closed"
+            self.closed_unix = time.time()
+
+    def _failure(self, problem: str, *, probe: bool) -> None:
+        self.failures += 1
+        self._consecutive += 1
+        self.last_error = problem
+        if probe or (self.state == "closed" and self._consecutive >= self.breaker_failures):
+            if self.state == "closed":
+                self.opened_unix = time.time()
+            self.state = "open"
+            self._open_until = time.monotonic() + self.breaker_cooldown_s
+
+    # -- calls ------------------------------------------------------------------------------
+    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future:
+        if self._inflight >= self.max_inflight:
+            self.rejected += 1
+            raise BackendUnavailable(self.name, f"{self._inflight} calls still in flight (limit {self.max_inflight}): "
+                                                "the store is hung or overloaded")
+        fault = self.fault
+        ctx = contextvars.copy_context()  # spans measured in the store land in this request's trace
+        call = functools.partial(fn, *args, **kwargs)
+        name = self.name
+
+        def run() -> Any:
+            if fault is not None:
+                fault.apply(name)
+            return ctx.run(call)
+
+        def done(_: concurrent.futures.Future) -> None:
+            with self._lock:
+                self._inflight -= 1
+
+        assert self._executor is not None
+        with self._lock:
+            self._inflight += 1
+        try:
+            cf = self._executor.submit(run)
+        except RuntimeError:  # pool shut down (server stopping)
+            with self._lock:
+                self._inflight -= 1
+            raise BackendUnavailable(self.name, "shutting down") from None
+        cf.add_done_callback(done)  # also runs when a queued call is cancelled by a timeout
+        return asyncio.wrap_future(cf)
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` under the policy; raises :class:`BackendUnavailable`."""
+        self.calls += 1
+        probe = self._admit()
+        attempts = 1 if probe else self.retries + 1
+        problem, made = "no attempt made", 0
+        try:
+            for attempt in range(attempts):
+                if attempt:
+                    if self.state == "open":  # opened meanwhile (other requests): stop here
+                        break
+                    self.retried += 1
+                    await asyncio.sleep(self.retry_backoff_s * attempt)
+                made += 1
+                fut = self._submit(fn, args, kwargs)
+                try:
+                    result = await asyncio.wait_for(fut, self.timeout_s)
+                except TimeoutError:
+                    self.timeouts += 1
+                    problem = f"timed out after {self.timeout_s:g}s"
+                except BackendUnavailable as exc:
+                    problem = exc.problem
+                except Exception as exc:  # the store failed to answer: refused, reset, bad reply
+                    problem = f"{type(exc).__name__}: {exc}"
+                else:
+                    self._success()
+                    return result
+                self._failure(problem, probe=probe)
+        finally:
+            if probe:
+                self._probing = False
+        tries = f" ({made} attempts)" if made > 1 else ""
+        raise BackendUnavailable(self.name, f"{problem}{tries}")
+
+    async def probe(self, fn: Callable[[], bool], timeout_s: float) -> bool:
+        """A health check through the guard's pool (not counted, not blocked by the circuit);
+        a success closes an open circuit."""
+        try:
+            ok = bool(await asyncio.wait_for(self._submit(fn, (), {}), timeout_s))
+        except Exception:
+            return False
+        if ok and self.state != "closed":
+            self._consecutive = 0
+            self.state = "closed"
+            self.closed_unix = time.time()
+        return ok
+
+    def set_fault(self, fault: Fault | None) -> None:
+        """Inject (or with ``None`` clear) a fault; clearing releases paused calls."""
+        old, self.fault = self.fault, fault
+        if old is not None:
+            old.release()
+
+    def stats(self) -> dict[str, Any]:
+        """Policy, state and counters (``/metrics``)."""
+        return {"state": self.state, "timeout_s": self.timeout_s, "retries": self.retries,
+                "retry_backoff_s": self.retry_backoff_s, "breaker_failures": self.breaker_failures,
+                "breaker_cooldown_s": self.breaker_cooldown_s, "max_inflight": self.max_inflight,
+                "inflight": self._inflight, "calls": self.calls, "ok": self.ok, "failures": self.failures,
+                "timeouts": self.timeouts, "retried": self.retried, "rejected": self.rejected,
+                "last_error": self.last_error, "opened_unix": self.opened_unix, "closed_unix": self.closed_unix,
+                "fault": self.fault.to_dict() if self.fault else None}
+
+    def close(self) -> None:
+        """Release any fault and stop the pool (stuck threads are not waited for)."""
+        self.set_fault(None)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 class Pipeline:
     """One Axon instance over a :class:`~axon_lab.stack.Stack`.
 
@@ -89,6 +345,28 @@ class Pipeline:
         self.cache_counts: dict[str, dict[str, int]] = {}
         self.started = time.time()
         self._llm_client: Any = None
+        self.guards: dict[str, BackendGuard] = {}
+        self._apply_policies()
+
+    def _apply_policies(self) -> None:
+        """Timeouts, retries and circuit settings from the options onto each backend."""
+        o = self.options
+        for name, timeout, retries in (("qdrant", o.vector_timeout_s, o.vector_retries),
+                                       ("mongodb", o.document_timeout_s, o.document_retries)):
+            kw = dict(timeout_s=timeout, retries=retries, retry_backoff_s=o.retry_backoff_s,
+                      breaker_failures=o.breaker_failures, breaker_cooldown_s=o.breaker_cooldown_s,
+                      max_inflight=o.backend_max_inflight)
+            if name in self.guards:
+                self.guards[name].configure(**kw)
+            else:
+                self.guards[name] = BackendGuard(name, **kw)
+        self.stack.cache.configure(timeout_s=o.redis_timeout_s, retries=o.redis_retries,
+                                   cooldown_s=o.breaker_cooldown_s)
+
+    def close(self) -> None:
+        """Stop the backend pools (and release injected faults)."""
+        for guard in self.guards.values():
+            guard.close()
 
     # --- lifecycle ------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -110,6 +388,7 @@ class Pipeline:
         self.options = options
         self.l1 = LRUCache(options.l1_max_entries, options.l1_ttl_s)
         self._rng = random.Random(options.llm.seed)
+        self._apply_policies()
 
     def _count_cache(self, cache: str, result: str) -> None:
         d = self.cache_counts.setdefault(cache, {})
@@ -137,7 +416,7 @@ class Pipeline:
         total_ms = (time.perf_counter_ns() - t0) / 1e6
         latency = {k: round(v, 3) for k, v in tr.durations_ms().items()}
         latency["total"] = round(total_ms, 3)
-        degraded = ["redis"] if self.stack.cache.degraded else []
+        degraded = ["redis"] if "degraded" in cache.values() or self.stack.cache.degraded else []
         if degraded:
             notes.append("cache degraded: Redis unavailable, serving without L2/analysis/embedding caches")
         for k, v in cache.items():
@@ -187,11 +466,11 @@ class Pipeline:
         with measure("embed"):
             key = f"emb:{o.serialization}:{key_hash}"
             if o.embedding_cache:
-                raw = await self.stack.cache.get(key)
+                raw, ok = await self.stack.cache.lookup(key)
                 if raw is not None:
                     cache["embedding"] = "hit"
                     return np.asarray(decode(raw, o.serialization), dtype=np.float32)
-                cache["embedding"] = "miss"
+                cache["embedding"] = "miss" if ok else "degraded"
             else:
                 cache["embedding"] = "off"
             vec = await asyncio.to_thread(embeddings.embed_one, text)
@@ -207,11 +486,11 @@ class Pipeline:
             qvec = await self._embedding(raw["text"], raw["hash"], cache)
             key = f"analysis:{raw['hash']}"
             if o.analysis_cache:
-                hit = await self.stack.cache.get(key)
+                hit, ok = await self.stack.cache.lookup(key)
                 if hit is not None:
                     cache["analysis"] = "hit"
                     return json.loads(hit), qvec
-                cache["analysis"] = "miss"
+                cache["analysis"] = "miss" if ok else "degraded"
             else:
                 cache["analysis"] = "off"
             text = raw["text"]
@@ -251,16 +530,18 @@ class Pipeline:
                 if hit is not None:
                     cache["context"] = "l1-hit"
                     return hit
+            l2_ok = True
             if o.l2_cache:
                 with measure("context_cache"):
-                    raw_hit = await self.stack.cache.get(key)
+                    raw_hit, l2_ok = await self.stack.cache.lookup(key)
                 if raw_hit is not None:
                     contexts = decode(raw_hit, "msgpack")
                     cache["context"] = "l2-hit"
                     if o.l1_cache:
                         self.l1.set(key, contexts)
                     return contexts
-            cache["context"] = "miss" if (o.l1_cache or o.l2_cache) else "off"
+            # "degraded": the L2 lookup failed (Redis down), which is not a miss of the cache.
+            cache["context"] = ("miss" if l2_ok else "degraded") if (o.l1_cache or o.l2_cache) else "off"
             contexts = await self._retrieve_from_stores(raw, qvec)
             if o.l1_cache:
                 self.l1.set(key, contexts)
@@ -270,19 +551,12 @@ class Pipeline:
 
     async def _retrieve_from_stores(self, raw: dict[str, Any], qvec: np.ndarray) -> list[dict[str, Any]]:
         o = self.options
-        try:
-            hits = await asyncio.wait_for(asyncio.to_thread(
-                self.stack.vectors.search, qvec, limit=o.search_limit, workspace_id=raw["workspaceId"],
-                hnsw_ef=o.hnsw_ef, exact=o.exact_search, with_payload=False), o.vector_timeout_s)
-        except TimeoutError:
-            raise BackendUnavailable("qdrant", f"vector search timed out after {o.vector_timeout_s}s") from None
+        hits = await self.guards["qdrant"].call(
+            self.stack.vectors.search, qvec, limit=o.search_limit, workspace_id=raw["workspaceId"],
+            hnsw_ef=o.hnsw_ef, exact=o.exact_search, with_payload=False)
         ids = [h.id for h in hits]
         scores = {h.id: h.score for h in hits}
-        try:
-            docs = await asyncio.wait_for(asyncio.to_thread(
-                self.stack.docs.fetch, ids, projection=o.projection), o.document_timeout_s)
-        except TimeoutError:
-            raise BackendUnavailable("mongodb", f"document fetch timed out after {o.document_timeout_s}s") from None
+        docs = await self.guards["mongodb"].call(self.stack.docs.fetch, ids, projection=o.projection)
         with measure("rerank"):
             return await self._rerank(raw["text"], qvec, docs, scores)
 
@@ -408,5 +682,12 @@ class Pipeline:
                 "redisDegraded": self.stack.cache.degraded,
                 "redisErrors": self.stack.cache.errors,
             },
+            "backends": self.backend_stats(),
             "options": self.options.model_dump(),
         }
+
+    def backend_stats(self) -> dict[str, dict[str, Any]]:
+        """Per backend: the configured policy (timeouts, retries, deadline) and live counters."""
+        policies = self.options.backend_policies()
+        live = {"redis": self.stack.cache.stats(), **{n: g.stats() for n, g in self.guards.items()}}
+        return {name: {"policy": policies[name], **live[name]} for name in policies}

@@ -54,8 +54,18 @@ class PipelineOptions(BaseModel):
     top_k: int = Field(8, ge=1, le=100, description="contexts kept after re-ranking")
     token_counter: Literal["tiktoken", "chars4"] = "tiktoken"
     context_token_budget: int = Field(1500, ge=1)
-    vector_timeout_s: float = Field(2.0, gt=0)
-    document_timeout_s: float = Field(2.0, gt=0)
+    # -- reliability: per-backend timeouts and retries, circuit breaker, in-flight bound ----------
+    vector_timeout_s: float = Field(2.0, gt=0, description="vector search: timeout per attempt")
+    vector_retries: int = Field(1, ge=0, le=5, description="vector search: extra attempts after an error or timeout")
+    document_timeout_s: float = Field(2.0, gt=0, description="document fetch: timeout per attempt")
+    document_retries: int = Field(1, ge=0, le=5, description="document fetch: extra attempts after an error or timeout")
+    redis_timeout_s: float = Field(0.25, gt=0, le=30, description="Redis: socket timeout per command")
+    redis_retries: int = Field(0, ge=0, le=3, description="Redis: extra attempts (a cache miss is cheaper than a retry)")
+    retry_backoff_s: float = Field(0.05, ge=0, le=10, description="wait before retry n is n times this")
+    breaker_failures: int = Field(5, ge=1, le=1000, description="consecutive failures that open a store's circuit")
+    breaker_cooldown_s: float = Field(1.0, gt=0, le=300, description="an open circuit fails fast this long, then one probe call")
+    backend_max_inflight: int = Field(
+        8, ge=1, le=64, description="store calls in flight per backend; beyond that fail fast (a hung store cannot take every thread)")
     llm: LLMOptions = Field(default_factory=LLMOptions)
 
     @field_validator("hnsw_ef")
@@ -74,6 +84,25 @@ class PipelineOptions(BaseModel):
                     batch_embedding=False, token_counter="chars4", context_cache_ttl_s=300)
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
+
+    def backend_policies(self) -> dict[str, dict[str, object]]:
+        """Timeouts, retries and the worst-case time to an answer per backend (``/metrics``).
+
+        ``deadline_s`` bounds how long a request can wait on the backend before it gets its
+        answer or a 503: every attempt timing out plus the backoff between attempts. Redis
+        failures are never errors: the request goes on without the cache (``on_failure``).
+        """
+        def policy(timeout: float, retries: int, on_failure: str) -> dict[str, object]:
+            backoff = self.retry_backoff_s * retries * (retries + 1) / 2
+            return {"timeout_s": timeout, "retries": retries, "retry_backoff_s": self.retry_backoff_s,
+                    "deadline_s": round(timeout * (retries + 1) + backoff, 3),
+                    "breaker_failures": self.breaker_failures, "breaker_cooldown_s": self.breaker_cooldown_s,
+                    "max_inflight": self.backend_max_inflight, "on_failure": on_failure}
+
+        return {"redis": {**policy(self.redis_timeout_s, self.redis_retries, "degrade: serve without the cache"),
+                          "breaker_failures": 1, "max_inflight": None},
+                "qdrant": policy(self.vector_timeout_s, self.vector_retries, "503 naming the backend"),
+                "mongodb": policy(self.document_timeout_s, self.document_retries, "503 naming the backend")}
 
     def fingerprint(self) -> str:
         """Short hash of the options that change retrieved contexts (part of cache keys)."""

@@ -55,6 +55,9 @@ class RedisServer:
         Optional memory cap and eviction policy (e.g. ``"64mb"``, ``"allkeys-lru"``).
     binary
         redis-server path (default: :func:`find_redis_server`).
+    password
+        Require this password (``requirepass``); :attr:`url` then carries it, so print
+        :attr:`public_url` instead.
     """
 
     def __init__(
@@ -64,18 +67,29 @@ class RedisServer:
         maxmemory: str | None = None,
         maxmemory_policy: str | None = None,
         binary: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.binary = find_redis_server(binary)
         self.maxmemory = maxmemory
         self.maxmemory_policy = maxmemory_policy
+        self.password = password
         self.proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="axon-redis-")
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The connection URL (with the password, if any: do not print it)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def public_url(self) -> str:
+        """:attr:`url` with the password masked."""
+        from axon_lab.redact import redact_text
+
+        return redact_text(self.url)
 
     @property
     def pid(self) -> int | None:
@@ -92,7 +106,14 @@ class RedisServer:
             args += ["--maxmemory", self.maxmemory]
         if self.maxmemory_policy:
             args += ["--maxmemory-policy", self.maxmemory_policy]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if self.password:
+            # Not on the command line (visible in ps): read from stdin as a config file.
+            args += ["-"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     stdin=subprocess.PIPE if self.password else subprocess.DEVNULL)
+        if self.password and self.proc.stdin is not None:
+            self.proc.stdin.write(f'requirepass "{self.password}"\n'.encode())
+            self.proc.stdin.close()
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -109,6 +130,11 @@ class RedisServer:
         """True when the server answers PING on its socket."""
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                if self.password:
+                    pw = self.password.encode()
+                    s.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(pw), pw))
+                    if not s.recv(16).startswith(b"+OK"):
+                        return False
                 s.sendall(b"PING\r\n")
                 return s.recv(16).startswith(b"+PONG")
         except OSError:
@@ -127,6 +153,14 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL, like the OOM killer): no shutdown, connections reset."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait(timeout=5)
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): connections hang, for timeout/fault experiments."""
