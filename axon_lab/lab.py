@@ -164,9 +164,10 @@ def load_run(target: LabTarget, *, prompts: str = "mix", requests_per_prompt: in
     finally:
         if sampler:
             sampler.stop()
-    result.resources = sampler.frame() if sampler else pd.DataFrame()
-    if not result.resources.empty:
-        result.resources.to_parquet(out / "resources.parquet", index=False)
+    resources = sampler.frame() if sampler else pd.DataFrame()
+    result.resources = resources  # type: ignore[attr-defined]  # server RSS/CPU samples ride along
+    if not resources.empty:
+        resources.to_parquet(out / "resources.parquet", index=False)
     return result
 
 

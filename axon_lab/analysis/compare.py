@@ -73,7 +73,7 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
 
     ``df.attrs["warnings"]`` says when the runs come from different machines.
     """
-    rows = []
+    rows: list[tuple[str, float | None, float | None, float, float, float, str]] = []
     pa = stats.diff_percentile(_lat(before), _lat(after), 95.0, confidence=confidence)
     rows.append(("p95_latency", pa.a, pa.b, pa.diff, pa.low, pa.high, "; ".join(pa.warnings)))
     ta, tb = _per_second(before.records), _per_second(after.records)

@@ -13,13 +13,14 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from axon_lab.errors import EXIT_ERROR, AxonLabError
 from axon_lab.redact import redact_text
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 1 (argparse's default is 2)
+    def error(self, message: str) -> NoReturn:  # one line, exit 1 (argparse's default is 2)
         self.print_usage(sys.stderr)
         sys.stderr.write(f"axon-lab: {redact_text(message)}\n")
         raise SystemExit(EXIT_ERROR)
