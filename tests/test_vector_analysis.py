@@ -181,14 +181,17 @@ def test_pareto_and_cheapest_choice():
         "ef_construct": [64, 64, 64, 128, None], "hnsw_ef": [16, 16, 16, 64, None],
         "quantization": ["none"] * 5, "exact": [False, False, False, False, True],
         "recall": [0.90, 0.97, 0.97, 0.99, 1.0], "p95_ms": [0.30, 0.40, 0.41, 0.80, 2.0],
+        "p50_ms": [0.20, 0.30, 0.29, 0.50, 1.5],
         "qps_1": [3000, 2500, 2400, 1200, 500],
     })
     front = V.pareto_frontier(f)
     assert front["config"].tolist() == ["a", "b", "d", "exact"]  # c is dominated by b
     assert V.pareto_frontier(f, x="qps_1")["config"].tolist() == ["exact", "d", "b", "a"]
     rec = V.recommend(f, target_recall=0.95, budget_ms=5)
-    # b and c tie on latency (within 10%): the smaller index (m=16) wins
+    # b and c tie on median latency (within 10%): the smaller index (m=16) wins
     assert rec["config"] == "b" and rec["margin"]["recall"] == pytest.approx(0.02)
+    assert rec["margin"]["latency_ms"] == pytest.approx(5 - 0.40)
+    assert V.recommend(f, target_recall=0.95, budget_ms=5, cost="p95_ms", tie_tolerance=0)["config"] == "b"
     assert V.recommend(f, target_recall=0.95, budget_ms=0.35)["status"] == "none"
 
 

@@ -1055,14 +1055,15 @@ def pareto_frontier(frame: pd.DataFrame, x: str = "p95_ms", y: str = "recall") -
 
 
 def recommend(frame: pd.DataFrame, *, target_recall: float = 0.95, budget_ms: float = BUDGET_MS,
-              latency: str = "p95_ms", tie_tolerance: float = 0.10) -> dict[str, Any]:
+              latency: str = "p95_ms", cost: str = "p50_ms", tie_tolerance: float = 0.10) -> dict[str, Any]:
     """The cheapest configuration with ``recall >= target_recall`` and ``latency < budget_ms``.
 
-    Cheapest means: lowest ``latency`` (the cost paid on every request); configurations within
-    ``tie_tolerance`` (relative) of the lowest are treated as equal, since such differences
-    are measurement noise on a shared machine, and among them the smallest index wins
-    (``m``, then ``ef_construct``: memory and build time), then the smallest ``hnsw_ef``,
-    then no quantization. Exact search is never recommended but is reported alongside.
+    Cheapest means: lowest ``cost`` per query (default the median latency: the search work paid
+    on every request, and far less sensitive than p95 to a busy neighbour on a shared machine);
+    configurations within ``tie_tolerance`` (relative) of the lowest are treated as equal, as
+    such differences are noise, and among them the smallest index wins (``m``, then
+    ``ef_construct``: memory and build time), then the smallest ``hnsw_ef``, then no
+    quantization. Exact search is never recommended but is reported alongside.
 
     Returns
     -------
@@ -1084,16 +1085,16 @@ def recommend(frame: pd.DataFrame, *, target_recall: float = 0.95, budget_ms: fl
         exact = {"config": e["config"], "recall": float(e["recall"]), latency: float(e[latency]),
                  "qps_1": float(e["qps_1"]), "qps_n": float(e.get("qps_n", math.nan))}
     out: dict[str, Any] = {"target_recall": target_recall, "budget_ms": budget_ms, "latency": latency,
-                           "exact": exact, "candidates": int(len(ok))}
+                           "cost": cost, "exact": exact, "candidates": int(len(ok))}
     if ok.empty:
         best = ann.sort_values(["recall", latency], ascending=[False, True]).iloc[0] if not ann.empty else None
         out.update(status="none", reason=f"no configuration reaches recall {target_recall} with "
                    f"{latency} < {budget_ms} ms", best=None if best is None else _pick(best, latency))
         return out
-    floor = float(ok[latency].min())
-    tied = ok[ok[latency] <= floor * (1 + tie_tolerance)].copy()
+    floor = float(ok[cost].min())
+    tied = ok[ok[cost] <= floor * (1 + tie_tolerance)].copy()
     tied["_q"] = (tied["quantization"] != "none").astype(int)
-    chosen = tied.sort_values(["m", "ef_construct", "hnsw_ef", "_q", latency]).iloc[0]
+    chosen = tied.sort_values(["m", "ef_construct", "hnsw_ef", "_q", cost]).iloc[0]
     row = _pick(chosen, latency)
     out.update(status="ok", **row, margin={
         "recall": float(chosen["recall"]) - target_recall,
