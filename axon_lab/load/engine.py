@@ -127,6 +127,8 @@ class EngineOutcome:
     checks: dict[str, dict[str, int]] = field(default_factory=dict)
     connections_opened: int = 0
     peak_vus: int = 0
+    #: What ended the load phase: ``duration`` (the shape ran out), ``max_requests`` or ``stop``.
+    ended_by: str = "duration"
 
 
 class _VU:
@@ -193,6 +195,7 @@ class AsyncioEngine:
         self._monitor = ClientMonitor()
         self._end_ns = 0
         self._window_s = plan.shape.duration_s
+        self._ended_by = "duration"
         self._scheduled = 0
         self._grace_handle: asyncio.TimerHandle | None = None
         self._all_conns: set[HttpConnection] = set()
@@ -283,6 +286,7 @@ class AsyncioEngine:
             started_utc=started_utc,
             elapsed_s=max(1e-9, (end_ns - self.t0_ns) / 1e9),
             window_s=self._window_s,
+            ended_by="stop" if self.stop_reason else self._ended_by,
             scheduled=self._scheduled,
             stop_reason=self.stop_reason,
             monitor=self._monitor,
@@ -565,7 +569,8 @@ class AsyncioEngine:
         loop = self.loop
         assert loop is not None
         last = (_now() - self.t0_ns) / 1e9
-        if self._seq >= self.plan.max_requests and self.plan.shape.is_open:
+        if self._seq >= self.plan.max_requests:
+            self._ended_by = "max_requests"
             self._window_s = min(self._window_s, max(last, 1e-3))
         self._grace_handle = loop.call_later(self.plan.grace_s, self._grace_over)
         self._maybe_finish()

@@ -90,7 +90,7 @@ def resolved_addresses(host: str) -> list[str]:
         infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ConfigError(f"cannot resolve host {host!r}: {exc}") from None
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def is_loopback_host(host: str) -> bool:

@@ -491,8 +491,10 @@ class LoadRunner:
 
             elapsed, window, scheduled, started = 0.0, self.shape.duration_s, 0, utc_now()
             checks = {c.name: {"passes": 0, "fails": 0} for c in self.checks}
+        by_window = outcome is not None and outcome.ended_by == "duration"
         metrics = RunMetrics(frame, elapsed_s=elapsed, window_s=window + self.late_ms / 1000.0,
-                             scheduled_in_window=scheduled if self.shape.is_open else None)
+                             scheduled_in_window=scheduled if self.shape.is_open else None,
+                             rate_window_s=window if by_window else None)
         results = evaluate(self.thresholds, metrics)
         if outcome is not None:
             lag = None

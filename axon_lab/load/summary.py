@@ -9,7 +9,7 @@ see :data:`axon_lab.analysis.stats.PERCENTILE_DEFINITION`, repeated in the file)
     started_utc, elapsed_s (start → last response), window_s (the shape's duration)
     percentile_definition
     # headline = http_req_duration (response time from the intended start):
-    count, min, max, mean, stddev, p50, p90, p95, p99, p999, rps, errors, error_rate
+    count, min, max, mean, stddev, p50, p90, p95, p99, p999, rps, rps_basis, errors, error_rate
     ci:         {p95: [low, high], p99: [low, high]}   95%, order statistics; null bound = too few samples
     warnings:   [str]                                  too few samples, closed-loop caveat, client-bound...
     requests:   {scheduled, sent, answered, ok, failed, timeouts, connect_errors, io_errors,
@@ -31,7 +31,11 @@ see :data:`axon_lab.analysis.stats.PERCENTILE_DEFINITION`, repeated in the file)
     provenance: axon_lab.provenance.collect(parameters): machine, commit, versions, parameters, UTC time
 
 ``count`` counts requests that were answered (any status) or timed out; ``errors`` counts
-``http_req_failed`` (status ≥ 400 or no response); ``rps = count / elapsed_s``.
+``http_req_failed`` (status ≥ 400 or no response). ``rps`` (also ``http_reqs:rate``): when the run
+ended because its shape ran out (``rps_basis: "window"``), the requests completed by the end of
+the load window divided by the window — autocannon's convention, so the drain of in-flight
+requests in the grace period does not dilute it; runs ended by ``max_requests`` or a stop
+(``rps_basis: "elapsed"``) use ``count / elapsed_s``.
 """
 
 from __future__ import annotations
@@ -139,7 +143,6 @@ def build_summary(
     open_loop = bool(shape.get("open_loop"))
     headline = _trend_stats(metrics, HEADLINE)
     answered = oc.get("ok", 0) + oc.get("http_error", 0)
-    count = answered + oc.get("timeout", 0)
     warnings = list(headline.get("warnings", []))
     if not open_loop:
         warnings.append(CLOSED_LOOP_NOTE)
@@ -168,7 +171,8 @@ def build_summary(
         "window_s": window_s,
         "percentile_definition": PERCENTILE_DEFINITION,
         **{k: headline.get(k) for k in STAT_FIELDS},
-        "rps": count / elapsed_s if elapsed_s > 0 else None,
+        "rps": metrics.per_second("http_reqs")[0],
+        "rps_basis": metrics.rate_basis,
         "errors": failed,
         "error_rate": failed / attempted if attempted else None,
         "ci": headline.get("ci", {}),

@@ -180,14 +180,20 @@ class RunMetrics:
         Open loop: the scheduled window (for ``achieved_rate_ratio``).
     scheduled_in_window
         Open loop: requests the schedule placed inside the window.
+    rate_window_s
+        When the run ended because its shape ran out, the load window: ``http_reqs`` and
+        ``data_received`` rates then count what completed within it, per second of it
+        (autocannon's convention: the drain of in-flight requests afterwards does not dilute the
+        rate). ``None``: per second of ``elapsed_s`` (``max_requests`` runs, stopped runs).
     """
 
     def __init__(self, frame, *, elapsed_s: float, window_s: float | None = None,
-                 scheduled_in_window: int | None = None) -> None:
+                 scheduled_in_window: int | None = None, rate_window_s: float | None = None) -> None:
         self.frame = frame
         self.elapsed_s = elapsed_s
         self.window_s = window_s
         self.scheduled_in_window = scheduled_in_window
+        self.rate_window_s = rate_window_s
         outcome = frame["outcome"].astype(str).to_numpy() if len(frame) else np.array([], dtype=str)
         self._outcome = outcome
         self._timed = np.isin(outcome, TIMED_OUTCOMES)
@@ -240,6 +246,24 @@ class RunMetrics:
             return float(f["late"].sum()) if len(f) else 0.0
         raise ConfigError(f"{name} is not a counter metric")
 
+    def per_second(self, name: str) -> tuple[float | None, str | None]:
+        """Rate of a counter per second (see ``rate_window_s`` for the basis)."""
+        w = self.rate_window_s
+        if w is not None and w > 0 and name in ("http_reqs", "data_received") and len(self.frame):
+            end = self.frame["end_ns"].to_numpy()
+            inside = self._timed & (end >= 0) & (end <= w * 1e9)
+            if name == "http_reqs":
+                return float(inside.sum()) / w, None
+            return float(self.frame["bytes"].to_numpy()[inside].clip(min=0).sum()) / w, None
+        if self.elapsed_s <= 0:
+            return None, "no elapsed time"
+        return self.counter(name) / self.elapsed_s, None
+
+    @property
+    def rate_basis(self) -> str:
+        """``window`` or ``elapsed``: what the per-second rates are divided by."""
+        return "window" if self.rate_window_s else "elapsed"
+
     def gauge(self, name: str) -> float | None:
         """The value of a gauge metric (None when it does not apply)."""
         if name == "achieved_rate_ratio":
@@ -279,12 +303,9 @@ class RunMetrics:
                 return None, "no samples"
             return num / den, None
         if m.kind == "counter":
-            total = self.counter(metric)
             if agg == "count":
-                return total, None
-            if self.elapsed_s <= 0:
-                return None, "no elapsed time"
-            return total / self.elapsed_s, None
+                return self.counter(metric), None
+            return self.per_second(metric)
         v = self.gauge(metric)
         return v, None if v is not None else "not applicable (no arrival schedule)"
 
