@@ -236,11 +236,19 @@ class _Handler(asyncio.Protocol):
         self._next()
 
 
-async def serve(port: int, latency: str, stall_at_s: float | None, stall_ms: float) -> None:
-    """Serve until killed; prints ``READY <port>`` once listening."""
+async def serve(port: int, latency: str, stall_at_s: float | None, stall_ms: float,
+                tls: tuple[str, str] | None = None) -> None:
+    """Serve until killed; prints ``READY <port>`` once listening (``tls``: cert and key files)."""
     loop = asyncio.get_running_loop()
     state = _State(latency, stall_at_s, stall_ms)
-    server = await loop.create_server(lambda: _Handler(state), "127.0.0.1", port, backlog=4096)
+    ctx = None
+    if tls:
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(*tls)
+    server = await loop.create_server(lambda: _Handler(state), "127.0.0.1", port, backlog=4096,
+                                      ssl=ctx)
     sock = server.sockets[0]
     print(f"READY {sock.getsockname()[1]}", flush=True)
     await server.serve_forever()
@@ -257,24 +265,30 @@ class LoadServer:
         Inject one stall this long after the first request.
     uvloop
         Run the server on uvloop (faster, for benchmarks).
+    tls
+        ``(cert_file, key_file)``: serve https.
     """
 
     def __init__(self, latency: str = "none", *, stall_at_s: float | None = None,
-                 stall_ms: float = 1400.0, uvloop: bool = False) -> None:
+                 stall_ms: float = 1400.0, uvloop: bool = False,
+                 tls: tuple[str, str] | None = None) -> None:
         self.latency = latency
+        self.scheme = "https" if tls else "http"
         self.args = [sys.executable, str(Path(__file__).resolve()), "--latency", latency,
                      "--stall-ms", str(stall_ms)]
         if stall_at_s is not None:
             self.args += ["--stall-at", str(stall_at_s)]
         if uvloop:
             self.args.append("--uvloop")
+        if tls:
+            self.args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
-        """Base URL ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL ``http://127.0.0.1:PORT`` (``https`` with TLS)."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int:
@@ -308,7 +322,7 @@ class LoadServer:
             self.proc.wait(timeout=10)
 
     def control(self, **cmd: object) -> dict:
-        """POST ``cmd`` to ``/__control`` (e.g. ``reset=True, stall_at_s=2.0``)."""
+        """POST ``cmd`` to ``/__control`` (e.g. ``reset=True, stall_at_s=2.0``); plain http only."""
         return self._call("POST", "/__control", json.dumps(cmd).encode())
 
     def stats(self) -> dict:
@@ -333,8 +347,11 @@ def main() -> None:
     p.add_argument("--stall-at", type=float, default=None)
     p.add_argument("--stall-ms", type=float, default=1400.0)
     p.add_argument("--uvloop", action="store_true")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     a = p.parse_args()
-    coro = serve(a.port, a.latency, a.stall_at, a.stall_ms)
+    coro = serve(a.port, a.latency, a.stall_at, a.stall_ms,
+                 (a.tls_cert, a.tls_key) if a.tls_cert else None)
     try:
         if a.uvloop:
             import uvloop

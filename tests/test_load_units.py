@@ -377,3 +377,36 @@ def test_open_ramping_rate_achieves_its_schedule(server):
     assert s["loop"] == "open" and s["rate"]["target_rps"] == pytest.approx(162.5)
     assert s["rate"]["achieved_rate_ratio"] >= 0.9 and s["requests"]["dropped"] == 0
     assert res.passed
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return str(cert), str(key)
+
+
+def test_https_targets(tls_files):
+    import ssl
+
+    from axon_lab.errors import BackendUnavailable
+
+    with LoadServer("constant:ms=1", tls=tls_files) as srv:
+        url = srv.url + "/work"
+        assert url.startswith("https://")
+        trusted = ssl.create_default_context(cafile=tls_files[0])
+        res = LoadRunner(url=url, connections=2, duration_s=0.5, ssl_context=trusted,
+                         progress=False).run()
+        assert res.summary["count"] > 5 and res.summary["errors"] == 0
+        res = LoadRunner(url=url, connections=2, duration_s=0.3, insecure=True, progress=False).run()
+        assert res.summary["errors"] == 0
+        with pytest.raises(BackendUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+            LoadRunner(url=url, connections=1, duration_s=0.3, progress=False).run()

@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
+    o.add_argument("-k", "--insecure", action="store_true",
+                   help="https: do not verify the server certificate")
     o.add_argument("--max-requests", type=int, default=None, metavar="N", help="bound on requests")
     o.add_argument("--max-duration", default=None, metavar="S", help="bound on duration (4h)")
     o.add_argument("--engine", default="asyncio", metavar="NAME",
@@ -124,7 +126,7 @@ def runner_kwargs(args: argparse.Namespace, url: str) -> dict:
         "max_duration_s": parse_duration(args.max_duration) if args.max_duration else DEFAULT_MAX_DURATION_S,
         "engine": args.engine, "seed": args.seed, "late_ms": args.late_ms,
         "progress": not args.no_progress and sys.stderr.isatty(),
-        "use_uvloop": not args.no_uvloop,
+        "use_uvloop": not args.no_uvloop, "insecure": args.insecure,
     }
     if args.rate is not None and args.think_time:
         raise ConfigError("--think-time applies to the closed loop only (not with --rate)")

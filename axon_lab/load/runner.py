@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import tempfile
 import threading
 import time
@@ -213,6 +214,10 @@ class LoadRunner:
         Show a progress bar (tqdm; works in Jupyter).
     use_uvloop
         Run the engine's loop on uvloop.
+    ssl_context
+        TLS settings for ``https`` targets (default: the system's trust store, hostname checked).
+    insecure
+        Do not verify the server's certificate (curl ``-k``); for self-signed test deployments.
     parameters
         Extra entries for the provenance's parameters.
     """
@@ -252,6 +257,8 @@ class LoadRunner:
         abort_unreachable_s: float = 5.0,
         progress: bool = True,
         use_uvloop: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        insecure: bool = False,
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
         if url is None:
@@ -324,6 +331,12 @@ class LoadRunner:
         self.progress = progress
         self.use_uvloop = use_uvloop
         self.extra_parameters = dict(parameters or {})
+        if insecure:
+            ssl_context = ssl.create_default_context()
+            ssl_context.check_hostname = False
+            ssl_context.verify_mode = ssl.CERT_NONE
+        self.ssl_context = ssl_context
+        self.insecure = insecure
         self._engine: Any = None
         self._stop_reason: str | None = None
 
@@ -378,6 +391,7 @@ class LoadRunner:
             "max_backlog": self.max_backlog, "bodies": len(self.bodies),
             "headers": sorted(self.headers), "checks": [c.name for c in self.checks],
             "thresholds": [t.expr for t in self.thresholds if t.source != "builtin"],
+            "insecure_tls": self.insecure,
             **self.extra_parameters,
         }
 
@@ -389,7 +403,7 @@ class LoadRunner:
             max_requests=self.max_requests, grace_s=self.grace_s, late_ms=self.late_ms,
             checks=self.checks, keep_body=any(c.needs_body for c in self.checks),
             seed=self.seed, max_backlog=self.max_backlog,
-            abort_unreachable_s=self.abort_unreachable_s,
+            abort_unreachable_s=self.abort_unreachable_s, ssl_context=self.ssl_context,
         )
 
     def stop(self, reason: str = "stopped") -> None:
