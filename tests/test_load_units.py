@@ -410,3 +410,25 @@ def test_https_targets(tls_files):
         assert res.summary["errors"] == 0
         with pytest.raises(BackendUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
             LoadRunner(url=url, connections=1, duration_s=0.3, progress=False).run()
+
+
+def test_zero_samples_fail_every_threshold():
+    from axon_lab.load.thresholds import RunMetrics, builtin_thresholds, evaluate
+
+    metrics = RunMetrics(empty_frame(), elapsed_s=1.0, window_s=1.0, scheduled_in_window=10)
+    ths = [parse_threshold(t) for t in ("http_req_duration:p(95)<3000", "http_req_failed:rate<0.05",
+                                        "checks:rate>0.99", "stage.retrieval:avg<1")]
+    results = evaluate(ths + builtin_thresholds(open_loop=True), metrics)
+    assert not any(r.ok for r in results)
+    assert {r.reason for r in results[:4]} >= {"no samples"}
+
+
+def test_rate_shortfall_over_ten_percent_fails():
+    # 100 req/s into a 100 ms server through 2 connections: at most ~20 req/s get out.
+    with LoadServer("constant:ms=100") as slow:
+        res = LoadRunner(url=slow.url + "/work", rate=100, duration_s=1.5, connections=2,
+                         grace_s=1.0, progress=False).run()
+    failed = [t.threshold.expr for t in res.failed_thresholds]
+    assert failed == ["achieved_rate_ratio:value>=0.9"]
+    assert res.summary["rate"]["achieved_rate_ratio"] < 0.5 and res.exit_code == 99
+    assert res.summary["requests"]["dropped"] > 0  # the backlog left at the end of the grace period

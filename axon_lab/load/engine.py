@@ -15,6 +15,21 @@ the wire. A backlog beyond ``max_backlog`` drops requests (counted, never silent
 Closed loop (autocannon/k6 VUs): each VU owns one connection and sends its next request when
 the previous one ends (plus think time); ``ramping-vus`` adds and retires VUs as the stages say
 (a retiring VU finishes its request first, like k6's graceful ramp-down).
+
+Engine interface (what :class:`~axon_lab.load.runner.LoadRunner` needs from an entry of
+:data:`ENGINES`, e.g. a later ``locust`` engine):
+
+* ``Engine(plan: Plan, sink: RecordSink, *, use_uvloop: bool)``;
+* ``run() -> EngineOutcome`` — blocking, called on a worker thread; one
+  :meth:`RecordSink.add <axon_lab.load.records.RecordSink.add>` per request (times in ns since
+  the engine's start); raises :class:`~axon_lab.errors.BackendUnavailable` when the target
+  refuses the very first connection;
+* ``request_stop(reason)`` — thread-safe; the run ends soon, in-flight requests recorded as
+  ``interrupted``;
+* ``progress() -> dict`` — ``elapsed_s, sent, done, errors, inflight, backlog, dropped, vus,
+  late`` for the progress bar.
+
+The runner owns everything else: the output directory, the summary, thresholds, exit codes.
 """
 
 from __future__ import annotations
