@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from loadserver import LoadServer, latency_schedule
 
 from axon_lab.analysis.stats import percentile
 from axon_lab.load import LoadRunner
-from tests.loadserver import LoadServer, latency_schedule
 
 # Lognormal latency, median 1 s (p95 ~1.64 s, p99 ~2.0 s): loopback and timer overhead is ~1 ms
 # on an idle machine but reaches ~10 ms when a 2-core machine runs at load average 7 (both server

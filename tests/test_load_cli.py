@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from loadserver import LoadServer
 
 from axon_lab.cli import main
 from axon_lab.errors import BackendUnavailable, ConfigError
 from axon_lab.load import LoadRunner, read_records, read_summary
-from tests.loadserver import LoadServer
 
 REPO = Path(__file__).resolve().parent.parent
 

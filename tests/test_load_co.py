@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from loadserver import LoadServer
 
 from axon_lab.load import LoadRunner
-from tests.loadserver import LoadServer
 
 STALL_AT_S = 2.0
 STALL_MS = 1400

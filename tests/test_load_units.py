@@ -9,6 +9,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from loadserver import LoadServer
 
 from axon_lab.analysis import stats
 from axon_lab.errors import ConfigError
@@ -35,7 +36,6 @@ from axon_lab.load.records import OUTCOMES, empty_frame
 from axon_lab.load.summary import SCHEMA
 from axon_lab.load.thresholds import get_metric, parse_threshold
 from axon_lab.targets import SCENARIO_EXPECTATIONS
-from tests.loadserver import LoadServer
 
 # -- shapes ------------------------------------------------------------------------------------
 
