@@ -279,7 +279,7 @@ class FaultTarget:
             raise ConfigError(f"options rejected: {r.json().get('error', r.text)}")
         return r.json()
 
-    def warm_up(self, n: int = 6) -> None:
+    def warm_up(self, n: int = 3) -> None:
         """A few sequential requests (distinct prompts) so the first measured ones are not cold."""
         import httpx
 
@@ -542,7 +542,7 @@ def run_fault(target: FaultTarget, *, backend: str = "redis", mode: str = "stop"
         Where the records, ``health.parquet`` and ``fault_events.json`` go (default:
         ``reports/faults/runs/<backend>-<mode>``).
     smoke
-        CI: shrink the run to about 12 s through the same code path.
+        CI: shrink the run to 9 s (fault at 2.5 s for 2.5 s) through the same code path.
     """
     from axon_lab import workload
     from axon_lab.lab import run_dir
@@ -550,7 +550,7 @@ def run_fault(target: FaultTarget, *, backend: str = "redis", mode: str = "stop"
 
     _check(backend, mode, latency_ms)
     if smoke:
-        at_s, for_s, duration_s = min(at_s, 3.0), min(for_s, 3.0), min(duration_s, 12.0)
+        at_s, for_s, duration_s = min(at_s, 2.5), min(for_s, 2.5), min(duration_s, 9.0)
     if not (0 < at_s and for_s > 0 and at_s + for_s < duration_s):
         raise ConfigError(f"the fault (at {at_s:g}s for {for_s:g}s) must end before the run does ({duration_s:g}s)")
     prompts = prompts or default_prompts(backend)
@@ -689,11 +689,12 @@ def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, fl
 
     * ``detection_s``: fault start → the first unhealthy answer (completed after the start);
     * ``recovery_s``: backend restored (``restored_s``: a killed Redis answers again, a store
-      wrapper is cleared) → the completion of the first request sent after the fault's end from
-      which on *every* later request is healthy (200, not degraded); ``None`` if never;
+      wrapper is cleared) → the send time of the first request from which on *every* request
+      sent is healthy (200, not degraded), i.e. from when new requests get full service again
+      (0 when the first one after the restore already does); ``None`` if never;
     * ``health_recovery_s``: restored → the first ``/health`` 200 from which on all are 200;
-    * ``latency_recovery_s``: restored → the first answer (sent after the end) within the
-      p95 of the healthy answers before the fault;
+    * ``latency_recovery_s``: restored → the send time of the first request (sent after the
+      end) answered within the p95 of the healthy answers before the fault;
     * ``max_error_answer_ms``: the slowest answer that was not a success (how long a client
       waited for its 503 or timeout: the bound on a failure).
     """
@@ -723,9 +724,7 @@ def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, fl
         unhealthy = np.flatnonzero(~healthy)
         first = 0 if not unhealthy.size else int(unhealthy[-1]) + 1
         if first < len(after):
-            done = after["end_s"].iloc[first]
-            t_done = float(done) if pd.notna(done) else float(after["t_s"].iloc[first])
-            out["recovery_s"] = max(0.0, t_done - restored)
+            out["recovery_s"] = max(0.0, float(after["t_s"].iloc[first]) - restored)
             out["recovered"] = True
         # latency back to normal: the first request sent after the end answered within the
         # baseline's p95 (before the fault)
@@ -733,7 +732,7 @@ def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, fl
         fast = after[after["healthy"] & (after["response_ms"] <= stats.percentile(base.to_numpy(), 95))] \
             if len(base) >= 5 else after.iloc[0:0]
         if len(fast):
-            out["latency_recovery_s"] = max(0.0, float(fast["end_s"].iloc[0]) - restored)
+            out["latency_recovery_s"] = max(0.0, float(fast["t_s"].iloc[0]) - restored)
     if len(health):
         h = health[health["t_s"] >= end].sort_values("t_s")
         ok = h["code"].eq(200).to_numpy()
