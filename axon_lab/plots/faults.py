@@ -1,4 +1,4 @@
-"""Fault-experiment figures: each request over time with the fault window, per-second error rate and degraded share, /health, and the before/during/after phase comparison.
+"""Fault-experiment and soak figures: each request over time with the fault window, per-second error rate and degraded share, /health, the before/during/after phase comparison, latency drift over a soak.
 
 Figures are ``matplotlib.figure.Figure`` objects (not pyplot): shown once in a notebook.
 """
@@ -102,5 +102,29 @@ def phase_comparison(phases: pd.DataFrame, *, title: str = "Before / during / af
     ax2.set_title("Errors and degraded responses")
     ax2.legend(fontsize=7)
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def latency_drift(windows: pd.DataFrame, drift: Mapping[str, Any], *, title: str = "Latency over the soak") -> Figure:
+    """Per-window p50/p95/p99 over the run with the fitted p50 trend (should be flat)."""
+    fig = Figure(figsize=(9, 3.4))
+    ax = fig.subplots()
+    if windows.empty:
+        ax.text(0.5, 0.5, "no requests", ha="center", transform=ax.transAxes)
+        return fig
+    minutes = (windows["t_s"] - windows["t_s"].iloc[0]) / 60
+    for q, color in (("p50_ms", "#90caf9"), ("p95_ms", "#1e88e5"), ("p99_ms", "#0d47a1")):
+        ax.plot(minutes, windows[q], marker=".", color=color, label=q.replace("_ms", ""))
+    if drift.get("p50_slope_ms_per_min") is not None:
+        xs = np.array([0.0, float(minutes.iloc[-1])])
+        ys = drift["p50_intercept_ms"] + drift["p50_slope_ms_per_min"] * xs
+        flag = {True: "DRIFT SUSPECTED", False: "no drift", None: "too short to judge"}[drift.get("drift_suspected")]
+        ax.plot(xs, ys, color="#c62828", ls="--", label=f"p50 trend {drift['p50_slope_ms_per_min']:+.2f} ms/min ({flag})")
+    ax.set_yscale("log")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("response ms (log)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
