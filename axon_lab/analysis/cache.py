@@ -620,6 +620,7 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
     lists = [[float(x) for x in v] for v in vecs]
     rows = []
     admin = _admin(stack) if stack is not None else None
+    url = lab_redis_url(stack) if stack is not None else ""
     try:
         for name in formats:
             enc, dec = FORMATS.get(name)
@@ -632,12 +633,12 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
                    "redis_bytes_per_entry": None}
             if admin is not None:
                 admin.flushdb()
-                before = redis_stats.snapshot(lab_redis_url(stack))
+                before = redis_stats.snapshot(url)
                 p = admin.pipeline(transaction=False)
                 for i, b in enumerate(blobs):
                     p.set(f"emb:{name}:{i:08d}", b)
                 p.execute()
-                after = redis_stats.snapshot(lab_redis_url(stack))
+                after = redis_stats.snapshot(url)
                 row["redis_bytes_per_entry"] = ((after.used_memory or 0) - (before.used_memory or 0)) / len(blobs)
                 admin.flushdb()
             rows.append(row)
@@ -786,8 +787,9 @@ def analysis_parallelism(stack: Stack, prompts: Sequence[str], *, repeats: int =
 
             for rep in range(repeats):
                 for p in prompts:
-                    calls = [(analyzer.classify_intent, p, vecs[p]), (analyzer.identify_task_type, p),
-                             (analyzer.extract_entities, p, frozenset())]
+                    calls: list[tuple[Any, ...]] = [(analyzer.classify_intent, p, vecs[p]),
+                                                    (analyzer.identify_task_type, p),
+                                                    (analyzer.extract_entities, p, frozenset())]
                     for mode in (("sequential", "parallel") if rep % 2 == 0 else ("parallel", "sequential")):
                         t0 = time.perf_counter_ns()
                         if mode == "parallel":

@@ -445,18 +445,52 @@ class ProfileRun:
     marks: dict[str, float] = field(default_factory=dict)
 
 
-def scalene_command(program: Sequence[str], out_json: Path, *, profile_all: bool = False) -> list[str]:
+def scalene_command(program: Sequence[str], out_json: Path, *, profile_all: bool = False,
+                    start_off: bool = False) -> list[str]:
     """``python -m scalene run --memory -o OUT --program-path <axon_lab> PROG --- ARGS`` (scalene 2.x).
 
     ``--memory`` is explicit: scalene 2.4 took ~10x longer without it on this workbench.
     ``--program-path`` makes every ``axon_lab`` module count as the program (by default only
-    the entry script's directory would); ``profile_all`` adds libraries (torch, uvicorn...).
+    the entry script's directory would); ``profile_all`` adds libraries (torch, uvicorn...);
+    ``start_off`` starts with profiling suspended (``--off``), to be switched on with
+    :func:`scalene_switch`.
     """
     cmd = [sys.executable, "-m", "scalene", "run", "--memory", "-o", str(out_json),
            "--program-path", str(PACKAGE_DIR)]
     if profile_all:
         cmd.append("--profile-all")
+    if start_off:
+        cmd.append("--off")
     return [*cmd, program[0], "---", *program[1:]]
+
+
+def scalene_switch(pid: int, *, on: bool) -> None:
+    """Resume (``on``) or suspend scalene's profiling of process ``pid`` (``python -m scalene.profile``)."""
+    res = subprocess.run([sys.executable, "-m", "scalene.profile", "--on" if on else "--off", "--pid", str(pid)],
+                         capture_output=True, text=True, timeout=30)
+    if res.returncode != 0 or "not found" in res.stdout:
+        raise BackendUnavailable("scalene", f"could not switch profiling {'on' if on else 'off'} for pid {pid}: "
+                                            f"{(res.stdout + res.stderr).strip()[-200:]}")
+
+
+def serving_pid(root_pid: int, port: int) -> int:
+    """The process of ``root_pid``'s tree that listens on ``port`` (scalene runs the program in a
+    child process); ``root_pid`` when none is found."""
+    import psutil
+
+    try:
+        root = psutil.Process(root_pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return root_pid
+    for p in procs:
+        try:
+            if any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                   for c in p.net_connections(kind="tcp")):
+                return p.pid
+        except psutil.Error:
+            continue
+    return root_pid
 
 
 def _write_launcher(out: Path) -> Path:
@@ -489,7 +523,8 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -
 
 def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float = 1.0, idle_s: float = 10.0,
                 profiler: str = "scalene", sample_interval_s: float = 0.5, lag_interval_s: float = 0.1,
-                drain_s: float = 2.0, profile_all: bool = False, startup_timeout_s: float = 600.0,
+                drain_s: float = 2.0, profile_all: bool = False, profile_startup: bool = False,
+                startup_timeout_s: float = 600.0,
                 stop_timeout_s: float = 300.0, env: Mapping[str, str] | None = None,
                 load_options: Mapping[str, Any] | None = None) -> ProfileRun:
     """Profile the embedded API while a load scenario drives it.
@@ -512,6 +547,10 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
         RSS/CPU sampling period and the event-loop probe's sleep.
     profile_all
         Let scalene profile libraries too.
+    profile_startup
+        Profile from process start (imports, model and corpus loading). By default scalene
+        starts suspended and profiles the load phase only, so the tables show what serving
+        costs; RSS and CPU% are sampled in every phase either way.
     env
         Extra environment for the server (``AXON_DATA_DIR``, ``AXON_CORPUS_LIMIT``...).
         ``AXON_REDIS_URL`` is set to a lab redis-server started here, so Redis ``INFO`` can be
@@ -537,11 +576,13 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
     port = free_port()
     program = [str(_write_launcher(out)), "serve", "--port", str(port), "--stop-file", str(stop_file),
                "--lag-file", str(lag_file), "--lag-interval", str(lag_interval_s)]
-    cmd = (scalene_command(program, scalene_json, profile_all=profile_all) if profiler == "scalene"
-           else [sys.executable, *program])
+    switch = profiler == "scalene" and not profile_startup
+    cmd = (scalene_command(program, scalene_json, profile_all=profile_all, start_off=switch)
+           if profiler == "scalene" else [sys.executable, *program])
     params = {"scenario": scenario, "scale": scale, "idle_s": idle_s, "profiler": profiler,
               "sample_interval_s": sample_interval_s, "lag_interval_s": lag_interval_s,
-              "profile_all": profile_all, "load_options": dict(load_options or {})}
+              "profile_all": profile_all, "profile_startup": profile_startup,
+              "load_options": dict(load_options or {})}
     redis_server = RedisServer().start()
     marks: dict[str, float] = {}
     proc = None
@@ -557,10 +598,15 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
         sampler.phase, marks["idle"] = "idle", time.time()
         time.sleep(idle_s)
         before = redis_stats.snapshot(redis_server.url)
+        server_pid = serving_pid(proc.pid, port)
+        if switch:
+            scalene_switch(server_pid, on=True)
         sampler.phase, marks["load"] = "load", time.time()
         result = LoadRunner(url=url, scenario=scenario, scale=scale, out_dir=out / "load", progress=False,
                             name=f"profile-{scenario}", **dict(load_options or {})).run()
         sampler.phase, marks["drain"] = "drain", time.time()
+        if switch:
+            scalene_switch(server_pid, on=False)
         after = redis_stats.snapshot(redis_server.url)
         time.sleep(drain_s)
         stop_file.touch()
@@ -608,7 +654,7 @@ def summarize(run: ProfileRun, *, soak: bool = False, n: int = 15) -> dict[str, 
 
 
 #: Smoke values (CI): the same code path, a few seconds of load.
-SMOKE: dict[str, Any] = {"scale": 0.05, "idle_s": 2.0, "sample_interval_s": 0.25}
+SMOKE: dict[str, Any] = {"scale": 0.1, "idle_s": 2.0, "sample_interval_s": 0.25}
 
 
 def effective_parameters(*, smoke: bool = False, out_dir: str = "", **params: Any) -> dict[str, Any]:

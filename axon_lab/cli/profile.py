@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--soak", action="store_true",
                    help="endurance mode: fit the RSS slope under load and fail on a suspected leak")
     p.add_argument("--profile-all", action="store_true", help="let scalene profile libraries too")
+    p.add_argument("--profile-startup", action="store_true",
+                   help="profile from process start (default: scalene profiles the load phase only)")
     p.add_argument("--interval", type=float, default=0.5, metavar="SECONDS", help="RSS/CPU sampling period")
     p.add_argument("--top", type=int, default=15, help="rows in the top tables")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -46,7 +48,7 @@ def _profile(args: argparse.Namespace) -> int:
     out = Path(args.out)
     run = profile.run_profile(scenario=scenario, out_dir=out, scale=args.scale, idle_s=args.idle,
                               profiler=profiler, sample_interval_s=args.interval,
-                              profile_all=args.profile_all)
+                              profile_all=args.profile_all, profile_startup=args.profile_startup)
     results = profile.summarize(run, soak=args.soak, n=args.top)
     verdict = profile.verdict(results)
     frames = {"resources": run.resources, "event_loop_lag": run.lag}

@@ -49,6 +49,7 @@ def _stats(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.stop()
+    d: dict = {}
     doc = {"url": redact_text(url), "lab_owned": server is not None, "stats": before.to_dict(),
            "hit_rate_verdict": redis_stats.hit_rate_verdict(before.hit_rate)}
     if after is not None:
@@ -62,7 +63,6 @@ def _stats(args: argparse.Namespace) -> int:
     for name, value in redis_stats.table(before):
         print(f"  {name:<28}{value}")
     if after is not None:
-        d = doc["delta"]
         hr = "n/a" if d["hit_rate"] is None else f"{d['hit_rate']:.1%}"
         print(f"over {d['elapsed_s']} s: hits +{d['keyspace_hits']}  misses +{d['keyspace_misses']}  "
               f"hit rate {hr}  evicted +{d['evicted_keys']}  expired +{d['expired_keys']}  "
