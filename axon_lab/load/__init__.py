@@ -26,6 +26,7 @@ Main names
 from axon_lab.load.checks import Check, parse_check
 from axon_lab.load.engine import ENGINES, AsyncioEngine, EngineOutcome, Plan
 from axon_lab.load.hdr import Histogram, merge_histograms, read_histograms, write_histograms
+from axon_lab.load.locust_engine import LocustEngine, side_by_side
 from axon_lab.load.records import OUTCOMES, read_records
 from axon_lab.load.runner import LoadResult, LoadRunner, run_load
 from axon_lab.load.scenarios import SCENARIOS, Scenario, get_scenario
@@ -47,10 +48,11 @@ from axon_lab.load.thresholds import METRICS, Metric, Threshold, ThresholdResult
 
 __all__ = [
     "ENGINES", "METRICS", "OUTCOMES", "SCENARIOS", "SHAPES", "SUMMARY_SCHEMA",
-    "AsyncioEngine", "Check", "EngineOutcome", "Histogram", "LoadResult", "LoadRunner", "Metric",
+    "AsyncioEngine", "Check", "EngineOutcome", "Histogram", "LoadResult", "LoadRunner", "LocustEngine",
+    "Metric",
     "Plan", "Scenario", "Shape", "Threshold", "ThresholdResult",
     "constant_rate", "constant_vus", "get_scenario", "merge_histograms", "parse_cache_headers",
     "parse_check", "parse_duration", "parse_server_timing", "parse_stages", "parse_threshold",
     "ramping_rate", "ramping_vus", "read_histograms", "read_records", "read_summary",
-    "render_table", "run_load", "write_histograms",
+    "render_table", "run_load", "side_by_side", "write_histograms",
 ]

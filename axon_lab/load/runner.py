@@ -202,6 +202,8 @@ class LoadRunner:
         Hard bounds on every run.
     engine
         ``asyncio`` (the registry :data:`~axon_lab.load.engine.ENGINES` lists others).
+    engine_options
+        Extra keyword arguments for the engine (e.g. ``{"workers": 2}`` for ``locust``).
     seed
         Poisson arrival seed.
     late_ms
@@ -251,6 +253,7 @@ class LoadRunner:
         max_requests: int = DEFAULT_MAX_REQUESTS,
         max_duration_s: float = DEFAULT_MAX_DURATION_S,
         engine: str = "asyncio",
+        engine_options: Mapping[str, Any] | None = None,
         seed: int | None = 0,
         late_ms: float = 10.0,
         max_backlog: int = 100_000,
@@ -274,6 +277,7 @@ class LoadRunner:
         self.target = target
         self.scenario = sc
         self.engine = engine
+        self.engine_options = dict(engine_options or {})
         ENGINES.get(engine)  # unknown engine → error listing the valid ones
         # -- request ---------------------------------------------------------------------
         if bodies is not None:
@@ -387,7 +391,7 @@ class LoadRunner:
             "shape": self.shape.to_dict(), "connections": self.connections,
             "timeout_s": self.timeout_s, "grace_s": self.grace_s,
             "max_requests": self.max_requests, "max_duration_s": self.max_duration_s,
-            "engine": self.engine, "seed": self.seed, "late_ms": self.late_ms,
+            "engine": self.engine, "engine_options": self.engine_options, "seed": self.seed, "late_ms": self.late_ms,
             "max_backlog": self.max_backlog, "bodies": len(self.bodies),
             "headers": sorted(self.headers), "checks": [c.name for c in self.checks],
             "thresholds": [t.expr for t in self.thresholds if t.source != "builtin"],
@@ -437,7 +441,8 @@ class LoadRunner:
                 target=target_info, shape=self.shape.to_dict(), parameters=params, name=self.name))
         writer_errors: list[BaseException] = []
         sink = RecordSink(out, on_error=writer_errors.append)
-        engine = ENGINES.get(self.engine)(self.plan(), sink, use_uvloop=self.use_uvloop)
+        engine = ENGINES.get(self.engine)(self.plan(), sink, use_uvloop=self.use_uvloop,
+                                          **self.engine_options)
         self._engine = engine
         if self._stop_reason:
             engine.request_stop(self._stop_reason)
@@ -474,11 +479,13 @@ class LoadRunner:
                 thread.join(5.0)
         frame = sink.close()
         self._engine = None
+        # Engine-specific summary blocks (e.g. locust: Locust's own statistics, workers).
+        extra = engine.summary_extra() if hasattr(engine, "summary_extra") else {}
         outcome: EngineOutcome | None = box.get("outcome")
         error: BaseException | None = box.get("error")
         try:
             result = self._finish(out, frame, sink, outcome, error, writer_errors, params,
-                                  target_info, interrupted, keep_files=tmp is None)
+                                  target_info, interrupted, keep_files=tmp is None, extra=extra)
         finally:
             if tmp is not None:
                 tmp.cleanup()
@@ -489,7 +496,7 @@ class LoadRunner:
     def _finish(self, out: Path, frame: Any, sink: RecordSink, outcome: EngineOutcome | None,
                 error: BaseException | None, writer_errors: list[BaseException],
                 params: dict[str, Any], target_info: dict[str, Any], interrupted: bool,
-                *, keep_files: bool) -> LoadResult:
+                *, keep_files: bool, extra: Mapping[str, Any] | None = None) -> LoadResult:
         reason: str | None = None
         if error is not None:
             reason = str(error) if isinstance(error, AxonLabError) else f"{type(error).__name__}: {error}"
@@ -530,6 +537,7 @@ class LoadRunner:
                     "peak_vus": outcome.peak_vus if outcome else 0,
                     "connections_opened": outcome.connections_opened if outcome else 0},
         )
+        summary.update(extra or {})
         hist = sink.histograms
         if keep_files:
             write_histograms(out / HISTOGRAMS_NAME, hist)
