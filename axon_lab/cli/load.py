@@ -81,6 +81,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--late-ms", type=float, default=10.0, metavar="MS",
                    help="a request sent this much after its intended start counts late")
     o.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
+    lc = p.add_argument_group("locust engine (--engine locust; closed loop, http)")
+    lc.add_argument("--workers", type=int, metavar="N", help="local Locust workers (default 1)")
+    lc.add_argument("--master", action="store_true",
+                    help="master only: wait for --expect-workers workers from other machines")
+    lc.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for")
+    lc.add_argument("--master-bind", default=None, metavar="H",
+                    help="--master: address to listen on (default 0.0.0.0)")
+    lc.add_argument("--worker", action="store_true",
+                    help="run one Locust worker for this scenario against --master-host")
+    lc.add_argument("--master-host", metavar="H", help="--worker: the master's address")
+    lc.add_argument("--master-port", type=int, metavar="P", help="master port (default 5557 "
+                    "with --master/--worker, a free one for local workers)")
     p.set_defaults(func=_load)
 
 
@@ -128,10 +140,60 @@ def runner_kwargs(args: argparse.Namespace, url: str) -> dict:
         "progress": not args.no_progress and sys.stderr.isatty(),
         "use_uvloop": not args.no_uvloop, "insecure": args.insecure,
     }
+    kw["engine_options"] = _engine_options(args)
     if args.rate is not None and args.think_time:
         raise ConfigError("--think-time applies to the closed loop only (not with --rate)")
     kw.update(_body_args(args))
     return kw
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    """``engine_options`` for the locust engine from ``--workers/--master/...``."""
+    locust_flags = [f for f, v in (("--workers", args.workers), ("--master", args.master),
+                                   ("--expect-workers", args.expect_workers),
+                                   ("--master-bind", args.master_bind), ("--worker", args.worker),
+                                   ("--master-host", args.master_host),
+                                   ("--master-port", args.master_port)) if v]
+    if args.engine != "locust":
+        if locust_flags:
+            raise ConfigError(f"{', '.join(locust_flags)}: only apply with --engine locust")
+        return {}
+    if args.worker:
+        if not args.master_host:
+            raise ConfigError("--worker needs --master-host")
+        if args.master or args.workers:
+            raise ConfigError("--worker runs one worker; drop --master/--workers")
+        # The worker's share of --max-requests is split by the master's worker count.
+        return {}
+    opts: dict = {}
+    if args.master:
+        if not args.expect_workers:
+            raise ConfigError("--master needs --expect-workers N")
+        if args.workers:
+            raise ConfigError("--master starts no local workers; drop --workers")
+        opts.update(expect_workers=args.expect_workers, master_bind=args.master_bind or "0.0.0.0")
+    else:
+        if args.expect_workers or args.master_bind or args.master_host:
+            raise ConfigError("--expect-workers/--master-bind go with --master, --master-host "
+                              "with --worker")
+        opts["workers"] = args.workers or 1
+    if args.master_port:
+        opts["master_port"] = args.master_port
+    return opts
+
+
+def _run_worker(kwargs: dict, args: argparse.Namespace) -> int:
+    """``--worker``: one Locust worker for the same scenario, records sent to the master."""
+    from axon_lab.load.locust_engine import DEFAULT_MASTER_PORT, run_worker
+    from axon_lab.load.runner import LoadRunner
+
+    if kwargs["url"] is None or args.url is None:
+        raise ConfigError("--worker needs the target URL (as seen from this machine)")
+    runner = LoadRunner(**kwargs)
+    sys.stderr.write(f"axon-lab load: locust worker for {runner.target.url} -> master "
+                     f"{args.master_host}:{args.master_port or DEFAULT_MASTER_PORT}\n")
+    return run_worker(runner.plan(), master_host=args.master_host,
+                      master_port=args.master_port or DEFAULT_MASTER_PORT)
 
 
 @contextlib.contextmanager
@@ -168,6 +230,9 @@ def _load(args: argparse.Namespace) -> int:
 
     # Validate everything we can before starting a server.
     kwargs = runner_kwargs(args, args.url or "http://127.0.0.1:1/health")
+    if args.worker:
+        kwargs["url"] = args.url
+        return _run_worker(kwargs, args)
     LoadRunner(**kwargs)
     with _target(args.url) as url:
         kwargs["url"] = url
@@ -178,6 +243,11 @@ def _load(args: argparse.Namespace) -> int:
         print(jsonutil.dumps(result.summary))
     else:
         print(result.table())
+        if "locust" in result.summary:
+            from axon_lab.load.locust_engine import side_by_side
+
+            print("\nlatency percentiles (ms): ours (exact) vs Locust's (bucketed)")
+            print(side_by_side(result.summary))
     if result.out_dir is not None:
         sys.stderr.write(f"axon-lab load: wrote summary.json, records.parquet, histograms.json to "
                          f"{result.out_dir}\n")
