@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import resource
 import shutil
 import socket
@@ -37,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from axon_lab.errors import BackendUnavailable, ConfigError
+from axon_lab.load.checks import Check, parse_check
 from axon_lab.load.engine import ENGINES, EngineOutcome, Plan
 from axon_lab.load.hdr import Histogram, merge_histograms, write_histograms
 from axon_lab.load.records import RecordSink
@@ -69,9 +71,7 @@ def plan_document(plan: Plan, *, method: str = "GET") -> dict[str, Any]:
                           "use --engine asyncio for arrival-rate (open-loop) shapes")
     if plan.target.scheme != "http":
         raise ConfigError("the locust engine sends plain http only; use --engine asyncio for https")
-    if plan.checks:
-        raise ConfigError("the locust engine does not evaluate checks; drop --check (or use "
-                          "--engine asyncio): " + ", ".join(c.name for c in plan.checks))
+    checks = [check_expression(c) for c in plan.checks]
     first = plan.payloads[0].split(b" ", 1)[0].decode("ascii", "replace") if plan.payloads else method
     return {
         "host": plan.target.host, "port": plan.target.port, "path": plan.target.path,
@@ -80,8 +80,37 @@ def plan_document(plan: Plan, *, method: str = "GET") -> dict[str, Any]:
         "ramping": shape.executor == "ramping-vus", "think_time_s": shape.think_time_s,
         "timeout_s": plan.timeout_s, "connect_timeout_s": plan.connect_timeout_s,
         "grace_s": plan.grace_s, "max_requests": plan.max_requests, "late_ms": plan.late_ms,
-        "cache_headers": list(plan.cache_headers),
+        "cache_headers": list(plan.cache_headers), "checks": checks,
     }
+
+
+def check_expression(check: Check) -> str:
+    """The CLI expression of a built-in check (workers re-parse it; functions cannot travel).
+
+    Raises
+    ------
+    ConfigError
+        For a custom ``(name, fn)`` check, which a worker process cannot rebuild.
+    """
+    n = check.name
+    expr = None
+    m = re.match(r"^(status|duration|response_time) (<=|>=|==|!=|<|>) ([\d.]+)(ms)?$", n)
+    if n.startswith("status is "):
+        expr = "status==" + n[len("status is "):]
+    elif m:
+        expr = f"{m.group(1)}{m.group(2)}{m.group(3)}"
+    elif n.startswith("status in "):
+        expr = n
+    elif n.startswith("response has "):
+        expr = "json:" + n[len("response has "):]
+    elif n.startswith("has header "):
+        expr = "header:" + n[len("has header "):]
+    elif n.startswith("body matches "):
+        expr = "body~" + n[len("body matches "):]
+    if expr is None or parse_check(expr).name != n:
+        raise ConfigError(f"the locust engine runs built-in checks only (CLI syntax); {n!r} is a "
+                          "custom check: use --engine asyncio")
+    return expr
 
 
 def _free_port() -> int:
@@ -182,7 +211,10 @@ class LocustEngine:
             "--master", "--master-bind-host", self.master_bind, "--master-bind-port", str(port),
             "--expect-workers", str(self.n_workers),
             "--expect-workers-max-wait", str(int(self.connect_wait_s)),
-            "--csv", str(self.run_dir / "locust"), "--only-summary"), env, logs / "master.log")
+            "--csv", str(self.run_dir / "locust"), "--only-summary",
+            # Ramp-down lets a retiring user finish its request (k6's graceful ramp-down)
+            # instead of killing it mid-flight.
+            "--stop-timeout", f"{max(1.0, plan.timeout_s):g}"), env, logs / "master.log")
         if not self.remote:
             for i in range(self.n_workers):
                 self._spawn(_locust_cmd("--worker", "--master-host", "127.0.0.1", "--master-port",
@@ -239,8 +271,15 @@ class LocustEngine:
         if ended_by == "max_requests":
             window = min(window, elapsed)
         self.info["startup_s"] = round((self.t0_ns - launched_ns) / 1e9, 3)
+        checks = {c.name: {"passes": 0, "fails": 0} for c in plan.checks}
+        for d in done.values():
+            for name, (passes, fails) in (d.get("checks") or {}).items():
+                if name in checks:
+                    checks[name]["passes"] += int(passes)
+                    checks[name]["fails"] += int(fails)
         return EngineOutcome(started_utc=self._started_utc, elapsed_s=elapsed, window_s=window,
                              scheduled=scheduled, stop_reason=reason, monitor=ClientMonitor(),
+                             checks=checks,
                              connections_opened=sum(int(d.get("connections", 0)) for d in done.values()),
                              peak_vus=int(plan.shape.peak), ended_by=ended_by)
 
@@ -304,6 +343,7 @@ class LocustEngine:
         stage_i, conns = cols["shape_stage"], cols["conn"]
         times = [cols[k] for k in ("intended_ns", "sent_ns", "first_byte_ns", "end_ns")]
         connect, status, outcome = cols["connect_ns"], cols["status"], cols["outcome"]
+        cpass, cfail = cols["checks_passed"], cols["checks_failed"]
         nbytes, late = cols["bytes"], cols["late"]
         conn_base = worker * 1_000_000
         for i in range(n):
@@ -311,7 +351,7 @@ class LocustEngine:
             add(self._seq, stage_i[i], conn_base + conns[i] if conns[i] >= 0 else -1,
                 it + shift, st + shift if st >= 0 else -1, fb + shift if fb >= 0 else -1,
                 en + shift if en >= 0 else -1, connect[i], status[i], outcome[i], errors[i],
-                nbytes[i], False, bool(late[i]), -1, -1,
+                nbytes[i], False, bool(late[i]), cpass[i], cfail[i],
                 {k: v[i] for k, v in stages.items() if v[i] == v[i]} or None,
                 {k: v[i] for k, v in caches.items() if v[i] is not None} or None)
             self._seq += 1

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,23 +35,24 @@ from locust import LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
 
-def _load_servertiming() -> Any:
-    """The Server-Timing parser, loaded by file path.
+def _load_sibling(name: str) -> Any:
+    """A module of ``axon_lab.load`` loaded by file path.
 
-    Importing ``axon_lab.load.servertiming`` would run ``axon_lab/load/__init__.py`` (pandas,
-    pyarrow...): seconds of start-up per process on a busy machine, for a stdlib-only module.
+    Importing ``axon_lab.load.<name>`` would run ``axon_lab/load/__init__.py`` (pandas,
+    pyarrow...): seconds of start-up per process on a busy machine, for stdlib-only modules.
     """
     import importlib.util
 
-    path = Path(__file__).with_name("servertiming.py")
-    spec = importlib.util.spec_from_file_location("_axon_servertiming", path)
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_axon_{name}", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
     spec.loader.exec_module(mod)
     return mod
 
 
-_st = _load_servertiming()
+_st = _load_sibling("servertiming")
 parse_cache_headers, parse_server_timing = _st.parse_cache_headers, _st.parse_server_timing
 _now = time.perf_counter_ns
 
@@ -58,10 +60,13 @@ PLAN: dict[str, Any] = json.loads(Path(os.environ["AXON_LOCUST_PLAN"]).read_text
 PAYLOADS = [bytes.fromhex(p) for p in PLAN["payloads"]]
 STAGES: list[tuple[float, float]] = [(float(d), float(t)) for d, t in PLAN["stages"]]
 DURATION_S = sum(d for d, _ in STAGES)
+_checks = _load_sibling("checks")
+CHECKS = [_checks.parse_check(e) for e in PLAN["checks"]]
+KEEP_BODY = any(c.needs_body for c in CHECKS)
 # Outcome codes (same order as axon_lab.load.records.OUTCOMES).
 OK, HTTP_ERROR, TIMEOUT, CONNECT_ERROR, IO_ERROR, PROTOCOL_ERROR, INTERRUPTED = range(7)
 _INT_COLUMNS = ("seq", "shape_stage", "conn", "intended_ns", "sent_ns", "first_byte_ns", "end_ns",
-                "connect_ns", "status", "outcome", "bytes", "late")
+                "connect_ns", "status", "outcome", "bytes", "late", "checks_passed", "checks_failed")
 
 
 def _stage_at(t: float) -> int:
@@ -89,6 +94,7 @@ class _Recorder:
         self.parts = 0
         self.conns = 0
         self.late_ns = int(float(PLAN["late_ms"]) * 1e6)
+        self.check_counts: dict[str, list[int]] = {c.name: [0, 0] for c in CHECKS}
         self._new_chunk()
 
     def _new_chunk(self) -> None:
@@ -133,8 +139,12 @@ REC: _Recorder | None = None
 _ENV: Any = None
 
 
-def _read_response(sock: socket.socket, buf: bytearray, mark: list[int]) -> tuple[int, dict[str, str], int, bytearray]:
-    """Read one response: status, lower-case headers, total bytes; ``mark[0]`` = first byte ns."""
+def _read_response(sock: socket.socket, buf: bytearray,
+                   mark: list[int]) -> tuple[int, dict[str, str], int, bytearray, bytes]:
+    """Read one response: status, lower-case headers, total bytes, leftover, body.
+
+    ``mark[0]`` is set to the first byte's ``perf_counter_ns``.
+    """
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
         if not data:
@@ -155,9 +165,10 @@ def _read_response(sock: socket.socket, buf: bytearray, mark: list[int]) -> tupl
         headers[k] = f"{headers[k]}, {v.strip()}" if k in headers else v.strip()
     rest = buf[head_end:]
     if status in (204, 304) or 100 <= status < 200:
-        return status, headers, head_end, rest
+        return status, headers, head_end, rest, b""
     if "chunked" in headers.get("transfer-encoding", "").lower():
         total = head_end
+        body = bytearray()
         while True:
             while b"\r\n" not in rest:
                 more = sock.recv(65536)
@@ -173,9 +184,10 @@ def _read_response(sock: socket.socket, buf: bytearray, mark: list[int]) -> tupl
                     raise ConnectionError("connection closed in a chunked body")
                 rest += more
             total += need
+            body += rest[i + 2:i + 2 + size]
             rest = rest[need:]
             if size == 0:
-                return status, headers, total, rest
+                return status, headers, total, rest, bytes(body)
     length = int(headers.get("content-length", "-1"))
     if length < 0:  # body until close
         while True:
@@ -184,13 +196,13 @@ def _read_response(sock: socket.socket, buf: bytearray, mark: list[int]) -> tupl
                 break
             rest += more
         headers["connection"] = "close"
-        return status, headers, head_end + len(rest), bytearray()
+        return status, headers, head_end + len(rest), bytearray(), bytes(rest)
     while len(rest) < length:
         more = sock.recv(65536)
         if not more:
             raise ConnectionError("connection closed in the body")
         rest += more
-    return status, headers, head_end + length, rest[length:]
+    return status, headers, head_end + length, rest[length:], bytes(rest[:length])
 
 
 class AxonUser(User):
@@ -229,6 +241,7 @@ class AxonUser(User):
         stages: dict[str, float] = {}
         caches: dict[str, str] = {}
         mark = [-1]
+        c_pass = c_fail = -1 if not CHECKS else 0
         try:
             if self.sock is None:
                 t = _now()
@@ -249,9 +262,19 @@ class AxonUser(User):
             sent = _now()
             try:
                 self.sock.sendall(PAYLOADS[seq % len(PAYLOADS)])
-                status, headers, nbytes, self.buf = _read_response(self.sock, self.buf, mark)
+                status, headers, nbytes, self.buf, body = _read_response(self.sock, self.buf, mark)
                 end = _now()
                 first = mark[0]
+                if CHECKS:
+                    resp = _checks.CheckResponse(status, headers, body if KEEP_BODY else b"",
+                                                 (end - sent) / 1e6, (end - intended) / 1e6)
+                    for c in CHECKS:
+                        ok = c(resp)
+                        rec.check_counts[c.name][0 if ok else 1] += 1
+                        if ok:
+                            c_pass += 1
+                        else:
+                            c_fail += 1
                 outcome, error = (OK, None) if status < 400 else (HTTP_ERROR, f"HTTP {status}")
                 st = headers.get("server-timing")
                 if st:
@@ -280,7 +303,9 @@ class AxonUser(User):
             lag = sent - intended if sent >= 0 else 0
             rec.add((seq, _stage_at((intended - t0) / 1e9), self.conn_id, intended - t0,
                      sent - t0 if sent >= 0 else -1, first - t0 if first >= 0 else -1, end - t0,
-                     connect_ns, status, outcome, nbytes, int(lag > rec.late_ns)),
+                     connect_ns, status, outcome, nbytes, int(lag > rec.late_ns),
+                     c_pass if outcome in (OK, HTTP_ERROR) else -1,
+                     c_fail if outcome in (OK, HTTP_ERROR) else -1),
                     error, stages, caches)
             if outcome != INTERRUPTED and _ENV is not None:
                 # Locust's own statistics (it rounds to ~2 significant digits), for comparison.
@@ -310,6 +335,7 @@ def _finish(reason: str) -> None:
                                                "scheduled": rec.seq, "reason": reason,
                                                "inflight_left": rec.inflight,
                                                "connections": rec.conns,
+                                               "checks": rec.check_counts,
                                                "t0_wall_ns": rec.t0_wall_ns})
 
     gevent.spawn(wait_and_send)
