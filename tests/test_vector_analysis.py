@@ -107,6 +107,14 @@ def test_search_recall_matches_numpy_and_exact_is_perfect(built, data):
     assert {h.payload["workspaceId"] for h in hits} == {"w50"}
 
 
+def test_evaluate_time_cap(built, data):
+    store, _ = built
+    truth, _ = V.ground_truth(data.vectors, data.queries, K)
+    ev = V.evaluate(store, data, truth, k=K, exact=True, clients=2, warmup=0, max_seconds=0.0, min_queries=5)
+    assert ev["truncated"] and ev["queries"] == ev["count"] == 5 and ev["recall"] == 1.0
+    assert not V.evaluate(store, data, truth, k=K, exact=True, clients=1, warmup=0)["truncated"]
+
+
 def test_guard_unindexed_shard(data, settings):
     with V.sweep_stores(settings) as open_store:
         store = open_store("unindexed")
@@ -205,6 +213,7 @@ def test_upsert_bench(data, settings):
         V.upsert_bench(data, n=0)
 
 
+@pytest.mark.filterwarnings("ignore::axon_lab.analysis.vector.BruteForceWarning")
 def test_cli_sweep_smoke_and_errors(tmp_path, monkeypatch, capsys):
     from axon_lab.cli import main
     from axon_lab.config import get_settings
@@ -226,5 +235,9 @@ def test_cli_sweep_smoke_and_errors(tmp_path, monkeypatch, capsys):
         assert main(["vector", "upsert-bench", "--dataset", "synthetic", "--smoke", "--n", "10",
                      "--repeats", "2", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["n"] == 10
+        assert main(["vector", "filtered", "--dataset", "synthetic", "--smoke", "--hnsw-ef", "16",
+                     "--full-scan-threshold", "100", "--payload-index", "before", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["filtered"]
+        assert {r["workspace"] for r in rows} == {"(all)", "w01", "w10", "w50"}
     finally:
         get_settings.cache_clear()

@@ -636,7 +636,8 @@ def throughput(store: VectorStore, queries: np.ndarray, *, clients: int, min_que
 def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int = 10,
              hnsw_ef: int | None = None, exact: bool = False, workspace: str | None = None,
              rescore: bool | None = None, oversampling: float | None = None, clients: int = 2,
-             warmup: int = 20, repeats: int = 1, batch: bool = True) -> dict[str, Any]:
+             warmup: int = 20, repeats: int = 1, batch: bool = True, max_seconds: float | None = None,
+             min_queries: int = 50) -> dict[str, Any]:
     """Recall@k and latency of one search setting over all queries.
 
     ``returned`` is the mean number of hits per query (fewer than ``k`` means the search gave
@@ -646,6 +647,10 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
     the adapter records the same calls as ``vector_search`` spans); ``qps_1`` is queries over
     that loop's wall time, ``qps_n`` the closed-loop throughput of ``clients`` threads and
     ``qps_batch`` one ``search_batch`` call with every query.
+
+    ``max_seconds`` bounds a slow setting (e.g. a filter without payload index on 200k points):
+    the single-client loop stops once it has run that long and done ``min_queries`` queries;
+    every figure then uses the queries done, and ``truncated`` says so.
     """
     if not exact:
         check_hnsw_ef(hnsw_ef, k)
@@ -655,8 +660,9 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
     qs = dataset.queries
     for v in qs[:warmup]:
         store.search(v, **kw)
-    lat = np.empty(len(qs) * repeats)
+    lat = np.full(len(qs) * repeats, np.nan)
     found: list[list[int]] = []
+    truncated = False
     t0 = time.perf_counter()
     for r in range(repeats):
         for i, v in enumerate(qs):
@@ -665,14 +671,22 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
             lat[r * len(qs) + i] = (time.perf_counter_ns() - a) / 1e6
             if r == 0:
                 found.append([h.id for h in hits])
+            if (max_seconds is not None and r == 0 and len(found) >= min_queries
+                    and time.perf_counter() - t0 > max_seconds):
+                truncated = True
+                break
+        if truncated:
+            break
     wall = time.perf_counter() - t0
+    done = int(np.isfinite(lat).sum())
+    qs = qs[:len(found)]
     allowed = None if workspace is None else dataset.workspace == workspace
-    rec = recall_at_k([dataset.rows(f) for f in found], truth, k, vectors=dataset.vectors, queries=qs,
-                      allowed=allowed)
+    rec = recall_at_k([dataset.rows(f) for f in found], truth[:len(found)], k, vectors=dataset.vectors,
+                      queries=qs, allowed=allowed)
     out: dict[str, Any] = {"recall": float(rec.mean()), "recall_min": float(rec.min()),
                            "returned": float(np.mean([len(f) for f in found])) if found else 0.0,
-                           "queries": len(qs), **latency_summary(lat),
-                           "qps_1": len(lat) / wall if wall > 0 else math.nan, "clients": clients}
+                           "queries": len(qs), "truncated": truncated, **latency_summary(lat),
+                           "qps_1": done / wall if wall > 0 else math.nan, "clients": clients}
     out["qps_n"] = throughput(store, qs, clients=clients, **kw) if clients > 1 else out["qps_1"]
     if batch:
         a = time.perf_counter()
@@ -889,7 +903,7 @@ def filtered_study(dataset: Dataset, *, m: int = 16, ef_construct: int = 128,
                    payload_index: Sequence[str] = ("before", "none"),
                    full_scan_threshold: int = DEFAULT_FULL_SCAN_KB, clients: int = 1,
                    indexing_threshold_kb: int = SWEEP_INDEXING_KB, max_search_threads: int | None = None,
-                   warmup: int = 10, settings: Settings | None = None,
+                   warmup: int = 10, max_seconds: float | None = 15.0, settings: Settings | None = None,
                    progress: Callable[[str], None] | None = None) -> SweepResult:
     """Filtered search (``workspaceId`` = w) at several selectivities, per payload-index mode.
 
@@ -898,6 +912,9 @@ def filtered_study(dataset: Dataset, *, m: int = 16, ef_construct: int = 128,
     against the exact filtered top-k and latency at every ``hnsw_ef``, plus exact search.
     Subsets under the full-scan threshold are flagged (``below_full_scan``) and warned about:
     Qdrant answers them by exact scan when it can estimate their size (payload index).
+    A filter without a payload index can cost a payload scan per query (hundreds of ms at
+    200k points), so each setting runs at most ``max_seconds`` (at least 50 queries; see
+    :func:`evaluate`) and no batch pass.
     """
     for ef in hnsw_ef:
         check_hnsw_ef(ef, k)
@@ -938,11 +955,11 @@ def filtered_study(dataset: Dataset, *, m: int = 16, ef_construct: int = 128,
                             "selectivity": share, "subset_points": size, "below_full_scan": size < thr,
                             "k": k, "build_s": b["build_s"], "optimize_s": b["optimize_s"]}
                     ev = evaluate(store, dataset, truth, k=k, exact=True, workspace=ws, clients=clients,
-                                  warmup=warmup)
+                                  warmup=warmup, batch=False, max_seconds=max_seconds)
                     out.append({**base, "hnsw_ef": None, "exact": True, **ev})
                     for ef in hnsw_ef:
                         ev = evaluate(store, dataset, truth, k=k, hnsw_ef=ef, workspace=ws,
-                                      clients=clients, warmup=warmup)
+                                      clients=clients, warmup=warmup, batch=False, max_seconds=max_seconds)
                         out.append({**base, "hnsw_ef": ef, "exact": False, **ev})
                         say(f"  {mode} {ws or '(all)'} hnsw_ef={ef}: recall {ev['recall']:.4f}, "
                             f"p95 {ev['p95_ms']:.3f} ms")

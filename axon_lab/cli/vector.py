@@ -80,6 +80,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="payload index modes for the filtered study: before,after,none (default before,none)")
     s.set_defaults(func=_sweep)
 
+    f = vsub.add_parser("filtered", help="filtered search at several selectivities, with/without payload index",
+                        description="One build per payload-index mode (before the HNSW build, after, "
+                        "none); recall@k against the exact filtered top-k and latency per workspace "
+                        "(selectivity) and hnsw_ef, next to the unfiltered case.")
+    _dataset_args(f)
+    f.add_argument("--m", type=int, default=16, help="HNSW m (default 16)")
+    f.add_argument("--ef-construct", type=int, default=128, help="HNSW ef_construct (default 128)")
+    f.add_argument("--hnsw-ef", type=_list(int, "--hnsw-ef"), default=[32, 64, 128],
+                   help="search hnsw_ef values (default 32,64,128)")
+    f.add_argument("--full-scan-threshold", type=int, default=10_000, help="full_scan_threshold, KB")
+    f.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    f.add_argument("--selectivity", type=_list(float, "--selectivity"), default=[0.01, 0.1, 0.5],
+                   help="target selectivities (nearest workspace is used; default 0.01,0.1,0.5)")
+    f.add_argument("--payload-index", type=_list(str, "--payload-index"), default=["before", "none"],
+                   help="payload index modes: before,after,none (default before,none)")
+    f.add_argument("--max-seconds", type=float, default=15.0,
+                   help="cap per setting (>= 50 queries are always run; default 15 s)")
+    f.set_defaults(func=_filtered)
+
     u = vsub.add_parser("upsert-bench", help="time N single-point upserts against one batch of N")
     _dataset_args(u)
     u.add_argument("--n", type=int, default=50, help="contexts per measurement (default 50, the guide's)")
@@ -185,6 +204,39 @@ def _print_sweep(results: dict[str, Any], verdict: dict[str, str], table: Any, f
     for w in [*results["warnings"], *results.get("filtered_warnings", [])]:
         print(f"warning: {w}")
     print(f"verdict: {verdict['status']}: {verdict['summary']}")
+
+
+def _filtered(args: argparse.Namespace) -> int:
+    from axon_lab.analysis import vector
+
+    say = _progress(args)
+    data = _dataset(args)
+    if say:
+        say(f"{data.name}: {data.n} points x {data.dim}, {len(data.queries)} queries")
+    res = vector.filtered_study(data, m=args.m, ef_construct=args.ef_construct, hnsw_ef=args.hnsw_ef,
+                                k=args.k, selectivities=args.selectivity, payload_index=args.payload_index,
+                                full_scan_threshold=args.full_scan_threshold, max_seconds=args.max_seconds,
+                                progress=say)
+    results = {"filtered": vector.records(res.frame[FILTERED_COLUMNS]), "warnings": list(res.warnings),
+               "meta": res.meta}
+    verdict = {"status": "info", "summary": f"filtered search on {data.n} points, "
+               f"payload index {','.join(args.payload_index)}"}
+    if args.out:
+        from axon_lab.report import record
+
+        record("vector_filtered", results, parameters=_params(args), frames={"filtered": res.frame},
+               verdict=verdict, out_dir=args.out)
+    if args.json:
+        print(jsonutil.dumps(results))
+    else:
+        import pandas as pd
+
+        with pd.option_context("display.width", 200, "display.max_columns", 30,
+                               "display.float_format", "{:.4g}".format):
+            print(res.frame[FILTERED_COLUMNS + ["build_s", "truncated"]].to_string(index=False))
+        for w in res.warnings:
+            print(f"warning: {w}")
+    return 0
 
 
 def _upsert_bench(args: argparse.Namespace) -> int:
