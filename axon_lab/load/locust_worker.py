@@ -237,12 +237,14 @@ class AxonUser(User):
             intended = min(intended, self.ready_ns + int(PLAN["think_time_s"] * 1e9))
         rec.inflight += 1
         sent = first = end = connect_ns = -1
-        status, outcome, nbytes, error = 0, INTERRUPTED, 0, "killed (locust stopped the user)"
+        status, outcome, nbytes = 0, INTERRUPTED, 0
+        error: str | None = "killed (locust stopped the user)"
         stages: dict[str, float] = {}
         caches: dict[str, str] = {}
         mark = [-1]
         c_pass = c_fail = -1 if not CHECKS else 0
         try:
+            reused = self.sock is not None
             if self.sock is None:
                 t = _now()
                 try:
@@ -258,11 +260,32 @@ class AxonUser(User):
                 rec.conns += 1
                 self.conn_id = rec.conns
                 self.buf = bytearray()
-            self.sock.settimeout(PLAN["timeout_s"])
+            sock = self.sock
+            # Per socket operation; a server trickling bytes could exceed it in total.
+            sock.settimeout(PLAN["timeout_s"])
             sent = _now()
             try:
-                self.sock.sendall(PAYLOADS[seq % len(PAYLOADS)])
-                status, headers, nbytes, self.buf, body = _read_response(self.sock, self.buf, mark)
+                try:
+                    sock.sendall(PAYLOADS[seq % len(PAYLOADS)])
+                    status, headers, nbytes, self.buf, body = _read_response(sock, self.buf, mark)
+                except (ConnectionError, BrokenPipeError):
+                    if not reused or mark[0] >= 0:
+                        raise
+                    # A kept-alive connection the server had closed meanwhile: retry once on a
+                    # fresh one, as HTTP libraries (and the asyncio engine) do; the clock runs on.
+                    sock.close()
+                    t = _now()
+                    sock = self.sock = socket.create_connection(
+                        (PLAN["host"], PLAN["port"]), timeout=PLAN["connect_timeout_s"])
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    connect_ns = _now() - t
+                    rec.conns += 1
+                    self.conn_id = rec.conns
+                    self.buf = bytearray()
+                    sock.settimeout(PLAN["timeout_s"])
+                    sent = _now()
+                    sock.sendall(PAYLOADS[seq % len(PAYLOADS)])
+                    status, headers, nbytes, self.buf, body = _read_response(sock, self.buf, mark)
                 end = _now()
                 first = mark[0]
                 if CHECKS:
@@ -281,18 +304,18 @@ class AxonUser(User):
                     stages = parse_server_timing(st)
                 caches = parse_cache_headers(headers, tuple(PLAN["cache_headers"]))
                 if headers.get("connection", "").lower() == "close":
-                    self.sock.close()
+                    sock.close()
                     self.sock = None
             except TimeoutError:
                 end = _now()
                 outcome, error = TIMEOUT, f"timeout after {PLAN['timeout_s']:g}s"
-                self.sock.close()
+                sock.close()
                 self.sock = None
             except (OSError, ValueError) as exc:
                 end = _now()
                 outcome = PROTOCOL_ERROR if isinstance(exc, ValueError) else IO_ERROR
                 error = f"{type(exc).__name__}: {exc}"
-                self.sock.close()
+                sock.close()
                 self.sock = None
         finally:
             if end < 0:

@@ -1,0 +1,32 @@
+"""The locust workers' HTTP client: Connection: close, chunked bodies, checks and error statuses."""
+
+from __future__ import annotations
+
+import pytest
+from loadserver import LoadServer
+
+from axon_lab.load import LoadRunner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server():
+    with LoadServer("constant:ms=2") as srv:
+        yield srv
+
+
+@pytest.mark.parametrize(("path", "check", "status"), [
+    ("/close", "body~bye", 200), ("/chunked", "json:result", 200), ("/status/503", "status==503", 503)])
+def test_worker_client_reads_every_response_kind(server, path, check, status):
+    res = LoadRunner(url=server.url + path, connections=4, duration_s=5, max_requests=40,
+                     engine="locust", engine_options={"workers": 1}, checks=[check],
+                     progress=False).run()
+    s = res.summary
+    assert s["count"] == 40, s.get("incomplete_reason")
+    assert (res.records["status"] == status).all()
+    assert s["checks"]["rate"] == 1.0
+    if status >= 400:
+        assert s["errors"] == 40
+    else:
+        assert s["errors"] == 0 and (res.records["bytes"] > 0).all()
