@@ -30,3 +30,17 @@ def test_worker_client_reads_every_response_kind(server, path, check, status):
         assert s["errors"] == 40
     else:
         assert s["errors"] == 0 and (res.records["bytes"] > 0).all()
+
+
+def test_guide_preset_with_stages_runs_on_locust(server):
+    # The spike preset at 5% scale: 1→5 VUs, jump to 50, hold, back to 5 (think time 1 s).
+    res = LoadRunner(url=server.url, scenario="spike", scale=0.05, engine="locust",
+                     engine_options={"workers": 2}, progress=False).run()
+    s = res.summary
+    assert not res.incomplete, s.get("incomplete_reason")
+    assert s["shape"]["executor"] == "ramping-vus"
+    assert (res.records["outcome"] == "ok").all()  # ramp-down lets requests finish
+    assert s["checks"]["rate"] == 1.0 and res.passed
+    by_stage = res.records.groupby("shape_stage").size()
+    # The 50-VU plateau (stage 2, 1.5 s) sends far more than the 1→5 VU ramp (stage 0).
+    assert by_stage.get(2, 0) > 3 * by_stage.get(0, 0)
