@@ -294,8 +294,16 @@ class LocustEngine:
                 "inflight": 0, "backlog": 0, "dropped": 0, "vus": 0, "late": 0}
 
     def summary_extra(self) -> dict[str, Any]:
-        """The ``locust`` block for the summary (Locust's own statistics, workers, client CPU)."""
-        return {"locust": self.info}
+        """The ``locust`` block for the summary (Locust's own statistics, workers, client CPU).
+
+        Also replaces the ``engine`` block: Locust runs on gevent (no uvloop), with this many
+        workers and connections.
+        """
+        done = self.info.get("workers_done") or {}
+        engine = {"name": self.name, "uvloop": False, "workers": self.n_workers,
+                  "peak_vus": int(self.plan.shape.peak),
+                  "connections_opened": sum(int(d.get("connections", 0)) for d in done.values())}
+        return {"locust": self.info, "engine": engine}
 
     # -- internals ----------------------------------------------------------------------------
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
