@@ -15,7 +15,8 @@ trivial endpoint (``GET /health``) and print a table (``--json FILE`` also write
 ``compare``
     Closed loop, ``-c`` connections for ``-d`` seconds, the same server measured by
     ``axon_lab.load`` and by ``wrk --latency`` (one thread: one generator thread, like ours) and
-    ``autocannon --json`` (one Node process): throughput ratio and p50/p99 agreement.
+    ``autocannon --json`` (one Node process): throughput ratio and p50/p99 agreement (medians over
+    ``--repeat`` rounds; autocannon's JSON latencies are whole milliseconds).
     wrk/autocannon that are not installed are skipped (``apt-get install wrk``,
     ``npm install -g autocannon``).
 """
@@ -26,6 +27,7 @@ import argparse
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -165,16 +167,16 @@ def compare(args: argparse.Namespace) -> dict:
                       f"  p99 {_fmt(row['p99_ms'], 3)} ms", flush=True)
     ours = [r for r in rows if r["tool"] == "axon_lab.load"]
     ratios = {}
-    for other in {r["tool"] for r in rows} - {"axon_lab.load"}:
+    for other in sorted({r["tool"] for r in rows} - {"axon_lab.load"}):
         theirs = [r for r in rows if r["tool"] == other]
-        o_rps = sorted(r["rps"] for r in ours)[len(ours) // 2]
-        t_rps = sorted(r["rps"] for r in theirs)[len(theirs) // 2]
-        o_p50 = sorted(r["p50_ms"] for r in ours)[len(ours) // 2]
-        t_p50 = sorted(r["p50_ms"] for r in theirs)[len(theirs) // 2]
-        o_p99 = sorted(r["p99_ms"] for r in ours)[len(ours) // 2]
-        t_p99 = sorted(r["p99_ms"] for r in theirs)[len(theirs) // 2]
-        ratios[other] = {"throughput_ratio": o_rps / t_rps, "p50_ours_ms": o_p50,
-                         "p50_theirs_ms": t_p50, "p99_ours_ms": o_p99, "p99_theirs_ms": t_p99}
+
+        def med(runs: list[dict], key: str) -> float:
+            return float(statistics.median(r[key] for r in runs))
+
+        ratios[other] = {"throughput_ratio": med(ours, "rps") / med(theirs, "rps"),
+                         "rps_ours": med(ours, "rps"), "rps_theirs": med(theirs, "rps"),
+                         "p50_ours_ms": med(ours, "p50_ms"), "p50_theirs_ms": med(theirs, "p50_ms"),
+                         "p99_ours_ms": med(ours, "p99_ms"), "p99_theirs_ms": med(theirs, "p99_ms")}
     return {"benchmark": "compare", "connections": args.connections, "duration_s": args.duration,
             "rows": rows, "vs": ratios}
 
