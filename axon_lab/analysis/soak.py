@@ -2,7 +2,8 @@
 
 ``run_soak(url, duration_s=600)`` drives an axon_lab server at a constant arrival rate (open
 loop: a server that slows down cannot throttle its own load, so drift shows) while the
-server's RSS is polled from its ``/metrics``. Memory: least-squares RSS slope over the run
+server's RSS is polled from its ``/metrics/process`` (cheap; not ``/metrics``, whose per-stage
+summary is expensive). Memory: least-squares RSS slope over the run
 after a warm-up share, with a 95% CI (:func:`axon_lab.analysis.profile.memory_slope`); a leak
 is suspected when the slope is above 1 MB/min and its CI excludes zero, judged only on runs of
 at least two minutes. Latency: per-window p50/p95 of the response time over the run, the p50
@@ -146,6 +147,56 @@ def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: 
     return out
 
 
+class ProcessSampler:
+    """Polls the server's ``/metrics/process`` (RSS, CPU%; cheap) every ``interval_s`` on a thread.
+
+    Falls back to ``/metrics`` for servers without the cheap endpoint. Frame columns: t_s,
+    rss_mb, cpu_percent, phase (``load``).
+    """
+
+    def __init__(self, url: str, *, interval_s: float = 2.0, timeout_s: float = 5.0) -> None:
+        import threading
+
+        self.url = url.rstrip("/")
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.rows: list[dict[str, float]] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="axon-soak-sampler", daemon=True)
+
+    def _run(self) -> None:
+        import time
+
+        import httpx
+
+        t0 = time.monotonic()
+        path = "/metrics/process"
+        with httpx.Client(timeout=self.timeout_s) as client:
+            while not self._stop.is_set():
+                try:
+                    r = client.get(self.url + path)
+                    if r.status_code == 404 and path != "/metrics":
+                        path = "/metrics"
+                        continue
+                    doc = r.json()
+                    p = doc.get("process", doc)
+                    self.rows.append({"t_s": time.monotonic() - t0, "rss_mb": p["rss_bytes"] / 2**20,
+                                      "cpu_percent": p.get("cpu_percent")})
+                except Exception:  # a slow or failed poll is a missing sample, not a failed soak
+                    self.failures += 1
+                self._stop.wait(self.interval_s)
+
+    def start(self) -> ProcessSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> pd.DataFrame:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return pd.DataFrame(self.rows, columns=["t_s", "rss_mb", "cpu_percent"]).assign(phase="load")
+
+
 def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts: str = "distinct",
              workspace: str = "test", connections: int = 64, timeout_s: float = 30.0,
              sample_interval_s: float = 2.0, out_dir: Path | str | None = None, progress: bool = False,
@@ -172,7 +223,7 @@ def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts:
         CI: 8 s through the same code path.
     """
     from axon_lab import workload
-    from axon_lab.lab import ResourceSampler, run_dir
+    from axon_lab.lab import run_dir
     from axon_lab.load import LoadRunner
 
     if smoke:
@@ -190,8 +241,7 @@ def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts:
     base = url.rstrip("/")
     params = {"url": base, "duration_s": float(duration_s), "rate": float(rate), "prompts": prompts,
               "sample_interval_s": float(sample_interval_s), "smoke": smoke}
-    sampler = ResourceSampler(base, interval_s=sample_interval_s)
-    sampler.start()
+    sampler = ProcessSampler(base, interval_s=sample_interval_s).start()
     try:
         result = LoadRunner(url=f"{base}{PROCESS_PATH}", method="POST",
                             bodies=[{"prompt": t, "workspaceId": workspace, "source": "axon_lab"} for t in texts],
@@ -199,8 +249,7 @@ def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts:
                             out_dir=out, name="soak", checks=["status==200"], progress=progress,
                             max_duration_s=max(4 * 3600.0, duration_s), parameters={"soak": params}).run()
     finally:
-        sampler.stop()
-    resources = sampler.frame().assign(phase="load")
+        resources = sampler.stop()
     resources.to_parquet(out / "resources.parquet", index=False)
     return analyze(result.records, resources, result.summary, params, out_dir=out)
 

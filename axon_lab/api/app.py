@@ -274,13 +274,22 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
             headers["X-Axon-Degraded"] = ",".join(res.degraded)
         return JSONResponse(res.body, headers=headers)
 
+    def process_info() -> dict[str, Any]:
+        with proc.oneshot():
+            return {"pid": proc.pid, "rss_bytes": proc.memory_info().rss,
+                    "cpu_percent": proc.cpu_percent(None), "threads": proc.num_threads()}
+
     @app.get("/metrics")
     async def metrics_json(request: Request) -> JSONResponse:
-        data = request.app.state.pipeline.metrics()
-        with proc.oneshot():
-            data["process"] = {"pid": proc.pid, "rss_bytes": proc.memory_info().rss,
-                               "cpu_percent": proc.cpu_percent(None), "threads": proc.num_threads()}
+        # Off the event loop: the per-stage summary can take seconds to compute (it is cached).
+        data = await asyncio.to_thread(request.app.state.pipeline.metrics)
+        data["process"] = process_info()
         return JSONResponse(data)
+
+    @app.get("/metrics/process")
+    async def metrics_process() -> JSONResponse:
+        """RSS, CPU% and threads of the API process only: cheap, for samplers polling often."""
+        return JSONResponse(process_info())
 
     @app.get("/metrics/prometheus")
     async def metrics_prometheus() -> Response:

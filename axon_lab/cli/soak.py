@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "soak", help="soak: steady load for a long time, RSS slope (MB/min) and latency drift",
         description="Drive an axon_lab server (default: the embedded one, started here) at a constant "
-                    "arrival rate, poll its RSS from /metrics, fit the memory slope and the latency "
+                    "arrival rate, poll its RSS from /metrics/process, fit the memory slope and the latency "
                     "trend. Exit 99 when a leak or latency drift is suspected or requests failed "
                     "(runs under 2 minutes are not judged).")
     p.add_argument("url", nargs="?", default=None, help="base URL of an axon_lab server (default: start one)")

@@ -353,7 +353,7 @@ class Pipeline:
         o = self.options
         for name, timeout, retries in (("qdrant", o.vector_timeout_s, o.vector_retries),
                                        ("mongodb", o.document_timeout_s, o.document_retries)):
-            kw = dict(timeout_s=timeout, retries=retries, retry_backoff_s=o.retry_backoff_s,
+            kw: dict[str, Any] = dict(timeout_s=timeout, retries=retries, retry_backoff_s=o.retry_backoff_s,
                       breaker_failures=o.breaker_failures, breaker_cooldown_s=o.breaker_cooldown_s,
                       max_inflight=o.backend_max_inflight)
             if name in self.guards:
@@ -499,7 +499,7 @@ class Pipeline:
                 with measure(f"analysis.{name}"):
                     return await asyncio.to_thread(fn, *args)
 
-            calls = [
+            calls: list[tuple[Any, ...]] = [
                 ("intent", analyzer.classify_intent, text, qvec),
                 ("task_type", analyzer.identify_task_type, text),
                 ("entities", analyzer.extract_entities, text, self._known_modules),
@@ -662,10 +662,24 @@ class Pipeline:
             }
 
     # --- metrics (the guide's getMetrics) -------------------------------------------------
-    def metrics(self) -> dict[str, Any]:
+    #: Per-stage percentiles are recomputed at most this often: ``Sink.summary()`` walks every
+    #: HDR histogram in Python under the sink's lock (~2 s for 30 span names on this class of
+    #: machine), during which no span can be recorded, so frequent /metrics polls would stall
+    #: the very requests they measure.
+    STAGE_SUMMARY_MAX_AGE_S = 10.0
+
+    def stage_summary(self) -> tuple[dict[str, Any], float]:
+        """Per-stage summary (cached up to :attr:`STAGE_SUMMARY_MAX_AGE_S`) and its age in s."""
         from axon_lab.instrument import SINK
 
-        per = SINK.summary()
+        cached = getattr(self, "_stage_cache", None)
+        now = time.monotonic()
+        if cached is None or now - cached[0] > self.STAGE_SUMMARY_MAX_AGE_S:
+            cached = self._stage_cache = (now, SINK.summary())
+        return cached[1], now - cached[0]
+
+    def metrics(self) -> dict[str, Any]:
+        per, age = self.stage_summary()
         hits = {k: v for k, v in self.cache_counts.items()}
         ctx = hits.get("context", {})
         lookups = sum(n for r, n in ctx.items() if r in ("l1-hit", "l2-hit", "miss"))
@@ -675,6 +689,7 @@ class Pipeline:
             "errorRate": self.errors / self.requests if self.requests else 0.0,
             "uptimeSeconds": round(time.time() - self.started, 1),
             "stages": per,
+            "stagesAgeSeconds": round(age, 1),
             "cache": {
                 "counts": hits,
                 "contextHitRate": (ctx.get("l1-hit", 0) + ctx.get("l2-hit", 0)) / lookups if lookups else None,

@@ -83,7 +83,7 @@ class PipelineOptions(BaseModel):
                     embedding_cache=False, serialization="json", projection=False,
                     batch_embedding=False, token_counter="chars4", context_cache_ttl_s=300)
         base.update(overrides)
-        return cls(**base)  # type: ignore[arg-type]
+        return cls(**base)
 
     def backend_policies(self) -> dict[str, dict[str, object]]:
         """Timeouts, retries and the worst-case time to an answer per backend (``/metrics``).

@@ -47,7 +47,7 @@ class DocumentStore:
         """A real MongoDB via pymongo (pool settings as the guide recommends)."""
         import pymongo
 
-        client = pymongo.MongoClient(
+        client: Any = pymongo.MongoClient(
             uri, serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=45_000,
             maxPoolSize=max_pool_size, minPoolSize=min_pool_size, maxIdleTimeMS=60_000,
         )
