@@ -72,6 +72,7 @@ def test_parse_real_scalene_run(scalene_profile) -> None:
     assert len(rows) <= 2
     assert (p.lines.groupby("file").cpu_pct.sum() <= 100.5).all()
     assert len(p.memory) > 0 and p.memory.footprint_mb.max() > 10
+    assert profile.harness_share(p) == 0 and profile.harness_share(None) is None
     with pytest.raises(ConfigError, match="valid: cpu, memory, peak, growth"):
         profile.top_lines(p, by="wall")
 

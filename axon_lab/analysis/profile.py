@@ -181,23 +181,49 @@ def _short(path: str) -> str:
         return p.name if p.is_absolute() else path
 
 
-def top_lines(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15) -> pd.DataFrame:
+def is_harness(file: str) -> bool:
+    """True for the profiling harness' own files (this module, the generated entry script)."""
+    return file.endswith(("analysis/profile.py", "serve_axon_lab.py"))
+
+
+def harness_share(profile: ScaleneProfile | None) -> float | None:
+    """Share of sampled time (%) scalene put on the harness' lines: with the default program
+    path that is the event loop, the web framework and idle worker threads, everything that ran
+    outside ``axon_lab`` frames."""
+    if profile is None or profile.functions.empty:
+        return None
+    f = profile.functions
+    return float(f.loc[f.file.map(is_harness), "cpu_pct"].sum())
+
+
+def top_lines(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15,
+              harness: bool = False) -> pd.DataFrame:
     """The ``n`` lines with the most CPU (``cpu``), allocation (``memory``), peak or growth
-    (empty when there is no profile, e.g. a run with ``profiler="none"``)."""
+    (empty when there is no profile, e.g. a run with ``profiler="none"``).
+
+    scalene's CPU shares are of sampled time across threads, and it counts a thread blocked in C
+    (a pool worker waiting on its queue, the loop in ``epoll``) as native/system time; psutil's
+    CPU% (:func:`resource_verdicts`) is the machine's view. Without ``harness`` the harness' own
+    lines (see :func:`harness_share`) are left out, so the table shows the application's code.
+    """
     col = _BY.get(by)
     if col is None:
         raise ConfigError(f"unknown ordering {by!r}; valid: {', '.join(_BY)}")
     df = profile.lines if profile is not None else pd.DataFrame()
     if df.empty:
         return pd.DataFrame(columns=["file", "lines", "source", "cpu_pct", "malloc_mb", "growth_mb"])
+    if not harness:
+        df = df[~df.file.map(is_harness)]
     df = df[df[col] > 0].sort_values(col, ascending=False).head(n)
     cols = ["file", "lines", "source", "cpu_pct", "cpu_python_pct", "cpu_native_pct", "cpu_system_pct",
             "malloc_mb", "peak_mb", "growth_mb", "python_alloc_fraction", "copy_mb_s"]
     return df.assign(file=df.file.map(_short))[cols].reset_index(drop=True)
 
 
-def top_functions(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15) -> pd.DataFrame:
-    """The ``n`` functions with the most CPU, allocation, peak or growth (empty without a profile)."""
+def top_functions(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15,
+                  harness: bool = False) -> pd.DataFrame:
+    """The ``n`` functions with the most CPU, allocation, peak or growth (empty without a profile;
+    the harness' own functions only with ``harness``; see :func:`top_lines`)."""
     col = _BY.get(by)
     if col is None:
         raise ConfigError(f"unknown ordering {by!r}; valid: {', '.join(_BY)}")
@@ -205,6 +231,8 @@ def top_functions(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 1
     if df.empty:
         return pd.DataFrame(columns=["file", "lineno", "name", "cpu_pct", "cpu_python_pct", "cpu_native_pct",
                                      "cpu_system_pct", "malloc_mb", "peak_mb", "growth_mb"])
+    if not harness:
+        df = df[~df.file.map(is_harness)]
     df = df[df[col] > 0].sort_values(col, ascending=False).head(n)
     cols = ["file", "lineno", "name", "cpu_pct", "cpu_python_pct", "cpu_native_pct", "cpu_system_pct",
             "malloc_mb", "peak_mb", "growth_mb"]
@@ -643,7 +671,7 @@ def summarize(run: ProfileRun, *, soak: bool = False, n: int = 15) -> dict[str, 
         "event_loop_lag": lag_summary(run.lag), "memory_slope": slope, "soak": soak,
     }
     p = run.scalene
-    res["scalene"] = {"meta": p.meta if p is not None else None,
+    res["scalene"] = {"meta": p.meta if p is not None else None, "harness_pct": harness_share(p),
                       "top_functions_cpu": top_functions(p, by="cpu", n=n),
                       "top_functions_memory": top_functions(p, by="memory", n=n),
                       "top_lines_cpu": top_lines(p, by="cpu", n=n),

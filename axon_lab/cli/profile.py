@@ -75,7 +75,8 @@ def _profile(args: argparse.Namespace) -> int:
             print("event-loop lag:")
             print(lag.to_string(index=False))
         if run.scalene is not None:
-            print("top functions by CPU:")
+            print(f"scalene: {results['scalene']['harness_pct']:.0f}% of sampled time outside axon_lab code "
+                  "(event loop, framework, idle worker threads); top axon_lab functions:")
             print(results["scalene"]["top_functions_cpu"][["file", "name", "cpu_pct", "malloc_mb"]]
                   .head(10).to_string(index=False))
         print(f"verdict: {verdict['status']}: {verdict['summary']}")
