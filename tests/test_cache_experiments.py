@@ -85,6 +85,7 @@ def test_eviction_under_small_maxmemory_with_allkeys_lru(stack) -> None:
     assert s.policy == "allkeys-lru" and s.maxmemory_policy == "allkeys-lru"
     assert s.evicted_keys > 0
     assert s.cache_errors == 0  # allkeys-lru makes room instead of refusing writes
+    assert s.keys_emb + s.keys_analysis + s.keys_ctx == s.keys_after
     after = redis_stats.snapshot(cache.lab_redis_url(stack))
     assert after.maxmemory == 0 and after.maxmemory_policy == "noeviction" and after.keys == 0
 

@@ -119,3 +119,19 @@ def test_cli_stats_json_redacts_url(server, capsys) -> None:
     rc = main(["redis", "stats", "--url", url.replace(str(server.port), "1"), "--json"])
     err = capsys.readouterr().err
     assert rc == 1 and "hunter2" not in err and "***" in err
+
+
+def test_key_memory_by_prefix(server) -> None:
+    r = redis.Redis.from_url(server.url)
+    r.flushdb()
+    for i in range(20):
+        r.set(f"emb:msgpack:{i}", b"x" * 3000, ex=3600)
+    for i in range(5):
+        r.set(f"ctx:{i}", b"y" * 200)
+    frame = redis_stats.key_memory(server.url).set_index("prefix")
+    r.flushdb()
+    r.close()
+    assert frame.loc["emb", "keys"] == 20 and frame.loc["ctx", "keys"] == 5
+    assert frame.loc["emb", "with_ttl"] == 20 and frame.loc["ctx", "with_ttl"] == 0
+    assert frame.loc["emb", "mean_bytes"] >= 3000 and frame.index[0] == "emb"
+    assert frame.share.sum() == pytest.approx(1.0) and not frame.sampled.any()

@@ -502,7 +502,8 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
     Run
         ``requests``: policy, i, prompt, context...; ``redis``: per policy maxmemory,
         evicted_keys, keyspace hit rate, used_memory_peak, keys left, cache_errors (writes
-        refused, e.g. OOM under ``noeviction``).
+        refused, e.g. OOM under ``noeviction``), and ``keys_<prefix>`` / ``bytes_<prefix>``
+        left per cache (``emb``, ``analysis``, ``ctx``).
     """
     if budget_kb < 1:
         raise ConfigError(f"budget_kb must be >= 1, got {budget_kb}")
@@ -532,7 +533,11 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
                         rows.append(_row(res, policy=label, i=i, prompt=prompt))
                     errors = pipe.stack.cache.errors
                 after = redis_stats.snapshot(lab_redis_url(stack))
-                rrows.append(_redis_row(before, after, errors, policy=label, budget_bytes=cap and budget_kb * 1024))
+                row = _redis_row(before, after, errors, policy=label, budget_bytes=cap and budget_kb * 1024)
+                # Which caches survived: keys and bytes left per key prefix (emb, analysis, ctx).
+                for r in redis_stats.key_memory(lab_redis_url(stack)).itertuples():
+                    row[f"keys_{r.prefix}"], row[f"bytes_{r.prefix}"] = int(r.keys), int(r.bytes)
+                rrows.append(row)
         finally:
             admin.config_set("maxmemory", 0)
             admin.config_set("maxmemory-policy", "noeviction")

@@ -201,6 +201,68 @@ def delta(before: RedisStats, after: RedisStats) -> dict[str, Any]:
     return d
 
 
+def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: int = 10_000,
+               timeout_s: float = 5.0) -> Any:
+    """Memory by key prefix, like RedisInsight's memory analysis: SCAN + ``MEMORY USAGE`` + ``TTL``.
+
+    Parameters
+    ----------
+    url
+        The server (read-only commands only).
+    pattern
+        SCAN ``MATCH`` pattern.
+    separator
+        The prefix is the key up to the first ``separator`` (``emb:msgpack:ab12`` → ``emb``).
+    max_keys
+        Stop after this many keys (SCAN order; ``sampled`` says whether the scan was cut short).
+
+    Returns
+    -------
+    DataFrame
+        prefix, keys, bytes, mean_bytes, share (of the scanned bytes), with_ttl, sampled.
+    """
+    import pandas as pd
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                  lib_name=None, lib_version=None, protocol=2)
+    rows: dict[str, dict[str, Any]] = {}
+    scanned, cut = 0, False
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            scanned += 1
+            if scanned >= max_keys:
+                cut = True
+                break
+        for i in range(0, len(batch), 500):
+            chunk = batch[i:i + 500]
+            p = client.pipeline(transaction=False)
+            for k in chunk:
+                p.memory_usage(k, samples=0)
+                p.ttl(k)
+            res = p.execute()
+            for k, mem, ttl in zip(chunk, res[0::2], res[1::2], strict=True):
+                name = k.decode(errors="replace")
+                prefix = name.split(separator, 1)[0] if separator in name else name
+                r = rows.setdefault(prefix, {"prefix": prefix, "keys": 0, "bytes": 0, "with_ttl": 0})
+                r["keys"] += 1
+                r["bytes"] += int(mem or 0)
+                r["with_ttl"] += int(ttl is not None and ttl >= 0)
+    except Exception as exc:
+        raise BackendUnavailable("redis", f"{redact_text(url)}: {type(exc).__name__}: {exc}") from None
+    finally:
+        client.close()
+    out = pd.DataFrame(list(rows.values()), columns=["prefix", "keys", "bytes", "with_ttl"])
+    total = out["bytes"].sum()
+    out["mean_bytes"] = out["bytes"] / out["keys"].where(out["keys"] > 0)
+    out["share"] = out["bytes"] / total if total else 0.0
+    out["sampled"] = cut
+    return out.sort_values("bytes", ascending=False).reset_index(drop=True)[
+        ["prefix", "keys", "bytes", "mean_bytes", "share", "with_ttl", "sampled"]]
+
+
 def hit_rate_verdict(hit_rate: float | None) -> str:
     """pass / warn / fail / unknown against the guide's cache hit-rate target (> 80%, > 60% min)."""
     return targets.get("cache_hit_rate").judge(hit_rate)

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--url", default=None, help="redis://[user:password@]host:port/db (redacted in output)")
     st.add_argument("--delta", type=float, default=None, metavar="SECONDS",
                     help="take a second snapshot after SECONDS and report the change (e.g. during a load run)")
+    st.add_argument("--keys", action="store_true",
+                    help="also break memory down by key prefix (SCAN + MEMORY USAGE, read-only)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_stats)
 
@@ -42,6 +44,7 @@ def _stats(args: argparse.Namespace) -> int:
                          f"{url} (pid {server.pid}; empty, stopped on exit)\n")
     try:
         before = redis_stats.snapshot(url)
+        keys = redis_stats.key_memory(url) if args.keys else None
         after = None
         if args.delta is not None:
             time.sleep(args.delta)
@@ -56,12 +59,18 @@ def _stats(args: argparse.Namespace) -> int:
         d = redis_stats.delta(before, after)
         doc.update({"after": after.to_dict(), "delta": d,
                     "delta_hit_rate_verdict": redis_stats.hit_rate_verdict(d["hit_rate"])})
+    if keys is not None:
+        doc["keys_by_prefix"] = keys
     if args.json:
         print(jsonutil.dumps(doc))
         return 0
     print(f"redis {redact_text(url)}{' (lab-owned, empty)' if server is not None else ''}")
     for name, value in redis_stats.table(before):
         print(f"  {name:<28}{value}")
+    if keys is not None:
+        print("memory by key prefix:" if len(keys) else "memory by key prefix: no keys")
+        if len(keys):
+            print(keys.to_string(index=False))
     if after is not None:
         hr = "n/a" if d["hit_rate"] is None else f"{d['hit_rate']:.1%}"
         print(f"over {d['elapsed_s']} s: hits +{d['keyspace_hits']}  misses +{d['keyspace_misses']}  "
