@@ -120,8 +120,16 @@ def _redact_notebook(nb: Any) -> Any:
 
 def to_html(nb: Any, *, show_code: bool = False) -> str:
     """nbconvert HTML (lab template); code cells hidden unless ``show_code``; redacted."""
+    import sys
+
     from nbconvert import HTMLExporter
 
+    # nbconvert finds its templates under <prefix>/share/jupyter; in a venv made with
+    # --system-site-packages they live under the base interpreter's prefix instead.
+    base_share = os.path.join(sys.base_prefix, "share", "jupyter")
+    paths = os.environ.get("JUPYTER_PATH", "").split(os.pathsep)
+    if os.path.isdir(os.path.join(base_share, "nbconvert")) and base_share not in paths:
+        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (*paths, base_share) if p)
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = not show_code
     exporter.exclude_input_prompt = not show_code
