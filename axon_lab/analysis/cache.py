@@ -19,11 +19,13 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -908,7 +910,10 @@ def token_counting_cost(texts: Sequence[str], *, repeats: int = 3, encoder_load:
     if encoder_load:
         code = ("import time, json; from axon_lab import tokens; t = time.perf_counter(); tokens.encoding(); "
                 "print(json.dumps((time.perf_counter() - t) * 1000))")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        # This checkout's axon_lab, whatever the environment has installed.
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
         if res.returncode == 0:
             rows[1]["encoder_load_ms"] = float(json.loads(res.stdout.strip().splitlines()[-1]))
     return pd.DataFrame(rows)

@@ -617,6 +617,9 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
     sampler = None
     try:
         full_env = {**os.environ, **(env or {}), "AXON_REDIS_URL": redis_server.url}
+        # The server must run this checkout's axon_lab, whatever the environment has installed.
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            [str(PACKAGE_DIR.parent), *filter(None, [full_env.get("PYTHONPATH")])])
         with open(log, "wb") as logf:
             proc = subprocess.Popen(cmd, env=full_env, stdout=logf, stderr=subprocess.STDOUT)
         sampler = ResourceSampler(proc.pid, interval_s=sample_interval_s).start()
