@@ -60,3 +60,19 @@ def test_stack_status_redacts_urls(tmp_path):
     by = {b["name"]: b for b in doc["backends"]}
     assert by["redis"]["url"] == f"redis://axon:***@127.0.0.1:{srv.port}/0"
     assert by["redis"]["owned"] is False and by["redis"]["pid"] is None
+
+
+def test_edge_shard_in_use_gives_a_clear_error(tmp_path):
+    from axon_lab.stack import EdgeVectorStore, HnswParams, VectorPoint
+
+    v = EdgeVectorStore(tmp_path / "shard")
+    v.ensure_collection(4, HnswParams())
+    v.upsert([VectorPoint(1, [0.1, 0.2, 0.3, 0.4], {"workspaceId": "w"})])
+    try:
+        code = ("from axon_lab.stack import EdgeVectorStore; import sys; "
+                f"EdgeVectorStore({str(tmp_path / 'shard')!r})")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert r.returncode != 0
+        assert "in use by another process" in r.stderr
+    finally:
+        v.close()

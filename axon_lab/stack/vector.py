@@ -206,7 +206,16 @@ class EdgeVectorStore(VectorStore):
         self._shard: Any = None
         self._lock = threading.Lock()
         if (self.path / "edge_config.json").exists() or any(self.path.glob("segments*")):
-            self._shard = qe.EdgeShard.load(str(self.path))
+            try:
+                self._shard = qe.EdgeShard.load(str(self.path))
+            except Exception as exc:
+                if "WouldBlock" in str(exc) or "WAL" in str(exc):
+                    # A shard is opened by one process at a time (its WAL is locked).
+                    raise BackendUnavailable("qdrant", (
+                        f"the Qdrant Edge shard at {self.path} is in use by another process "
+                        "(an `axon-lab serve` or a notebook's embedded Axon); stop it, or give this "
+                        "process its own AXON_DATA_DIR, or point AXON_QDRANT_URL at a server")) from None
+                raise
 
     @property
     def url(self) -> str:
