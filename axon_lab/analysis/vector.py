@@ -335,7 +335,7 @@ def ground_truth(vectors: np.ndarray, queries: np.ndarray, k: int, *, rows: np.n
     return idx, sims
 
 
-def recall_at_k(found: Sequence[Sequence[int]], truth: np.ndarray, k: int, *,
+def recall_at_k(found: Sequence[Sequence[int] | np.ndarray], truth: np.ndarray, k: int, *,
                 vectors: np.ndarray | None = None, queries: np.ndarray | None = None,
                 allowed: np.ndarray | None = None, eps: float = 1e-6) -> np.ndarray:
     """Per-query recall@k: the share of the exact top-k that the search returned.
@@ -689,9 +689,9 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
                            "qps_1": done / wall if wall > 0 else math.nan, "clients": clients}
     out["qps_n"] = throughput(store, qs, clients=clients, **kw) if clients > 1 else out["qps_1"]
     if batch:
-        a = time.perf_counter()
-        store.search_batch(qs, **kw)
-        out["qps_batch"] = len(qs) / (time.perf_counter() - a)
+        b0 = time.perf_counter()
+        store.search_batch(list(qs), **kw)
+        out["qps_batch"] = len(qs) / (time.perf_counter() - b0)
     return out
 
 

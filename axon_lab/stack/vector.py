@@ -99,7 +99,7 @@ class VectorStore:
 
     def search_batch(
         self,
-        vectors: Sequence[Sequence[float]],
+        vectors: Sequence[Any],
         *,
         limit: int = 20,
         workspace_id: str | None = None,
@@ -110,6 +110,8 @@ class VectorStore:
         oversampling: float | None = None,
     ) -> list[list[Hit]]:
         """Several searches in one call (one ``vector_search_batch`` span); results in order.
+
+        ``vectors`` holds one query vector each (a sequence of floats or a 1-d array).
 
         Adapters with a native batch API (Qdrant Edge ``query_batch``, the server's
         ``query_batch_points``) plan the batch as a whole; the base falls back to a loop.
@@ -151,9 +153,11 @@ class VectorStore:
         raise NotImplementedError
 
     def ensure_collection(self, dim: int, hnsw: HnswParams | None = None,
-                          payload_indexes: Sequence[str] = ("workspaceId", "tier")) -> bool:
+                          payload_indexes: Sequence[str] = ("workspaceId", "tier"),
+                          quantization: str | None = None) -> bool:
         """Create the collection if missing (payload indexes before any HNSW build).
 
+        ``payload_indexes=()`` creates none; ``quantization`` is None/"none" or "int8".
         Returns True when it was created."""
         raise NotImplementedError
 
@@ -188,7 +192,6 @@ class VectorStore:
 VECTOR_STORES: Registry[type[VectorStore]] = Registry("vector store")
 
 
-@VECTOR_STORES.register("edge")
 class EdgeVectorStore(VectorStore):
     """Qdrant Edge shard on disk under ``path`` (the same Rust engine as the server)."""
 
@@ -334,7 +337,6 @@ class EdgeVectorStore(VectorStore):
                 self._shard = None
 
 
-@VECTOR_STORES.register("server")
 class ServerVectorStore(VectorStore):
     """A Qdrant server through qdrant-client (HTTP); collection per ``collection``."""
 
@@ -452,6 +454,10 @@ class ServerVectorStore(VectorStore):
 
     def close(self) -> None:
         self.client.close()
+
+
+VECTOR_STORES.register("edge", EdgeVectorStore)
+VECTOR_STORES.register("server", ServerVectorStore)
 
 
 def _server_params(m: Any, hnsw_ef: int | None, exact: bool, quant: _QuantSearch | None) -> Any:
