@@ -31,7 +31,7 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, _dt.datetime | _dt.date):
-        return obj.isoformat()
+        return None if str(obj) == "NaT" else obj.isoformat()
     if np is not None:
         if isinstance(obj, np.integer):
             return int(obj)
@@ -44,14 +44,14 @@ def to_jsonable(obj: Any) -> Any:
     try:
         import pandas as pd
 
+        if obj is pd.NA or obj is pd.NaT:
+            return None
         if isinstance(obj, pd.DataFrame):
             return to_jsonable(obj.to_dict(orient="records"))
         if isinstance(obj, pd.Series):
             return to_jsonable(obj.to_dict())
         if isinstance(obj, pd.Timestamp):
             return obj.isoformat()
-        if obj is pd.NaT:
-            return None
     except ImportError:  # pragma: no cover
         pass
     return str(obj)

@@ -15,7 +15,12 @@ _QUERY_SECRET = re.compile(
     r"(?P<key>(?:password|passwd|pwd|api[_-]?key|apikey|token|secret|access[_-]?key)=)(?P<val>[^&\s\"']+)",
     re.IGNORECASE,
 )
-_SECRET_KEYS = re.compile(r"(password|passwd|secret|token|api[_-]?key|apikey|authorization)", re.I)
+# Whole names or suffixes after a separator: "password", "auth_token", "api-key" — not "tiktoken",
+# "max_tokens" or "tokens".
+_SECRET_KEYS = re.compile(
+    r"(?:^|[_\-.])(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|authorization|access[_-]?key)$",
+    re.I,
+)
 
 
 def redact_text(text: str) -> str:
