@@ -164,6 +164,42 @@ def test_fault_endpoints_are_off_unless_enabled(api_client):
     assert api_client.get("/api/v1/faults").status_code == 404
 
 
+def test_fault_endpoints_stop_and_restart_the_redis_server_the_api_owns(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from axon_lab.api.app import create_app
+    from axon_lab.config import Settings
+
+    app = create_app(Settings(data_dir=tmp_path), load_corpus=False, fault_injection=True)
+    with TestClient(app) as client:
+        server = client.app.state.stack.redis_server
+        assert server is not None and server.ping()
+        assert client.put("/api/v1/faults/redis", json={"mode": "latency", "latency_ms": 5}).status_code == 422
+        assert client.put("/api/v1/faults/nope", json={"mode": "stop"}).status_code == 404
+        r = client.put("/api/v1/faults/redis", json={"mode": "stop"})
+        assert r.status_code == 200 and r.json()["faults"]["redis"]["mode"] == "stop"
+        assert not server.ping() and "redis" in client.get("/health").json()["down"]
+        r = client.delete("/api/v1/faults/redis")
+        assert r.status_code == 200 and r.json()["faults"]["redis"] is None
+        assert server.ping() and "redis" not in client.get("/health").json()["down"]
+        r = client.put("/api/v1/faults/mongodb", json={"mode": "stop"})
+        assert r.json()["faults"]["mongodb"]["mode"] == "stop" and "mongodb" in client.get("/health").json()["down"]
+        client.delete("/api/v1/faults/mongodb")
+        assert "mongodb" not in client.get("/health").json()["down"]
+
+
+def test_a_fault_run_directory_with_unreadable_records_is_one_clear_error(tmp_path):
+    from axon_lab.analysis.faults import EVENTS_NAME, read_fault_run
+    from axon_lab.errors import InputFileError
+
+    (tmp_path / EVENTS_NAME).write_text(json.dumps({"plan": {}, "events": []}))
+    (tmp_path / "records.parquet").write_bytes(b"PAR1 cut short")
+    with pytest.raises(InputFileError, match="records.parquet: unreadable records"):
+        read_fault_run(tmp_path)
+    with pytest.raises(InputFileError, match="not a fault run directory"):
+        read_fault_run(tmp_path / "nowhere")
+
+
 # --- against the embedded Axon with fault injection on ------------------------------------------
 @pytest.fixture(scope="module")
 def data_env(lab_settings, tmp_path_factory):

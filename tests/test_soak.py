@@ -53,6 +53,23 @@ def test_rising_latency_is_drift_and_flat_latency_is_not():
     assert lat["ratio"] == pytest.approx(1.0, abs=0.25) and lat["drift_suspected"] is False
 
 
+def test_drift_is_judged_on_the_servers_own_time_when_it_reports_one():
+    rec = _records(5, 100.0, 400.0)  # the client saw it slow down...
+    rec["stage.total"] = 80.0 + np.random.default_rng(3).normal(0, 5, len(rec))  # ...the server did not
+    run = soak.analyze(rec, _resources(5, 0.0).assign(phase="load"), {"errors": 0}, {})
+    assert run.latency["drift_suspected"] is True and run.latency["server"]["drift_suspected"] is False
+    assert soak.verdict(run)["status"] == "pass"
+    assert {"server_p50_ms", "server_p95_ms"} <= set(run.windows.columns)
+
+
+def test_leveling_off_growth_has_a_flat_second_half():
+    res = _resources(10, 0.0, noise_mb=0.3)
+    res["rss_mb"] += 60 * (1 - np.exp(-res["t_s"] / 60))  # +60 MB in the first minutes, then flat
+    m = soak.memory_fit(res)
+    assert m["slope_mb_per_min"] > 1.5 * abs(m["second_half"]["slope_mb_per_min"])
+    assert abs(m["second_half"]["slope_mb_per_min"]) < 0.3
+
+
 def test_windows_count_errors_and_leave_them_out_of_the_percentiles():
     rec = _records(2, 100.0, 100.0)
     rec.loc[rec.index[:10], ["status", "response_ms"]] = [503, 5.0]

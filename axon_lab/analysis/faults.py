@@ -769,7 +769,12 @@ def read_fault_run(path: Path | str) -> FaultRun:
         summary = _read_json(p / SUMMARY_NAME, "no summary")
     except InputFileError:  # killed before the stub summary was written: the events still count
         summary = {}
-    records = read_records(p)
+    try:
+        records = read_records(p)
+    except InputFileError:
+        raise
+    except Exception as exc:  # a records file cut short or overwritten: name it, one line
+        raise InputFileError(p / "records.parquet", f"unreadable records ({type(exc).__name__}: {exc})") from None
     hp = p / HEALTH_NAME
     health = pd.read_parquet(hp) if hp.exists() else pd.DataFrame(columns=["unix", "code", "down", "ms"])
     return analyze(doc["plan"], records, health, doc["events"], summary, out_dir=p)

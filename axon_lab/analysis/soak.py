@@ -7,8 +7,11 @@ summary is expensive). Memory: least-squares RSS slope over the run
 after a warm-up share, with a 95% CI (:func:`axon_lab.analysis.profile.memory_slope`); a leak
 is suspected when the slope is above 1 MB/min and its CI excludes zero, judged only on runs of
 at least two minutes. Latency: per-window p50/p95 of the response time over the run, the p50
-slope (ms/min, 95% CI) and the ratio of the last tenth's p95 to the first tenth's; drift is
-suspected when that ratio is above 1.5 and the slope's CI excludes zero (same two-minute rule).
+slope (ms/min, 95% CI) and the ratio of the last tenth's p95 to the first tenth's, for the
+client's response time and for the server's own time (``Server-Timing`` total); drift is
+suspected when that ratio is above 1.5 and the slope's CI excludes zero (same two-minute rule),
+judged on the server's time when there is one — on a shared machine the client's time also
+moves with whatever else runs there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from axon_lab.errors import ConfigError
 DRIFT_RATIO = 1.5
 #: Runs shorter than this are fitted but not judged (warm-up growth extrapolates badly).
 MIN_MINUTES = 2.0
+#: The server's own time per request (``Server-Timing: total``), recorded by the load engine.
+SERVER_COLUMN = "stage.total"
 PROCESS_PATH = "/api/v1/prompts/process"
 
 
@@ -79,6 +84,13 @@ def memory_fit(resources: pd.DataFrame, *, skip_fraction: float = 0.1, leak_mb_p
     frame = resources if "phase" in resources else resources.assign(phase="load")
     out = memory_slope(frame, phase="load", skip_fraction=skip_fraction, leak_mb_per_min=leak_mb_per_min,
                        min_minutes=min_minutes)
+    # The second half alone: growth that levels off (allocator, caches filling) shows a much
+    # smaller slope there than over the whole run; a leak keeps its slope.
+    late = frame[frame["t_s"] >= frame["t_s"].min() + (frame["t_s"].max() - frame["t_s"].min()) / 2] \
+        if len(frame) else frame
+    half = memory_slope(late, phase="load", skip_fraction=0.0, leak_mb_per_min=leak_mb_per_min,
+                        min_minutes=min_minutes / 2)
+    out["second_half"] = {k: half[k] for k in ("slope_mb_per_min", "ci95", "minutes", "samples")}
     if len(frame):
         out["rss_start_mb"] = float(frame["rss_mb"].iloc[0])
         out["rss_end_mb"] = float(frame["rss_mb"].iloc[-1])
@@ -86,10 +98,13 @@ def memory_fit(resources: pd.DataFrame, *, skip_fraction: float = 0.1, leak_mb_p
     return out
 
 
-def latency_windows(records: pd.DataFrame, *, window_s: float | None = None, n_windows: int = 20) -> pd.DataFrame:
-    """Per window (by send time): requests, errors, p50/p95/p99 response (ms, nearest rank).
+def latency_windows(records: pd.DataFrame, *, window_s: float | None = None, n_windows: int = 20,
+                    column: str = "response_ms") -> pd.DataFrame:
+    """Per window (by send time): requests, errors, p50/p95/p99 of ``column`` (ms, nearest rank)
+    over the successful requests.
 
-    ``window_s`` defaults to the run's length over ``n_windows`` (at least 1 s).
+    ``window_s`` defaults to the run's length over ``n_windows`` (at least 1 s); ``column`` is
+    the client's ``response_ms`` or a server-side ``stage.*`` column (``stage.total``).
     """
     cols = ["t_s", "requests", "errors", "p50_ms", "p95_ms", "p99_ms"]
     if records.empty:
@@ -98,7 +113,7 @@ def latency_windows(records: pd.DataFrame, *, window_s: float | None = None, n_w
     span = float(t.max() - t.min()) if len(t) > 1 else 1.0
     w = window_s or max(1.0, span / n_windows)
     ok = records["outcome"].astype(str).eq("ok") & records["status"].eq(200)
-    df = pd.DataFrame({"t_s": (t // w) * w, "ok": ok, "ms": records["response_ms"].where(ok)})
+    df = pd.DataFrame({"t_s": (t // w) * w, "ok": ok, "ms": records[column].where(ok)})
     g = df.groupby("t_s")
     out = pd.DataFrame({
         "requests": g.size(), "errors": g["ok"].agg(lambda v: int((~v).sum())),
@@ -109,8 +124,9 @@ def latency_windows(records: pd.DataFrame, *, window_s: float | None = None, n_w
 
 
 def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: float = DRIFT_RATIO,
-                  min_minutes: float = MIN_MINUTES) -> dict[str, Any]:
-    """Latency drift over the run: first vs last tenth p95 and the per-window p50 slope.
+                  min_minutes: float = MIN_MINUTES, column: str = "response_ms") -> dict[str, Any]:
+    """Latency drift of ``column`` over the run: first vs last tenth p95 and the per-window p50 slope
+    (``windows`` from :func:`latency_windows` of the same column).
 
     Returns ``p95_first_ms``, ``p95_last_ms``, ``ratio``, ``p50_slope_ms_per_min`` with
     ``ci95``, ``minutes`` and ``drift_suspected`` (None when shorter than ``min_minutes``).
@@ -119,12 +135,13 @@ def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: 
 
     out: dict[str, Any] = {"p95_first_ms": None, "p95_last_ms": None, "ratio": None, "p50_slope_ms_per_min": None,
                            "ci95": None, "minutes": None, "drift_suspected": None, "ratio_limit": ratio_limit,
-                           "min_minutes": min_minutes}
-    if records.empty:
+                           "min_minutes": min_minutes, "column": column}
+    if records.empty or column not in records.columns:
         return out
     ok = records["outcome"].astype(str).eq("ok") & records["status"].eq(200)
     t = records["sent_ns"].where(records["sent_ns"] >= 0, records["intended_ns"]).astype("float64") / 1e9
-    t, ms = t[ok].to_numpy(), records.loc[ok, "response_ms"].to_numpy(dtype=float)
+    keep = ok & records[column].notna()
+    t, ms = t[keep].to_numpy(), records.loc[keep, column].to_numpy(dtype=float)
     if t.size < 10:
         return out
     t0, t1 = float(t.min()), float(t.max())
@@ -258,8 +275,21 @@ def analyze(records: pd.DataFrame, resources: pd.DataFrame, summary: Mapping[str
             params: Mapping[str, Any], *, out_dir: Path | None = None) -> SoakRun:
     """Fit memory and latency of a soak's records and RSS samples."""
     windows = latency_windows(records)
-    return SoakRun(records, resources, windows, memory_fit(resources), latency_drift(records, windows),
-                   dict(summary), dict(params), out_dir)
+    latency = latency_drift(records, windows)
+    if SERVER_COLUMN in records.columns and records[SERVER_COLUMN].notna().any():
+        sw = latency_windows(records, column=SERVER_COLUMN)
+        latency["server"] = latency_drift(records, sw, column=SERVER_COLUMN)
+        windows = windows.merge(sw[["t_s", "p50_ms", "p95_ms"]].rename(
+            columns={"p50_ms": "server_p50_ms", "p95_ms": "server_p95_ms"}), on="t_s", how="left")
+    return SoakRun(records, resources, windows, memory_fit(resources), latency, dict(summary), dict(params),
+                   out_dir)
+
+
+def _drift_flag(lat: Mapping[str, Any]) -> bool | None:
+    """Drift is judged on the server's own time when it reports one (``Server-Timing`` total):
+    on a shared machine the client-side time also moves with everything else that runs there."""
+    server = lat.get("server")
+    return server["drift_suspected"] if server is not None else lat.get("drift_suspected")
 
 
 def results(run: SoakRun) -> dict[str, Any]:
@@ -280,15 +310,19 @@ def verdict(run: SoakRun) -> dict[str, str]:
         parts.append(f"RSS {slope:+.2f} MB/min (95% CI {lo:+.2f}..{hi:+.2f}) over {m['minutes']:.1f} min")
     if lat.get("ratio") is not None:
         parts.append(f"p95 first/last tenth {lat['p95_first_ms']:.0f}/{lat['p95_last_ms']:.0f} ms (x{lat['ratio']:.2f})")
+    server = lat.get("server")
+    if server is not None and server.get("ratio") is not None:
+        parts.append(f"server-side x{server['ratio']:.2f}")
     errors = int(s.get("errors") or 0)
     parts.append(f"{errors} errors")
-    if m.get("leak_suspected") or lat.get("drift_suspected") or errors:
+    drift = _drift_flag(lat)
+    if m.get("leak_suspected") or drift or errors:
         status = "fail"
         if m.get("leak_suspected"):
             parts.insert(0, "LEAK SUSPECTED")
-        if lat.get("drift_suspected"):
+        if drift:
             parts.insert(0, "LATENCY DRIFT")
-    elif m.get("leak_suspected") is None or lat.get("drift_suspected") is None:
+    elif m.get("leak_suspected") is None or drift is None:
         status = "info"
         parts.append(f"shorter than {MIN_MINUTES:g} min: not judged")
     else:
