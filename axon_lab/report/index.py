@@ -40,7 +40,7 @@ def write_index(results: Sequence[RunResult], out_dir: Path, *, title: str = "ax
         status = "fail" if r.status == "failed" else v.get("status", "info")
         summary = v.get("summary") or (r.error or "")
         rows.append(
-            f"<tr class='{html.escape(status)}'><td>{SYMBOLS.get(status, '')}</td>"
+            f"<tr class='{html.escape(status)}'><td>{SYMBOLS.get(status, '')} {html.escape(status)}</td>"
             f"<td><a href='{html.escape(r.html.relative_to(out_dir).as_posix())}'>{html.escape(r.name)}</a></td>"
             f"<td>{html.escape(r.status)}</td><td>{html.escape(redact_text(summary))}</td>"
             f"<td style='text-align:right'>{r.seconds:.1f} s</td></tr>"
