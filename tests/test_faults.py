@@ -325,7 +325,7 @@ def test_hung_document_store_answers_503_within_its_deadline_never_hangs(target)
             t0 = time.perf_counter()
             h = c.get("/health")
             assert h.status_code == 503 and "mongodb" in h.json()["down"]
-            assert time.perf_counter() - t0 < 3.0  # /health never hangs on a hung store
+            assert time.perf_counter() - t0 < 2.5  # /health never hangs on a hung store (0.8 s probes)
             st = c.get("/metrics").json()["backends"]["mongodb"]
             assert st["inflight"] <= st["max_inflight"] and st["timeouts"] >= 1
             assert st["fault"]["mode"] == "pause"

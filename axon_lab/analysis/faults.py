@@ -369,7 +369,7 @@ def start_fault_target(*, options: Any = None, proxy: bool = True, env: Mapping[
 class HealthSampler:
     """Polls ``GET /health`` every ``interval_s`` on a thread: unix time, status code, down list."""
 
-    def __init__(self, url: str, *, interval_s: float = 0.25, timeout_s: float = 1.0) -> None:
+    def __init__(self, url: str, *, interval_s: float = 0.25, timeout_s: float = 2.0) -> None:
         self.url = url.rstrip("/") + "/health"
         self.interval_s = interval_s
         self.timeout_s = timeout_s

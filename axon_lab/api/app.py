@@ -34,6 +34,9 @@ from axon_lab.redact import redact_text
 
 log = logging.getLogger("axon_lab.api")
 
+#: A store that does not answer its health probe within this is reported down: /health itself
+#: must answer within the 1 s timeout that load balancers and Kubernetes probes use by default.
+HEALTH_PROBE_TIMEOUT_S = 0.8
 #: Request bodies above this many bytes are refused with 413 before parsing.
 MAX_BODY_BYTES = 256 * 1024
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 3, 5, 10, 30)
@@ -215,8 +218,8 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
         # Store probes run in each store's own pool: a hung store cannot hang /health.
         checks = await asyncio.gather(
             stack.cache.ping(),
-            guards["qdrant"].probe(stack.vectors.health, 2.0),
-            guards["mongodb"].probe(stack.docs.health, 2.0),
+            guards["qdrant"].probe(stack.vectors.health, HEALTH_PROBE_TIMEOUT_S),
+            guards["mongodb"].probe(stack.docs.health, HEALTH_PROBE_TIMEOUT_S),
             return_exceptions=True,
         )
         names = ("redis", "qdrant", "mongodb")
