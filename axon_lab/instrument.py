@@ -103,14 +103,16 @@ class Sink:
         out = {}
         with self._lock:
             for name, h in sorted(self._hist.items()):
+                # One pass over the buckets for all percentiles (one call each is ~4x slower).
+                pct = h.get_percentile_to_value_dict([50, 90, 95, 99])
                 out[name] = {
                     "count": h.get_total_count(),
                     "errors": self._errors.get(name, 0),
                     "mean_ms": h.get_mean_value() / 1000,
-                    "p50_ms": h.get_value_at_percentile(50) / 1000,
-                    "p90_ms": h.get_value_at_percentile(90) / 1000,
-                    "p95_ms": h.get_value_at_percentile(95) / 1000,
-                    "p99_ms": h.get_value_at_percentile(99) / 1000,
+                    "p50_ms": pct[50] / 1000,
+                    "p90_ms": pct[90] / 1000,
+                    "p95_ms": pct[95] / 1000,
+                    "p99_ms": pct[99] / 1000,
                     "max_ms": h.get_max_value() / 1000,
                 }
         return out

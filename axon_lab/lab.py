@@ -172,7 +172,7 @@ def load_run(target: LabTarget, *, prompts: str = "mix", requests_per_prompt: in
 
 
 class ResourceSampler:
-    """Polls ``/metrics`` (process RSS, CPU%) of an axon_lab server every ``interval_s``."""
+    """Polls ``/metrics/process`` (process RSS, CPU%) of an axon_lab server every ``interval_s``."""
 
     def __init__(self, url: str, interval_s: float = 0.5) -> None:
         self.url = url
@@ -188,7 +188,8 @@ class ResourceSampler:
         with httpx.Client(timeout=2.0) as client:
             while not self._stop.is_set():
                 try:
-                    p = client.get(f"{self.url}/metrics").json().get("process", {})
+                    # /metrics/process is the cheap endpoint (RSS, CPU%), meant for frequent polling
+                    p = client.get(f"{self.url}/metrics/process").json()
                     self.rows.append({"t_s": time.monotonic() - t0, "rss_mb": p["rss_bytes"] / 2**20,
                                       "cpu_percent": p.get("cpu_percent")})
                 except Exception:
