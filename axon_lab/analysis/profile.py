@@ -323,7 +323,10 @@ class ResourceSampler:
                 proc = self._procs.setdefault(p.pid, p)
                 try:
                     with proc.oneshot():
-                        rss += proc.memory_info().rss
+                        mem = proc.memory_info().rss
+                        if not mem:  # an exited (zombie) process reads 0: not a sample
+                            continue
+                        rss += mem
                         cpu += proc.cpu_percent(None)  # since the previous call: first one reads 0
                         threads += proc.num_threads()
                         n += 1
