@@ -71,3 +71,16 @@ def write_json(path: Path | str, obj: Any) -> Path:
     tmp.write_text(dumps(obj) + "\n", encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def read_json(path: Path | str) -> Any:
+    """Parse a JSON file; a missing or malformed file is one :class:`InputFileError` naming it."""
+    from axon_lab.errors import InputFileError
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(path, "no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(path, f"not valid JSON ({exc})") from None

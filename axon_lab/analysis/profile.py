@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import subprocess
@@ -35,6 +34,7 @@ import pandas as pd
 
 from axon_lab import targets
 from axon_lab.errors import BackendUnavailable, ConfigError, InputFileError
+from axon_lab.jsonutil import read_json
 from axon_lab.redact import redact_text
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -132,12 +132,7 @@ def parse_scalene(source: str | Path | Mapping[str, Any]) -> ScaleneProfile:
         where: Any = "<dict>"
     else:
         where = Path(source)
-        try:
-            doc = json.loads(where.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputFileError(where, "no such file") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InputFileError(where, f"not valid JSON ({exc})") from None
+        doc = read_json(where)
     if not isinstance(doc, dict) or "files" not in doc or not isinstance(doc["files"], dict):
         raise InputFileError(where, "not a scalene profile (no 'files' object)")
     lines, funcs, leaks = [], [], []

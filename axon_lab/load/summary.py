@@ -40,7 +40,6 @@ requests in the grace period does not dilute it; runs ended by ``max_requests`` 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ import numpy as np
 from axon_lab import provenance
 from axon_lab.analysis.stats import PERCENTILE_DEFINITION, STAT_FIELDS, describe, percentile
 from axon_lab.errors import InputFileError
+from axon_lab.jsonutil import read_json
 from axon_lab.load.servertiming import cache_outcome_kind
 from axon_lab.load.thresholds import METRICS, RunMetrics, ThresholdResult
 
@@ -242,12 +242,7 @@ def read_summary(path: Path | str) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / SUMMARY_NAME
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(p, "no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputFileError(p, f"not valid JSON ({exc})") from None
+    doc = read_json(p)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise InputFileError(p, f"not a load summary (schema != {SCHEMA!r})")
     return doc

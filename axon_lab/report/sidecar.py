@@ -84,15 +84,8 @@ def record(
 
 def load(path: Path | str) -> dict[str, Any]:
     """Read a sidecar, checking its schema; raises :class:`InputFileError` naming the problem."""
-    import json
-
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputFileError(path, f"not valid JSON ({exc})") from None
+    doc = jsonutil.read_json(path)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise InputFileError(path, f"not an axon_lab results sidecar (schema != {SCHEMA!r})")
     return doc
