@@ -39,7 +39,9 @@ def test_guide_preset_with_stages_runs_on_locust(server):
     s = res.summary
     assert not res.incomplete, s.get("incomplete_reason")
     assert s["shape"]["executor"] == "ramping-vus"
-    assert (res.records["outcome"] == "ok").all()  # ramp-down lets requests finish
+    bad = res.records[res.records["outcome"] != "ok"]
+    # Ramp-down lets requests finish, so nothing is interrupted.
+    assert bad.empty, bad[["seq", "shape_stage", "outcome", "error"]].to_string()
     assert s["checks"]["rate"] == 1.0 and res.passed
     by_stage = res.records.groupby("shape_stage").size()
     # The 50-VU plateau (stage 2, 1.5 s) sends far more than the 1→5 VU ramp (stage 0).

@@ -33,6 +33,7 @@ import gevent
 import msgpack
 from locust import LoadTestShape, User, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
+from locust.user.users import LOCUST_STATE_STOPPING
 
 
 def _load_sibling(name: str) -> Any:
@@ -223,6 +224,14 @@ class AxonUser(User):
 
     @task
     def one(self) -> None:
+        # A ramp-down kills a user that is in its think time at once, but gevent delivers the
+        # kill on the hub's next pass: a user whose think time ended meanwhile would take it in
+        # the middle of its next request (recorded "interrupted"). Yielding once first makes
+        # such a kill land here, before anything is sent; a user asked to stop while running
+        # (graceful) sends nothing more.
+        gevent.sleep(0)
+        if self._state == LOCUST_STATE_STOPPING:
+            return
         rec = REC
         if rec is None or not rec.issuing or rec.seq >= rec.quota:
             if rec is not None and rec.seq >= rec.quota:
