@@ -12,10 +12,12 @@ from pathlib import Path
 
 import httpx
 import nbformat
+import pandas as pd
 import psutil
 import pytest
 
 from axon_lab.errors import ConfigError
+from axon_lab.redact import redact_text
 from axon_lab.stack import RedisServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,9 +111,14 @@ def test_sidecars_notebooks_html_and_load_summaries_are_redacted(tmp_path, redis
 
     url = redis_pw.url  # redis://:<password>@127.0.0.1:port/0
     # a sidecar written directly
+    frame = pd.DataFrame({"n": [1, 2], "target": [url, "plain"], "at": [1.5, 2.5]})
     side = record("leaky", {"url": url, "nested": [{"dsn": url}], "password": REDIS_PW},
-                  parameters={"redis_url": url}, out_dir=tmp_path / "direct")
+                  parameters={"redis_url": url}, frames={"runs": frame}, out_dir=tmp_path / "direct")
     _no_secret(side.read_text(), "sidecar")
+    written = pd.read_parquet(tmp_path / "direct" / "leaky.runs.parquet")
+    _no_secret(written.to_csv(), "sidecar frame")
+    assert written["target"].tolist() == [redact_text(url), "plain"] and written["n"].tolist() == [1, 2]
+    assert frame["target"][0] == url  # the caller's frame is not modified
     # a notebook that prints, logs, displays and finally fails with the URL
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})

@@ -34,6 +34,20 @@ def default_out_dir(name: str) -> Path:
     return Path(env) if env else Path("reports") / name
 
 
+def _redact_frame(frame: Any) -> Any:
+    """A copy of ``frame`` whose text cells are redacted (the caller's frame is left as is)."""
+    import pandas as pd
+
+    text_cols = [c for c in frame.columns
+                 if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)]
+    if not text_cols:
+        return frame
+    out = frame.copy()
+    for c in text_cols:
+        out[c] = out[c].map(lambda v: redact(v) if isinstance(v, str | Mapping | list | tuple) else v)
+    return out
+
+
 def record(
     name: str,
     results: Mapping[str, Any],
@@ -56,7 +70,7 @@ def record(
     parameters
         The parameters the run used (recorded in provenance, redacted).
     frames
-        Optional ``{name: DataFrame}`` written as Parquet beside the JSON.
+        Optional ``{name: DataFrame}`` written as Parquet beside the JSON (text cells redacted).
     verdict
         ``{"status": "pass"|"warn"|"fail"|"info", "summary": "one line"}`` for report indexes.
     """
@@ -67,7 +81,7 @@ def record(
         if frame is None:
             continue
         fpath = out / f"{name}.{fname}.parquet"
-        frame.to_parquet(fpath, index=False)
+        _redact_frame(frame).to_parquet(fpath, index=False)
         frame_files[fname] = fpath.name
     doc = {
         "schema": SCHEMA,
