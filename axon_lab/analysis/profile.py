@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from axon_lab import targets
+from axon_lab.api.server import wait_ready
 from axon_lab.errors import BackendUnavailable, ConfigError, InputFileError
 from axon_lab.jsonutil import read_json
-from axon_lab.redact import redact_text
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: The guide's "High Event Loop Delay (> 10ms)" (clinic doctor) in "Identify Bottlenecks".
@@ -529,24 +529,6 @@ def _write_launcher(out: Path) -> Path:
     return path
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
-            raise BackendUnavailable("axon api", f"server exited with {proc.returncode}: {redact_text(tail.strip())}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2.0).status_code in (200, 503):
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise BackendUnavailable("axon api", f"not ready within {timeout_s}s (see {log})")
-        time.sleep(0.25)
-
-
 def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float = 1.0, idle_s: float = 10.0,
                 profiler: str = "scalene", sample_interval_s: float = 0.5, lag_interval_s: float = 0.1,
                 drain_s: float = 2.0, profile_all: bool = False, profile_startup: bool = False,
@@ -623,7 +605,7 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
         sampler = ResourceSampler(proc.pid, interval_s=sample_interval_s).start()
         marks["startup"] = time.time()
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, proc, startup_timeout_s, log)
+        wait_ready(url, proc, startup_timeout_s, log=log)
         sampler.phase, marks["idle"] = "idle", time.time()
         time.sleep(idle_s)
         before = redis_stats.snapshot(redis_server.url)

@@ -37,6 +37,36 @@ def serve(host: str = "127.0.0.1", port: int = 3000, *, allow_remote: bool = Fal
                 timeout_graceful_shutdown=5)
 
 
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, *, log: Path | None = None) -> None:
+    """Wait until the API at ``url`` answers ``/health`` (200 or 503), served by ``proc``.
+
+    Raises ``BackendUnavailable`` (one line, redacted) when the process exits first, with the
+    end of its output (``log`` if it writes to a file, else its stderr pipe), or on timeout.
+    """
+    import httpx
+
+    from axon_lab.redact import redact_text
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None:
+            if log is not None:
+                tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
+            else:
+                tail = proc.stderr.read().decode(errors="replace")[-600:] if proc.stderr else ""
+            last = " | ".join(line.strip() for line in tail.strip().splitlines()[-3:])
+            raise BackendUnavailable("axon api", f"server exited with {proc.returncode}: {redact_text(last)}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2.0).status_code in (200, 503):
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            where = f" (see {log})" if log is not None else ""
+            raise BackendUnavailable("axon api", f"not ready within {timeout_s}s{where}")
+        time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeout_s: float = 180.0,
                    log_path: Path | None = None) -> Iterator[str]:
@@ -44,8 +74,6 @@ def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeo
 
     The server is ready when ``/health`` answers (200 or 503). It is stopped on exit.
     """
-    import httpx
-
     from axon_lab.stack.redis_server import free_port
 
     port = port or free_port()
@@ -57,19 +85,7 @@ def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeo
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace")[-400:] if proc.stderr else ""
-                raise BackendUnavailable("axon api", f"server exited with {proc.returncode}: {err.strip()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2.0).status_code in (200, 503):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise BackendUnavailable("axon api", f"not ready within {timeout_s}s")
-            time.sleep(0.25)
+        wait_ready(url, proc, timeout_s, log=log_path)
         yield url
     finally:
         proc.terminate()
