@@ -269,14 +269,18 @@ def test_redis_killed_during_a_load_run_degrades_and_recovers(target, tmp_path):
 
 
 @pytest.mark.slow
-def test_fault_cli_analyzes_a_run_directory(target, tmp_path):
+def test_fault_cli_analyzes_a_run_directory(target, tmp_path, capsys):
     from axon_lab.analysis.faults import run_fault
     from axon_lab.cli import main
     from axon_lab.report import load
 
     run_fault(target, backend="qdrant", mode="latency", latency_ms=150.0, at_s=1.5, for_s=1.5,
               duration_s=5.0, rate=4.0, out_dir=tmp_path)
+    assert main(["fault", "--analyze", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: " in out and f"sidecar: {tmp_path}" in out and "during" in out
     assert main(["fault", "--analyze", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"]["status"] in ("pass", "warn", "info")
     doc = load(tmp_path / "faults.results.json")
     ph = {p["phase"]: p for p in doc["results"]["phases"]}
     assert ph["during"]["p50_ms"] > ph["before"]["p50_ms"]  # the stores' added latency shows

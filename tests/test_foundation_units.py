@@ -138,3 +138,14 @@ def test_full_corpus_matches_the_committed_manifest():
     assert m["fingerprint"] == manifest["fingerprint"]
     assert m["workspaces"] == manifest["workspaces"]
     assert m["workspaces"]["test"] > 10_000  # HNSW is really used on the main workspace
+
+
+def test_experiment_commands_end_with_the_verdict_and_exit_99_on_a_fail(capsys):
+    from axon_lab.cli._verdict import finish
+
+    assert finish("soak failed", {"status": "pass", "summary": "no leak"}, "out/soak.results.json", show=True) == 0
+    out = capsys.readouterr()
+    assert out.out == "verdict: pass: no leak\nsidecar: out/soak.results.json\n" and out.err == ""
+    assert finish("soak failed", {"status": "fail", "summary": "RSS +12 MB/min"}, "x", show=False) == 99
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "axon-lab: soak failed: RSS +12 MB/min\n"

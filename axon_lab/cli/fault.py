@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from axon_lab import jsonutil
-from axon_lab.errors import EXIT_THRESHOLDS, ConfigError
+from axon_lab.cli._verdict import finish
+from axon_lab.errors import ConfigError
 
 EPILOG = """\
 How the fault is made:
@@ -112,12 +113,7 @@ def _fault(args: argparse.Namespace) -> int:
               f"{run.fault.get('restored_s') or 0:.2f}s); detection {_s(rec['detection_s'])}; recovery "
               f"{_s(rec['recovery_s'])} (/health {_s(rec['health_recovery_s'])}, latency "
               f"{_s(rec.get('latency_recovery_s'))})")
-        print(f"verdict: {verdict['status']}: {verdict['summary']}")
-        print(f"sidecar: {sidecar}")
-    if verdict["status"] == "fail":
-        sys.stderr.write(f"axon-lab: fault experiment failed: {verdict['summary']}\n")
-        return EXIT_THRESHOLDS
-    return 0
+    return finish("fault experiment failed", verdict, sidecar, show=not args.json)
 
 
 def _s(v: float | None) -> str:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from axon_lab import jsonutil
+from axon_lab.cli._verdict import finish
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +39,6 @@ def _profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from axon_lab.analysis import profile
-    from axon_lab.errors import EXIT_THRESHOLDS
     from axon_lab.plots import profile as plots
     from axon_lab.report import record
 
@@ -79,9 +78,4 @@ def _profile(args: argparse.Namespace) -> int:
                   "(event loop, framework, idle worker threads); top axon_lab functions:")
             print(results["scalene"]["top_functions_cpu"][["file", "name", "cpu_pct", "malloc_mb"]]
                   .head(10).to_string(index=False))
-        print(f"verdict: {verdict['status']}: {verdict['summary']}")
-        print(f"sidecar: {sidecar}")
-    if verdict["status"] == "fail":
-        sys.stderr.write(f"axon-lab: profile targets failed: {verdict['summary']}\n")
-        return EXIT_THRESHOLDS
-    return 0
+    return finish("profile targets failed", verdict, sidecar, show=not args.json)

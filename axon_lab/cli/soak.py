@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from axon_lab import jsonutil
-from axon_lab.errors import EXIT_THRESHOLDS
+from axon_lab.cli._verdict import finish
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -65,9 +65,4 @@ def _soak(args: argparse.Namespace) -> int:
     else:
         print(f"soak {run.params['duration_s']:g}s at {args.rate:g} req/s: {run.summary.get('count')} requests, "
               f"{run.summary.get('errors')} errors")
-        print(f"verdict: {verdict['status']}: {verdict['summary']}")
-        print(f"sidecar: {sidecar}")
-    if verdict["status"] == "fail":
-        sys.stderr.write(f"axon-lab: soak failed: {verdict['summary']}\n")
-        return EXIT_THRESHOLDS
-    return 0
+    return finish("soak failed", verdict, sidecar, show=not args.json)
