@@ -149,3 +149,17 @@ def test_experiment_commands_end_with_the_verdict_and_exit_99_on_a_fail(capsys):
     assert finish("soak failed", {"status": "fail", "summary": "RSS +12 MB/min"}, "x", show=False) == 99
     out = capsys.readouterr()
     assert out.out == "" and out.err == "axon-lab: soak failed: RSS +12 MB/min\n"
+
+
+def test_sink_summary_mean_is_exact_and_reset_clears_it():
+    from axon_lab.instrument import Sink, Span
+
+    sink = Sink()
+    for ms in (1, 2, 3, 10):
+        sink.record(Span(name="stage", parent=None, start_ns=0, end_ns=ms * 1_000_000, outcome="ok"))
+    sink.record(Span(name="stage", parent=None, start_ns=0, end_ns=4_000_000, outcome="error"))
+    s = sink.summary()["stage"]
+    assert s["count"] == 5 and s["errors"] == 1 and s["mean_ms"] == pytest.approx(4.0)
+    assert s["max_ms"] == pytest.approx(10.0, rel=1e-3) and s["p50_ms"] == pytest.approx(3.0, rel=1e-3)
+    sink.reset()
+    assert sink.summary() == {}

@@ -237,6 +237,11 @@ def test_hdr_encode_merge_and_precision():
     exact = stats.percentile(np.concatenate([xa, xb]), 99)
     assert merged.percentile_ms(99) == pytest.approx(exact, rel=1e-3)  # 3 significant digits
     assert "Percentile" in a.percentile_distribution()
+    # mean/stddev over the non-empty buckets are hdrh's own (which walks every bucket)
+    s = merged.summary_ms()
+    assert s["mean"] == pytest.approx(merged.hdr.get_mean_value() / 1000, rel=1e-12)
+    assert s["stddev"] == pytest.approx(merged.hdr.get_stddev() / 1000, rel=1e-9)
+    assert s["mean"] == pytest.approx(float(np.concatenate([xa, xb]).mean()), rel=1e-3)
 
 
 # -- statistics ----------------------------------------------------------------------------------

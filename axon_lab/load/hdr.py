@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -92,11 +93,26 @@ class Histogram:
             "count": self.count,
             "min": h.get_min_value() / 1000.0,
             "max": h.get_max_value() / 1000.0,
-            "mean": h.get_mean_value() / 1000.0,
-            "stddev": h.get_stddev() / 1000.0,
+            **self._mean_stddev_ms(),
             **{k: h.get_value_at_percentile(q) / 1000.0
                for k, q in (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p999", 99.9))},
         }
+
+    def _mean_stddev_ms(self) -> dict[str, float]:
+        """HdrHistogram's mean and stddev (bucket midpoints), over the non-empty buckets only.
+
+        ``HdrHistogram.get_mean_value``/``get_stddev`` walk every one of the ~23,500 buckets in
+        Python (~80 ms each); the same sums over the non-empty ones are the same numbers.
+        """
+        h = self.hdr
+        idx = np.flatnonzero(self._counts)
+        counts = self._counts[idx].astype(np.float64)
+        mids = np.array([h._hdr_median_equiv_value(h.get_value_from_index(int(i))) for i in idx],
+                        dtype=np.float64)
+        total = counts.sum()
+        mean = float((counts * mids).sum() / total)
+        std = math.sqrt(float((counts * (mids - mean) ** 2).sum() / total))
+        return {"mean": mean / 1000.0, "stddev": std / 1000.0}
 
     def encode(self) -> str:
         """HdrHistogram's compressed base64 encoding (V2, the cross-language format)."""
