@@ -184,3 +184,50 @@ def test_trace_header_returns_the_span_timeline(api_client):
     assert by["vector_search"]["parent"] == "retrieval"
     assert all(s["end_ms"] >= s["start_ms"] >= 0 for s in spans)
     assert "timeline" not in _post(api_client, "no trace").json()["metadata"]
+
+
+@pytest.mark.parametrize("coalesce", [True, False])
+def test_concurrent_identical_misses_share_one_computation(api_client, monkeypatch, coalesce):
+    """A burst of the same new prompt: with ``coalesce`` one embedding and one retrieval serve all
+    (the others report ``inflight-hit``); without it, every request computes (a cache stampede)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from axon_lab import embeddings
+
+    calls: list[float] = []
+    real = embeddings.embed_one
+
+    def slow_embed(text):  # long enough for the whole burst to arrive while it runs
+        calls.append(time.monotonic())
+        time.sleep(1.0)
+        return real(text)
+
+    monkeypatch.setattr(embeddings, "embed_one", slow_embed)
+    opts = api_client.get("/api/v1/options").json()
+    n = 6
+    start = threading.Barrier(n)
+
+    def one(_):
+        start.wait()
+        return _post(api_client, f"How does the bisect module keep a list sorted? (burst {coalesce})")
+
+    try:
+        assert api_client.put("/api/v1/options", json={**opts, "coalesce": coalesce}).status_code == 200
+        with ThreadPoolExecutor(n) as pool:
+            responses = list(pool.map(one, range(n)))
+    finally:
+        api_client.put("/api/v1/options", json=opts)
+    assert [r.status_code for r in responses] == [200] * n
+    ctx = sorted(r.json()["metadata"]["cache"]["context"] for r in responses)
+    emb = sorted(r.json()["metadata"]["cache"]["embedding"] for r in responses)
+    ids = {tuple(c["id"] for c in r.json()["contexts"]) for r in responses}
+    assert len(ids) == 1 and ids != {()}  # everyone got the same contexts
+    if coalesce:
+        assert len(calls) == 1, emb
+        assert ctx.count("miss") == 1 and set(ctx) <= {"miss", "inflight-hit", "l1-hit"}, ctx
+        assert emb.count("miss") == 1 and set(emb) <= {"miss", "inflight-hit", "hit"}, emb
+        assert "inflight-hit" in emb
+    else:
+        assert len(calls) > 1 and "inflight-hit" not in ctx + emb, (ctx, emb)

@@ -163,3 +163,40 @@ def test_sink_summary_mean_is_exact_and_reset_clears_it():
     assert s["max_ms"] == pytest.approx(10.0, rel=1e-3) and s["p50_ms"] == pytest.approx(3.0, rel=1e-3)
     sink.reset()
     assert sink.summary() == {}
+
+
+def test_single_flight_shares_results_errors_and_survives_a_cancelled_leader():
+    import asyncio
+
+    from axon_lab.pipeline.flight import SingleFlight
+
+    async def scenario():
+        flight = SingleFlight()
+        runs = []
+
+        async def work(value, delay=0.05, fail=False):
+            runs.append(value)
+            await asyncio.sleep(delay)
+            if fail:
+                raise ValueError("store down")
+            return value
+
+        # five concurrent identical calls: one computation, four shared
+        out = await asyncio.gather(*(flight.do("k", lambda: work("a")) for _ in range(5)))
+        assert runs == ["a"] and sorted(s for _, s in out) == [False, True, True, True, True]
+        assert {v for v, _ in out} == {"a"} and len(flight) == 0
+        # an error reaches every waiter, and the next call computes afresh
+        res = await asyncio.gather(*(flight.do("e", lambda: work("e", fail=True)) for _ in range(3)),
+                                   return_exceptions=True)
+        assert all(isinstance(r, ValueError) for r in res) and runs.count("e") == 1
+        assert (await flight.do("e", lambda: work("e2")))[0] == "e2"
+        # a cancelled leader does not cancel its followers: one of them computes
+        leader = asyncio.create_task(flight.do("c", lambda: work("c1", delay=1.0)))
+        await asyncio.sleep(0.01)
+        follower = asyncio.create_task(flight.do("c", lambda: work("c2")))
+        await asyncio.sleep(0.01)
+        leader.cancel()
+        assert await follower == ("c2", False)
+        assert leader.cancelled() and len(flight) == 0
+
+    asyncio.run(scenario())

@@ -30,6 +30,7 @@ from axon_lab import embeddings, tokens
 from axon_lab.errors import AxonLabError, BackendUnavailable
 from axon_lab.instrument import measure, server_timing, trace
 from axon_lab.pipeline import analyzer
+from axon_lab.pipeline.flight import SingleFlight
 from axon_lab.pipeline.options import PipelineOptions
 from axon_lab.stack import LRUCache, Stack
 
@@ -346,6 +347,7 @@ class Pipeline:
         self.started = time.time()
         self._llm_client: Any = None
         self.guards: dict[str, BackendGuard] = {}
+        self.flights = SingleFlight()
         self._apply_policies()
 
     def _apply_policies(self) -> None:
@@ -473,10 +475,19 @@ class Pipeline:
                 cache["embedding"] = "miss" if ok else "degraded"
             else:
                 cache["embedding"] = "off"
-            vec = await asyncio.to_thread(embeddings.embed_one, text)
-            if o.embedding_cache:
-                await self.stack.cache.set(key, encode([float(x) for x in vec], o.serialization),
-                                           o.embedding_cache_ttl_s)
+
+            async def compute() -> np.ndarray:
+                vec = await asyncio.to_thread(embeddings.embed_one, text)
+                if o.embedding_cache:
+                    await self.stack.cache.set(key, encode([float(x) for x in vec], o.serialization),
+                                               o.embedding_cache_ttl_s)
+                return vec
+
+            if not o.coalesce:
+                return await compute()
+            vec, shared = await self.flights.do(key, compute)
+            if shared:
+                cache["embedding"] = "inflight-hit"
             return vec
 
     async def _analysis(self, raw: dict[str, Any], cache: dict[str, str]) -> tuple[dict[str, Any], np.ndarray]:
@@ -542,11 +553,20 @@ class Pipeline:
                     return contexts
             # "degraded": the L2 lookup failed (Redis down), which is not a miss of the cache.
             cache["context"] = ("miss" if l2_ok else "degraded") if (o.l1_cache or o.l2_cache) else "off"
-            contexts = await self._retrieve_from_stores(raw, qvec)
-            if o.l1_cache:
-                self.l1.set(key, contexts)
-            if o.l2_cache:
-                await self.stack.cache.set(key, encode(contexts, "msgpack"), o.context_cache_ttl_s)
+
+            async def compute() -> list[dict[str, Any]]:
+                contexts = await self._retrieve_from_stores(raw, qvec)
+                if o.l1_cache:
+                    self.l1.set(key, contexts)
+                if o.l2_cache:
+                    await self.stack.cache.set(key, encode(contexts, "msgpack"), o.context_cache_ttl_s)
+                return contexts
+
+            if not o.coalesce:
+                return await compute()
+            contexts, shared = await self.flights.do(key, compute)
+            if shared:
+                cache["context"] = "inflight-hit"
             return contexts
 
     async def _retrieve_from_stores(self, raw: dict[str, Any], qvec: np.ndarray) -> list[dict[str, Any]]:
@@ -681,7 +701,7 @@ class Pipeline:
         per, age = self.stage_summary()
         hits = {k: v for k, v in self.cache_counts.items()}
         ctx = hits.get("context", {})
-        lookups = sum(n for r, n in ctx.items() if r in ("l1-hit", "l2-hit", "miss"))
+        lookups = sum(n for r, n in ctx.items() if r in ("l1-hit", "l2-hit", "inflight-hit", "miss"))
         return {
             "requestCount": self.requests,
             "errorCount": self.errors,
@@ -691,7 +711,8 @@ class Pipeline:
             "stagesAgeSeconds": round(age, 1),
             "cache": {
                 "counts": hits,
-                "contextHitRate": (ctx.get("l1-hit", 0) + ctx.get("l2-hit", 0)) / lookups if lookups else None,
+                "contextHitRate": (ctx.get("l1-hit", 0) + ctx.get("l2-hit", 0) + ctx.get("inflight-hit", 0))
+                / lookups if lookups else None,
                 "l1Entries": len(self.l1),
                 "redisDegraded": self.stack.cache.degraded,
                 "redisErrors": self.stack.cache.errors,

@@ -44,6 +44,8 @@ class PipelineOptions(BaseModel):
     embedding_cache: bool = Field(True, description="cache query embeddings in Redis (24 h)")
     embedding_cache_ttl_s: int = Field(86_400, ge=1)
     serialization: Literal["json", "msgpack"] = Field("msgpack", description="embedding cache encoding")
+    coalesce: bool = Field(True, description="concurrent identical cache misses share one embedding "
+                                             "and one store retrieval (no cache stampede)")
     projection: bool = Field(True, description="fetch only content/metadata/confidence from MongoDB")
     batch_embedding: bool = Field(True, description="embed re-rank candidates in one batch")
     rerank: Literal["score", "embedding"] = Field(
@@ -78,10 +80,12 @@ class PipelineOptions(BaseModel):
 
     @classmethod
     def baseline(cls, **overrides: object) -> PipelineOptions:
-        """The guide's "before": sequential analysis, no caches, no projection, JSON, chars/4."""
+        """The guide's "before": sequential analysis, no caches, no projection, JSON, chars/4,
+        no request coalescing."""
         base = dict(parallel_analysis=False, analysis_cache=False, l1_cache=False, l2_cache=False,
                     embedding_cache=False, serialization="json", projection=False,
-                    batch_embedding=False, token_counter="chars4", context_cache_ttl_s=300)
+                    batch_embedding=False, token_counter="chars4", context_cache_ttl_s=300,
+                    coalesce=False)
         base.update(overrides)
         return cls(**base)
 
