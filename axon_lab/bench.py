@@ -92,3 +92,60 @@ def bench_pipeline(*, requests: int = 50, llm: str = "off", health_requests: int
     options = options or PipelineOptions()
     options = options.model_copy(update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})})
     return asyncio.run(_bench(settings or get_settings(), options, requests, health_requests, workspace))
+
+
+async def _bench_burst(settings: Settings, options: PipelineOptions, size: int, bursts: int,
+                       workspace: str) -> dict[str, Any]:
+    import httpx
+
+    from axon_lab.api.app import create_app
+
+    app = create_app(settings, options)
+    out: dict[str, Any] = {}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://axon.local", timeout=120) as client:
+            for coalesce in (False, True):
+                app.state.pipeline.set_options(options.model_copy(update={"coalesce": coalesce}))
+                walls: list[float] = []
+                computed = {"embedding": 0, "context": 0}
+                outcomes: dict[str, dict[str, int]] = {}
+                statuses: dict[int, int] = {}
+                for b in range(bursts):
+                    # A new prompt per burst (the caches miss), sent `size` times at once.
+                    prompt = f"{workload.distinct_prompts(bursts)[b]} [burst coalesce={coalesce}]"
+                    body = {"prompt": prompt, "workspaceId": workspace, "source": "bench"}
+                    t0 = time.perf_counter()
+                    rs = await asyncio.gather(*(client.post("/api/v1/prompts/process", json=body)
+                                                for _ in range(size)))
+                    walls.append((time.perf_counter() - t0) * 1000)
+                    for r in rs:
+                        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                        if r.status_code != 200:
+                            continue
+                        for c, res in r.json()["metadata"]["cache"].items():
+                            d = outcomes.setdefault(c, {})
+                            d[res] = d.get(res, 0) + 1
+                            if c in computed and res in ("miss", "off", "degraded"):
+                                computed[c] += 1
+                out["coalesce" if coalesce else "no_coalesce"] = {
+                    "burst_ms": _stats(walls), "status_counts": statuses, "cache": outcomes,
+                    "embeddings_per_burst": computed["embedding"] / bursts,
+                    "retrievals_per_burst": computed["context"] / bursts,
+                }
+    return {"size": size, "bursts": bursts, "workspace": workspace, "llm": options.llm.mode, **out}
+
+
+def bench_burst(*, size: int = 10, bursts: int = 10, llm: str = "off", workspace: str = "test",
+                options: PipelineOptions | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """Cache stampede: ``bursts`` times, ``size`` identical new prompts at once, without and with
+    request coalescing. Returns per mode the burst wall time (ms) and how many embeddings and
+    store retrievals each burst computed (``size`` without coalescing, 1 with it).
+    """
+    from axon_lab.errors import ConfigError
+
+    if size < 1 or bursts < 1:
+        raise ConfigError(f"--size and --bursts must be >= 1, got {size} and {bursts}")
+    options = options or PipelineOptions()
+    options = options.model_copy(update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})})
+    return asyncio.run(_bench_burst(settings or get_settings(), options, size, bursts, workspace))

@@ -555,6 +555,13 @@ class Pipeline:
             cache["context"] = ("miss" if l2_ok else "degraded") if (o.l1_cache or o.l2_cache) else "off"
 
             async def compute() -> list[dict[str, Any]]:
+                if o.coalesce and o.l1_cache:
+                    # Double check: an identical request may have finished while this one
+                    # awaited the L2 lookup (too late to share its flight, in time for L1).
+                    late = self.l1.get(key)
+                    if late is not None:
+                        cache["context"] = "l1-hit"
+                        return late
                 contexts = await self._retrieve_from_stores(raw, qvec)
                 if o.l1_cache:
                     self.l1.set(key, contexts)
