@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -462,6 +462,17 @@ class Pipeline:
                 "receivedAt": time.time(),
             }
 
+    async def _shared(self, key: str, compute: Callable[[], Awaitable[Any]], cache: dict[str, str],
+                      name: str) -> Any:
+        """``compute()``, shared with concurrent identical calls when ``coalesce`` is on (a
+        follower's cache outcome ``name`` becomes ``inflight-hit``)."""
+        if not self.options.coalesce:
+            return await compute()
+        value, shared = await self.flights.do(key, compute)
+        if shared:
+            cache[name] = "inflight-hit"
+        return value
+
     async def _embedding(self, text: str, key_hash: str, cache: dict[str, str]) -> np.ndarray:
         """Query embedding through the Redis embedding cache (json or msgpack)."""
         o = self.options
@@ -483,12 +494,7 @@ class Pipeline:
                                                o.embedding_cache_ttl_s)
                 return vec
 
-            if not o.coalesce:
-                return await compute()
-            vec, shared = await self.flights.do(key, compute)
-            if shared:
-                cache["embedding"] = "inflight-hit"
-            return vec
+            return await self._shared(key, compute, cache, "embedding")
 
     async def _analysis(self, raw: dict[str, Any], cache: dict[str, str]) -> tuple[dict[str, Any], np.ndarray]:
         o = self.options
@@ -569,12 +575,7 @@ class Pipeline:
                     await self.stack.cache.set(key, encode(contexts, "msgpack"), o.context_cache_ttl_s)
                 return contexts
 
-            if not o.coalesce:
-                return await compute()
-            contexts, shared = await self.flights.do(key, compute)
-            if shared:
-                cache["context"] = "inflight-hit"
-            return contexts
+            return await self._shared(key, compute, cache, "context")
 
     async def _retrieve_from_stores(self, raw: dict[str, Any], qvec: np.ndarray) -> list[dict[str, Any]]:
         o = self.options
