@@ -33,7 +33,10 @@ def test_burst_shares_one_embedding_and_retrieval_when_coalescing(bench_env, mon
     assert on["status_counts"] == {"200": 18} and off["status_counts"] == {"200": 18}
     # without coalescing the burst stampedes (each request embeds), with it one computes
     assert off["embeddings_per_burst"] > 2 and on["embeddings_per_burst"] < 2
-    assert on["retrievals_per_burst"] < 2 and on["cache"]["context"].get("inflight-hit", 0) >= 9
+    # the 5 followers of each burst wait on the leader's embedding (>= 20 ms); by the retrieval
+    # step some may arrive after the leader's retrieval ended (then an L1 hit): still one per burst
+    assert on["cache"]["embedding"].get("inflight-hit", 0) >= 9
+    assert on["retrievals_per_burst"] < 2
     assert "inflight-hit" not in off["cache"]["embedding"]
     assert main(["bench", "burst", "--size", "0"]) == 1
     assert "--size" in capsys.readouterr().err
