@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -24,45 +26,54 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
             "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
 
 
-async def _bench(settings: Settings, options: PipelineOptions, requests: int, health_requests: int,
-                 workspace: str) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _in_process_api(settings: Settings, options: PipelineOptions, *,
+                          timeout_s: float = 5.0) -> AsyncIterator[tuple[Any, Any]]:
+    """The embedded API app (started: lifespan run) and an httpx client calling its handlers."""
     import httpx
 
     from axon_lab.api.app import create_app
 
     app = create_app(settings, options)
-    proc = psutil.Process(os.getpid())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://axon.local") as client:
-            idle_rss = proc.memory_info().rss
-            health = []
-            for _ in range(health_requests):
-                t0 = time.perf_counter()
-                r = await client.get("/health")
-                health.append((time.perf_counter() - t0) * 1000)
-                r.raise_for_status()
-            phases: dict[str, dict[str, list[float]]] = {}
-            statuses: dict[int, int] = {}
-            cache_results: dict[str, dict[str, int]] = {}
-            # cold: every prompt distinct (all caches miss); warm: the same prompts again.
-            prompts = workload.distinct_prompts(requests)
-            for phase in ("cold", "warm"):
-                per: dict[str, list[float]] = {}
-                for p in prompts:
-                    r = await client.post("/api/v1/prompts/process",
-                                          json={"prompt": p, "workspaceId": workspace, "source": "bench"})
-                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                    if r.status_code != 200:
-                        continue
-                    meta = r.json()["metadata"]
-                    for stage, ms in meta["latency"].items():
-                        per.setdefault(stage, []).append(ms)
-                    for c, res in meta["cache"].items():
-                        d = cache_results.setdefault(f"{phase}.{c}", {})
-                        d[res] = d.get(res, 0) + 1
-                phases[phase] = per
-            load_rss = proc.memory_info().rss
+        async with httpx.AsyncClient(transport=transport, base_url="http://axon.local",
+                                     timeout=timeout_s) as client:
+            yield app, client
+
+
+async def _bench(settings: Settings, options: PipelineOptions, requests: int, health_requests: int,
+                 workspace: str) -> dict[str, Any]:
+    proc = psutil.Process(os.getpid())
+    async with _in_process_api(settings, options) as (_, client):
+        idle_rss = proc.memory_info().rss
+        health = []
+        for _ in range(health_requests):
+            t0 = time.perf_counter()
+            r = await client.get("/health")
+            health.append((time.perf_counter() - t0) * 1000)
+            r.raise_for_status()
+        phases: dict[str, dict[str, list[float]]] = {}
+        statuses: dict[int, int] = {}
+        cache_results: dict[str, dict[str, int]] = {}
+        # cold: every prompt distinct (all caches miss); warm: the same prompts again.
+        prompts = workload.distinct_prompts(requests)
+        for phase in ("cold", "warm"):
+            per: dict[str, list[float]] = {}
+            for p in prompts:
+                r = await client.post("/api/v1/prompts/process",
+                                      json={"prompt": p, "workspaceId": workspace, "source": "bench"})
+                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                if r.status_code != 200:
+                    continue
+                meta = r.json()["metadata"]
+                for stage, ms in meta["latency"].items():
+                    per.setdefault(stage, []).append(ms)
+                for c, res in meta["cache"].items():
+                    d = cache_results.setdefault(f"{phase}.{c}", {})
+                    d[res] = d.get(res, 0) + 1
+            phases[phase] = per
+        load_rss = proc.memory_info().rss
     stages = {phase: {k: _stats(v) for k, v in per.items()} for phase, per in phases.items()}
     overhead = {}
     for phase, per in phases.items():
@@ -96,43 +107,38 @@ def bench_pipeline(*, requests: int = 50, llm: str = "off", health_requests: int
 
 async def _bench_burst(settings: Settings, options: PipelineOptions, size: int, bursts: int,
                        workspace: str) -> dict[str, Any]:
-    import httpx
-
-    from axon_lab.api.app import create_app
-
-    app = create_app(settings, options)
     out: dict[str, Any] = {}
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://axon.local", timeout=120) as client:
-            for coalesce in (False, True):
-                app.state.pipeline.set_options(options.model_copy(update={"coalesce": coalesce}))
-                walls: list[float] = []
-                computed = {"embedding": 0, "context": 0}
-                outcomes: dict[str, dict[str, int]] = {}
-                statuses: dict[int, int] = {}
-                for b in range(bursts):
-                    # A new prompt per burst (the caches miss), sent `size` times at once.
-                    prompt = f"{workload.distinct_prompts(bursts)[b]} [burst coalesce={coalesce}]"
-                    body = {"prompt": prompt, "workspaceId": workspace, "source": "bench"}
-                    t0 = time.perf_counter()
-                    rs = await asyncio.gather(*(client.post("/api/v1/prompts/process", json=body)
-                                                for _ in range(size)))
-                    walls.append((time.perf_counter() - t0) * 1000)
-                    for r in rs:
-                        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                        if r.status_code != 200:
-                            continue
-                        for c, res in r.json()["metadata"]["cache"].items():
-                            d = outcomes.setdefault(c, {})
-                            d[res] = d.get(res, 0) + 1
-                            if c in computed and res in ("miss", "off", "degraded"):
-                                computed[c] += 1
-                out["coalesce" if coalesce else "no_coalesce"] = {
-                    "burst_ms": _stats(walls), "status_counts": statuses, "cache": outcomes,
-                    "embeddings_per_burst": computed["embedding"] / bursts,
-                    "retrievals_per_burst": computed["context"] / bursts,
-                }
+    prompts = workload.distinct_prompts(bursts)
+    # A burst queues its requests behind one another's embeddings: allow for it.
+    async with _in_process_api(settings, options, timeout_s=120.0) as (app, client):
+        for coalesce in (False, True):
+            app.state.pipeline.set_options(options.model_copy(update={"coalesce": coalesce}))
+            walls: list[float] = []
+            computed = {"embedding": 0, "context": 0}
+            outcomes: dict[str, dict[str, int]] = {}
+            statuses: dict[int, int] = {}
+            for b in range(bursts):
+                # A new prompt per burst (the caches miss), sent `size` times at once.
+                prompt = f"{prompts[b]} [burst coalesce={coalesce}]"
+                body = {"prompt": prompt, "workspaceId": workspace, "source": "bench"}
+                t0 = time.perf_counter()
+                rs = await asyncio.gather(*(client.post("/api/v1/prompts/process", json=body)
+                                            for _ in range(size)))
+                walls.append((time.perf_counter() - t0) * 1000)
+                for r in rs:
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code != 200:
+                        continue
+                    for c, res in r.json()["metadata"]["cache"].items():
+                        d = outcomes.setdefault(c, {})
+                        d[res] = d.get(res, 0) + 1
+                        if c in computed and res in ("miss", "off", "degraded"):
+                            computed[c] += 1
+            out["coalesce" if coalesce else "no_coalesce"] = {
+                "burst_ms": _stats(walls), "status_counts": statuses, "cache": outcomes,
+                "embeddings_per_burst": computed["embedding"] / bursts,
+                "retrievals_per_burst": computed["context"] / bursts,
+            }
     return {"size": size, "bursts": bursts, "workspace": workspace, "llm": options.llm.mode, **out}
 
 

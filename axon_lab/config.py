@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,3 +88,13 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (read once from the environment)."""
     return Settings()
+
+
+def child_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """Environment for a child Python process that must run this checkout's ``axon_lab``
+    (whatever the environment has installed): ``base`` (default ``os.environ``) plus ``extra``,
+    with this checkout first on ``PYTHONPATH``."""
+    env = {**(os.environ if base is None else base), **extra}
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    return env

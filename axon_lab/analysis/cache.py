@@ -19,13 +19,11 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 import subprocess
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +31,7 @@ import pandas as pd
 
 from axon_lab import embeddings, targets, tokens, workload
 from axon_lab.analysis import redis_stats
-from axon_lab.config import Settings, get_settings
+from axon_lab.config import Settings, child_env, get_settings
 from axon_lab.errors import ConfigError
 from axon_lab.pipeline import LLMOptions, Pipeline, PipelineOptions, decode, encode
 from axon_lab.redact import redact_text
@@ -910,10 +908,8 @@ def token_counting_cost(texts: Sequence[str], *, repeats: int = 3, encoder_load:
     if encoder_load:
         code = ("import time, json; from axon_lab import tokens; t = time.perf_counter(); tokens.encoding(); "
                 "print(json.dumps((time.perf_counter() - t) * 1000))")
-        # This checkout's axon_lab, whatever the environment has installed.
-        root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             env=child_env())
         if res.returncode == 0:
             rows[1]["encoder_load_ms"] = float(json.loads(res.stdout.strip().splitlines()[-1]))
     return pd.DataFrame(rows)

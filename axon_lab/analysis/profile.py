@@ -34,6 +34,7 @@ import pandas as pd
 
 from axon_lab import targets
 from axon_lab.api.server import wait_ready
+from axon_lab.config import child_env
 from axon_lab.errors import BackendUnavailable, ConfigError, InputFileError
 from axon_lab.jsonutil import read_json
 
@@ -596,10 +597,7 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
     proc = None
     sampler = None
     try:
-        full_env = {**os.environ, **(env or {}), "AXON_REDIS_URL": redis_server.url}
-        # The server must run this checkout's axon_lab, whatever the environment has installed.
-        full_env["PYTHONPATH"] = os.pathsep.join(
-            [str(PACKAGE_DIR.parent), *filter(None, [full_env.get("PYTHONPATH")])])
+        full_env = child_env({**os.environ, **(env or {})}, AXON_REDIS_URL=redis_server.url)
         with open(log, "wb") as logf:
             proc = subprocess.Popen(cmd, env=full_env, stdout=logf, stderr=subprocess.STDOUT)
         sampler = ResourceSampler(proc.pid, interval_s=sample_interval_s).start()
