@@ -210,7 +210,8 @@ def _redis_row(before: redis_stats.RedisStats, after: redis_stats.RedisStats, er
             "expired_keys": d["expired_keys"], "commands": d["total_commands_processed"],
             "used_memory_before": d["used_memory_before"], "used_memory_after": d["used_memory_after"],
             "used_memory_peak": d["used_memory_peak"], "keys_after": d["keys_after"],
-            "maxmemory": after.maxmemory, "maxmemory_policy": after.maxmemory_policy,
+            # the configuration the run ran under (measuring may change it afterwards)
+            "maxmemory": before.maxmemory, "maxmemory_policy": before.maxmemory_policy,
             "cache_errors": errors}
 
 
@@ -532,6 +533,9 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
                         res = await pipe.process(prompt, workspace, "eviction-experiment")
                         rows.append(_row(res, policy=label, i=i, prompt=prompt))
                     errors = pipe.stack.cache.errors
+                # Stop evicting before measuring: under the cap, the measuring connections'
+                # own buffers would evict keys between the key count and the per-prefix scan.
+                admin.config_set("maxmemory-policy", "noeviction")
                 after = redis_stats.snapshot(lab_redis_url(stack))
                 row = _redis_row(before, after, errors, policy=label, budget_bytes=cap and budget_kb * 1024)
                 # Which caches survived: keys and bytes left per key prefix (emb, analysis, ctx).
