@@ -285,13 +285,6 @@ def load_frame(limit: int | None = None, *, settings: Settings | None = None,
     return df if split is None else df[df.split == split].reset_index(drop=True)
 
 
-def heldout_queries(n: int | None = None, limit: int | None = None, *,
-                    settings: Settings | None = None) -> pd.DataFrame:
-    """Held-out real texts (not in the corpus) with their embeddings, for recall studies."""
-    df = load_frame(limit, settings=settings, split="heldout")
-    return df if n is None else df.head(n).reset_index(drop=True)
-
-
 def documents(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """MongoDB documents for a corpus frame (``_id`` = context id)."""
     for r in df.itertuples(index=False):

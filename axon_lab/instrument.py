@@ -145,11 +145,6 @@ def trace() -> Iterator[Trace]:
         _current.reset(token)
 
 
-def current_trace() -> Trace | None:
-    """The trace of the request being processed, if any."""
-    return _current.get()
-
-
 @contextlib.contextmanager
 def measure(name: str, *, sink: Sink | None = None, **attrs: Any) -> Iterator[Span]:
     """Time the block as span ``name`` (perf_counter_ns), recording outcome and exception.

@@ -73,14 +73,27 @@ def write_json(path: Path | str, obj: Any) -> Path:
     return path
 
 
-def read_json(path: Path | str) -> Any:
-    """Parse a JSON file; a missing or malformed file is one :class:`InputFileError` naming it."""
+def read_json(path: Path | str, *, missing: str = "", want_object: bool = False) -> Any:
+    """Parse a JSON file; a missing or malformed file is one :class:`InputFileError` naming it.
+
+    Parameters
+    ----------
+    path
+        The file.
+    missing
+        What a missing file means, added to the message (``"not a fault run directory"``).
+    want_object
+        Also fail when the document is not a JSON object.
+    """
     from axon_lab.errors import InputFileError
 
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputFileError(path, "no such file") from None
+        raise InputFileError(path, f"no such file ({missing})" if missing else "no such file") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(path, f"not valid JSON ({exc})") from None
+    if want_object and not isinstance(doc, dict):
+        raise InputFileError(path, "not a JSON object")
+    return doc

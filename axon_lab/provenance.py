@@ -109,3 +109,13 @@ def collect(parameters: Mapping[str, Any] | None = None, **extra: Any) -> dict[s
     }
     block.update(redact(extra))
     return block
+
+
+def machine_warning(prov_a: Mapping[str, Any] | None, prov_b: Mapping[str, Any] | None) -> str | None:
+    """A warning when two provenance blocks come from different machines (else ``None``)."""
+    if not prov_a or not prov_b:
+        return None
+    ma, mb = prov_a.get("machine_id"), prov_b.get("machine_id")
+    if ma and mb and ma != mb:
+        return f"runs come from different machines ({ma} vs {mb}); differences may not be the code's"
+    return None

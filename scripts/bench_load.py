@@ -5,7 +5,7 @@ Usage::
     python scripts/bench_load.py max-rate [--rates 500,1000,2000] [--duration 10] [--pool 64]
     python scripts/bench_load.py compare [-c 10] [-d 10] [--tools wrk,autocannon] [--repeat 1]
 
-Both start ``tests/loadserver.py`` (uvloop, no added latency) on a free loopback port as the
+Both start the test server (``axon_lab.load.testserver``) (uvloop, no added latency) on a free loopback port as the
 trivial endpoint (``GET /health``) and print a table (``--json FILE`` also writes the figures).
 
 ``max-rate``
@@ -29,17 +29,13 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from axon_lab.load import LoadRunner  # noqa: E402
-from axon_lab.provenance import collect  # noqa: E402
-from tests.loadserver import LoadServer  # noqa: E402
+from axon_lab.load import LoadRunner
+from axon_lab.load.testserver import LoadServer
+from axon_lab.provenance import collect
 
 LAG_LIMIT_MS = 5.0
 

@@ -5,7 +5,7 @@ Usage::
     python scripts/bench_locust.py [--users 64] [--duration 10] [--latency none]
                                    [--rounding-latency lognormal:median=150,sigma=0.5]
 
-Starts ``tests/loadserver.py`` on loopback. Throughput runs use ``--latency`` (default: answer at
+Starts the test server (``axon_lab.load.testserver``) on loopback. Throughput runs use ``--latency`` (default: answer at
 once, so the client is the bottleneck); the rounding run uses a known lognormal distribution and
 prints our exact p50/p95/p99 beside Locust's bucketed ones for the same requests.
 """
@@ -13,14 +13,9 @@ prints our exact p50/p95/p99 beside Locust's bucketed ones for the same requests
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from loadserver import LoadServer  # noqa: E402
 
 from axon_lab.load import LoadRunner, side_by_side  # noqa: E402
+from axon_lab.load.testserver import LoadServer
 
 
 def _cpu(summary: dict) -> str:

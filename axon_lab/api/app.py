@@ -338,7 +338,7 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
                                    "redis-server where it runs", field="backend")
             if body.mode == "latency":
                 return _error(422, "redis: latency needs a TCP proxy in front of Redis; use a fault target "
-                                   "(axon_lab.analysis.faults.start_fault_target)", field="mode")
+                                   "(axon_lab.faults.start_fault_target)", field="mode")
             await asyncio.to_thread(server.kill if body.mode == "stop" else server.pause)
             request.app.state.redis_fault = {"mode": body.mode, "since_unix": time.time()}
         elif backend in pipeline.guards:

@@ -25,7 +25,7 @@ Exit 0 when the service degraded as it should and recovered, 99 when not, 1 on e
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``fault`` sub-command."""
-    from axon_lab.analysis.faults import BACKENDS, MODES
+    from axon_lab.faults import BACKENDS, MODES
 
     p = sub.add_parser("fault", help="fault experiment: stop/pause/slow a lab-owned backend during a load run",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="records, health samples, events, sidecar and figures (default reports/faults)")
     p.add_argument("--analyze", type=Path, default=None, metavar="DIR",
-                   help="do not run: analyse an earlier (or killed) fault run directory")
+                   help="do not run: analyze an earlier (or killed) fault run directory")
     p.add_argument("--smoke", action="store_true", help="9 s (fault at 2.5 s for 2.5 s), same code path")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=_fault)
@@ -76,9 +76,9 @@ def _options(spec: str | None) -> dict | None:
 
 
 def _fault(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import faults
+    from axon_lab import faults
+    from axon_lab.faults import plots as plots
     from axon_lab.load.shapes import parse_duration
-    from axon_lab.plots import faults as plots
     from axon_lab.report import record
 
     if args.analyze is not None:

@@ -1,6 +1,6 @@
 """``axon-lab mongo explain|log|profile|indexes|advise``: MongoDB plan, workload and index analysis.
 
-Thin wrappers over :mod:`axon_lab.analysis.mongo`: ``--json`` prints machine-readable output,
+Thin wrappers over :mod:`axon_lab.mongo`: ``--json`` prints machine-readable output,
 otherwise a table. A file that is not what the command reads is a one-line error naming the
 file and the problem (exit code 1).
 """
@@ -71,7 +71,7 @@ def _print_table(frame: Any, columns: list[str]) -> None:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import mongo
+    from axon_lab import mongo
 
     summaries = [s for f in args.files for s in mongo.load_explains(f)]
     if args.json:
@@ -105,7 +105,7 @@ _SHAPE_COLUMNS = ["source", "namespace", "operation", "pattern", "sort", "count"
 
 
 def _shapes_out(args: argparse.Namespace, ops: list[Any], head: dict[str, Any]) -> int:
-    from axon_lab.analysis import mongo
+    from axon_lab import mongo
 
     frame = mongo.digest(ops)
     if args.top:
@@ -121,7 +121,7 @@ def _shapes_out(args: argparse.Namespace, ops: list[Any], head: dict[str, Any]) 
 
 
 def _log(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import mongo
+    from axon_lab import mongo
 
     reads = [mongo.read_slow_log(f) for f in args.files]
     ops = [op for r in reads for op in r.operations]
@@ -132,7 +132,7 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import mongo
+    from axon_lab import mongo
 
     ops: list[Any] = []
     status = None
@@ -155,7 +155,7 @@ def _profile(args: argparse.Namespace) -> int:
 def _indexes(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from axon_lab.analysis import mongo
+    from axon_lab import mongo
     from axon_lab.errors import InputFileError
 
     colls = {}
@@ -186,7 +186,7 @@ def _json_arg(name: str, text: str | None) -> Any:
 
 
 def _advise(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import mongo
+    from axon_lab import mongo
 
     existing = [_json_arg("index", i) for i in args.index]
     if args.contexts:

@@ -38,23 +38,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _profile(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from axon_lab.analysis import profile
-    from axon_lab.plots import profile as plots
+    from axon_lab import profiling
+    from axon_lab.profiling import plots as plots
     from axon_lab.report import record
 
     scenario = args.scenario or ("sustained" if args.soak else "simple")
     profiler = args.profiler or ("none" if args.soak else "scalene")
     out = Path(args.out)
-    run = profile.run_profile(scenario=scenario, out_dir=out, scale=args.scale, idle_s=args.idle,
+    run = profiling.run_profile(scenario=scenario, out_dir=out, scale=args.scale, idle_s=args.idle,
                               profiler=profiler, sample_interval_s=args.interval,
                               profile_all=args.profile_all, profile_startup=args.profile_startup)
-    results = profile.summarize(run, soak=args.soak, n=args.top)
-    verdict = profile.verdict(results)
+    results = profiling.summarize(run, soak=args.soak, n=args.top)
+    verdict = profiling.verdict(results)
     frames = {"resources": run.resources, "event_loop_lag": run.lag}
     figures = {"resources": plots.resources(run.resources), "event_loop_lag": plots.event_loop_lag(run.lag),
                "memory_fit": plots.memory_fit(run.resources, results["memory_slope"])}
     if run.scalene is not None:
-        layout = profile.flame_layout(run.scalene)
+        layout = profiling.flame_layout(run.scalene)
         frames.update({"scalene_lines": run.scalene.lines, "scalene_functions": run.scalene.functions,
                        "flame": layout})
         figures.update({"flame": plots.flame(layout),

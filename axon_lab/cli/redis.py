@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import redis_stats
+    from axon_lab.cache import redis_stats
     from axon_lab.config import get_settings
     from axon_lab.errors import ConfigError
 

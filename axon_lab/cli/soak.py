@@ -34,17 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _soak(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import soak
     from axon_lab.api.server import running_server
     from axon_lab.errors import ConfigError
-    from axon_lab.load.http import Target, is_loopback_host
+    from axon_lab.faults import plots as fplots
+    from axon_lab.load.http import Endpoint, is_loopback_host
     from axon_lab.load.shapes import parse_duration
-    from axon_lab.plots import faults as fplots
-    from axon_lab.plots import profile as pplots
+    from axon_lab.profiling import plots as pplots
+    from axon_lab.profiling import soak
     from axon_lab.report import record
 
     duration = parse_duration(args.duration)
-    if args.url and not args.allow_remote and not is_loopback_host(Target.parse(args.url).host):
+    if args.url and not args.allow_remote and not is_loopback_host(Endpoint.parse(args.url).host):
         raise ConfigError("refusing a non-loopback URL without --allow-remote: a soak can hurt shared services")
     with contextlib.ExitStack() as stack:
         url = args.url

@@ -113,7 +113,7 @@ def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
 
 
 def _dataset(args: argparse.Namespace):
-    from axon_lab.analysis import vector
+    from axon_lab import vector
 
     if args.size is not None and args.size < 1:
         raise ConfigError(f"--size must be a positive integer, got {args.size}")
@@ -130,7 +130,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 def _sweep(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from axon_lab.analysis import vector
+    from axon_lab import vector
 
     if args.clients < 1:
         raise ConfigError(f"--clients must be >= 1, got {args.clients}")
@@ -207,7 +207,7 @@ def _print_sweep(results: dict[str, Any], verdict: dict[str, str], table: Any, f
 
 
 def _filtered(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import vector
+    from axon_lab import vector
 
     say = _progress(args)
     data = _dataset(args)
@@ -240,7 +240,7 @@ def _filtered(args: argparse.Namespace) -> int:
 
 
 def _upsert_bench(args: argparse.Namespace) -> int:
-    from axon_lab.analysis import vector
+    from axon_lab import vector
 
     data = _dataset(args)
     res = vector.upsert_bench(data, n=args.n, repeats=args.repeats)

@@ -56,9 +56,9 @@ from axon_lab.load.http import (
     IO_ERROR,
     OK,
     TIMEOUT,
+    Endpoint,
     Exchange,
     HttpConnection,
-    Target,
     open_connection,
 )
 from axon_lab.load.records import RecordSink
@@ -111,7 +111,7 @@ class Plan:
         TCP (and TLS) connect timeout.
     """
 
-    target: Target
+    target: Endpoint
     payloads: Sequence[bytes]
     shape: Shape
     connections: int

@@ -23,7 +23,7 @@ _NO_BODY_STATUS = frozenset({204, 304})
 
 
 @dataclass(frozen=True)
-class Target:
+class Endpoint:
     """Where requests go: scheme, host, port and the path prefix of a base URL.
 
     Parameters
@@ -44,7 +44,7 @@ class Target:
     path: str
 
     @classmethod
-    def parse(cls, url: str) -> Target:
+    def parse(cls, url: str) -> Endpoint:
         """Parse ``http[s]://host[:port][/path][?query]``; raises :class:`ConfigError` otherwise."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -75,9 +75,9 @@ class Target:
         """The full URL."""
         return self.base_url + self.path
 
-    def with_path(self, path: str) -> Target:
+    def with_path(self, path: str) -> Endpoint:
         """The same server with another path."""
-        return Target(self.scheme, self.host, self.port, path if path.startswith("/") else "/" + path)
+        return Endpoint(self.scheme, self.host, self.port, path if path.startswith("/") else "/" + path)
 
 
 def resolved_addresses(host: str) -> list[str]:
@@ -106,7 +106,7 @@ def is_loopback_host(host: str) -> bool:
 
 def build_request(
     method: str,
-    target: Target,
+    target: Endpoint,
     *,
     headers: Mapping[str, str] | None = None,
     body: bytes | str | None = None,
@@ -414,7 +414,7 @@ class HttpConnection(asyncio.Protocol):
 
 
 async def open_connection(
-    target: Target,
+    target: Endpoint,
     conn_id: int,
     on_done: Callable[[HttpConnection, Exchange], None],
     on_lost: Callable[[HttpConnection], None],

@@ -270,11 +270,6 @@ def chunk_table(data: dict[str, Any]):  # -> pyarrow.Table
     return pa.table(cols)
 
 
-def chunk_frame(c: _Chunk):  # -> pandas.DataFrame
-    """A chunk as a records DataFrame (see the module docstring for the columns)."""
-    return normalize(chunk_table(chunk_arrays(c)).to_pandas(), sort=False)
-
-
 def empty_frame():  # -> pandas.DataFrame
     """A records frame with the fixed columns and no rows."""
     import pandas as pd

@@ -25,7 +25,7 @@ from axon_lab.load import shapes as _shapes
 from axon_lab.load.checks import Check, as_check
 from axon_lab.load.engine import ENGINES, EngineOutcome, Plan
 from axon_lab.load.hdr import Histogram, write_histograms
-from axon_lab.load.http import Target, build_request, is_loopback_host
+from axon_lab.load.http import Endpoint, build_request, is_loopback_host
 from axon_lab.load.records import RECORDS_NAME, RecordSink
 from axon_lab.load.scenarios import Scenario, get_scenario
 from axon_lab.load.summary import (
@@ -268,7 +268,7 @@ class LoadRunner:
             raise ConfigError("a target URL is required (the CLI starts the embedded API when "
                               "none is given)")
         sc = get_scenario(scenario) if isinstance(scenario, str) else scenario
-        target = Target.parse(url)
+        target = Endpoint.parse(url)
         if sc is not None:
             target = target.with_path(sc.path)
         if not allow_remote and not is_loopback_host(target.host):

@@ -1,7 +1,7 @@
 """The guide's load-test scenarios as presets: health, simple, complex, sustained, spike.
 
 Source: ``performance-optimization-guide.md`` → "Load Testing → Test Scenarios" (autocannon
-commands and their "Expected" blocks, which live in ``axon_lab.targets.SCENARIO_EXPECTATIONS``)
+commands and their "Expected" blocks, which live in ``axon_lab.goals.SCENARIO_EXPECTATIONS``)
 and the k6 ``spike-test.js`` stages. The spike test's script shows only its stages; its request,
 checks and one-second think time are taken from the guide's ``load-test.js`` (the only k6 script
 the guide gives), whose thresholds it also shares.
@@ -13,9 +13,9 @@ import json
 from dataclasses import dataclass, field, replace
 
 from axon_lab.errors import ConfigError
+from axon_lab.goals import SCENARIO_EXPECTATIONS, ScenarioExpectation
 from axon_lab.load.shapes import Shape, constant_vus, ramping_vus
 from axon_lab.registry import Registry
-from axon_lab.targets import SCENARIO_EXPECTATIONS, ScenarioExpectation
 
 PROCESS_PATH = "/api/v1/prompts/process"
 
@@ -37,7 +37,7 @@ class Scenario:
     checks
         Check expressions (see :func:`axon_lab.load.checks.parse_check`).
     expectation
-        The guide's "Expected" block (:data:`axon_lab.targets.SCENARIO_EXPECTATIONS`).
+        The guide's "Expected" block (:data:`axon_lab.goals.SCENARIO_EXPECTATIONS`).
     extra_thresholds
         Thresholds beyond those derived from the expectation.
     """

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from axon_lab.analysis.stats import percentile
+from axon_lab.stats import percentile
 
 #: Event-loop lag p99 above this (ms) means the generator could not keep its own timing.
 LOOP_LAG_LIMIT_MS = 5.0

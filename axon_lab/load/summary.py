@@ -1,7 +1,7 @@
 """The one load-run summary schema (``summary.json``), built from the raw records.
 
 Schema ``axon_lab.load.summary/1`` (times in ms, rates per second, percentiles nearest-rank —
-see :data:`axon_lab.analysis.stats.PERCENTILE_DEFINITION`, repeated in the file)::
+see :data:`axon_lab.stats.PERCENTILE_DEFINITION`, repeated in the file)::
 
     schema, name, incomplete (bool), incomplete_reason (str|null), passed (bool: every threshold ok)
     target:     {url, method, scenario, engine}
@@ -47,11 +47,11 @@ from typing import Any
 import numpy as np
 
 from axon_lab import provenance
-from axon_lab.analysis.stats import PERCENTILE_DEFINITION, STAT_FIELDS, describe, percentile
 from axon_lab.errors import InputFileError
 from axon_lab.jsonutil import read_json
 from axon_lab.load.servertiming import cache_outcome_kind
 from axon_lab.load.thresholds import METRICS, RunMetrics, ThresholdResult
+from axon_lab.stats import PERCENTILE_DEFINITION, STAT_FIELDS, describe, percentile
 
 SCHEMA = "axon_lab.load.summary/1"
 SUMMARY_NAME = "summary.json"

@@ -40,11 +40,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from axon_lab.analysis.stats import percentile
 from axon_lab.errors import ConfigError
 from axon_lab.load.records import FAILED_OUTCOMES, TIMED_OUTCOMES
 from axon_lab.load.servertiming import cache_outcome_kind
 from axon_lab.registry import Registry
+from axon_lab.stats import percentile
 
 Kind = Literal["trend", "rate", "counter", "gauge"]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from axon_lab import jsonutil, provenance
+from axon_lab.goals import SYMBOLS
 from axon_lab.redact import redact_text
 from axon_lab.report.run import RunResult, notebook_parameters, run_notebook
-from axon_lab.targets import SYMBOLS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: Smoke runs use a small, representative corpus sample unless AXON_CORPUS_LIMIT is set, so a

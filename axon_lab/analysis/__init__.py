@@ -1,1 +1,0 @@
-"""Analysis: statistics, MongoDB plans and logs, HNSW sweeps, caches and Redis, profiler output."""

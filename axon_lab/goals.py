@@ -1,0 +1,148 @@
+"""The guide's performance targets as data (:class:`Goal`), and the one verdict rule every report uses.
+
+A :class:`Goal` is one row of the guide's targets (a value to beat and a critical threshold);
+in axon_lab "target" names the Axon deployment under test, never a goal.
+
+Source: ``performance-optimization-guide.md`` — "MVP Performance Targets", "Latency Breakdown
+(Target)", the load-test scenarios' "Expected" blocks and autocannon's "Target Interpretation".
+
+Verdicts are judged on the pessimistic end of a confidence interval when one is given:
+for ``lower`` metrics the CI upper bound, for ``higher`` metrics the CI lower bound.
+
+* ``pass`` (✅) — that bound meets the target;
+* ``warn`` (⚠️) — it misses the target but meets the critical threshold;
+* ``fail`` (❌) — it misses the critical threshold;
+* ``unknown`` (❔) — no value (no samples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from axon_lab.registry import Registry
+
+Direction = Literal["lower", "higher"]
+Status = Literal["pass", "warn", "fail", "unknown"]
+
+SYMBOLS: dict[str, str] = {"pass": "✅", "warn": "⚠️", "fail": "❌", "unknown": "❔", "info": "ℹ️"}
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One row of the guide's targets: ``value`` must be better than ``target``; never worse
+    than ``critical``."""
+
+    name: str
+    label: str
+    target: float
+    critical: float
+    unit: str
+    direction: Direction = "lower"
+    stat: str = "p95"
+    note: str = ""
+
+    def judge(self, value: float | None, ci: tuple[float, float] | None = None) -> Status:
+        """Verdict for ``value`` (with optional 95% CI), judged on the pessimistic bound."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "unknown"
+        bound = value
+        if ci is not None and all(c is not None and math.isfinite(c) for c in ci):
+            bound = max(ci) if self.direction == "lower" else min(ci)
+        if self.direction == "lower":
+            if bound < self.target:
+                return "pass"
+            return "warn" if bound < self.critical else "fail"
+        if bound > self.target:
+            return "pass"
+        return "warn" if bound >= self.critical else "fail"
+
+
+GOALS: Registry[Goal] = Registry("goal")
+
+
+def _t(*args, **kw) -> Goal:
+    t = Goal(*args, **kw)
+    GOALS.register(t.name, t)
+    return t
+
+
+# --- MVP Performance Targets -------------------------------------------------------------
+_t("prompt_analysis", "Prompt Analysis", 200, 500, "ms")
+_t("context_retrieval", "Context Retrieval", 500, 1000, "ms")
+_t("full_orchestration", "Full Orchestration", 3000, 5000, "ms")
+_t("health_check", "Health Check", 50, 100, "ms")
+_t("memory_usage", "Memory Usage", 2048, 4096, "MB", stat="rss",
+   note="target is idle RSS (< 2 GB); critical is under load (< 4 GB)")
+_t("cpu_usage", "CPU Usage", 50, 80, "%", stat="mean",
+   note="target is normal load (< 50%); critical is peak (< 80%)")
+_t("throughput", "Throughput", 10, 5, "req/s", direction="higher", stat="rps")
+_t("database_queries", "Database Queries", 100, 500, "ms")
+_t("cache_hit_rate", "Cache Hit Rate", 0.80, 0.60, "ratio", direction="higher", stat="rate")
+
+# --- autocannon "Target Interpretation" (p99 acceptable < 5 s, critical > 10 s) -------------
+_t("full_orchestration_p99", "Full Orchestration p99", 5000, 10000, "ms", stat="p99")
+
+#: The guide's latency breakdown (ms per stage, of a 3000 ms request).
+STAGE_BUDGET_MS: dict[str, float] = {
+    "collection": 10,
+    "analysis": 200,
+    "retrieval": 500,
+    "vector_search": 200,
+    "document_fetch": 150,
+    "rerank": 150,
+    "synthesis": 100,
+    "injection": 50,
+    "llm": 2000,
+    "postprocessing": 140,
+    "total": 3000,
+}
+#: Top-level stages in pipeline order (retrieval's parts are nested under it).
+STAGES: tuple[str, ...] = (
+    "collection", "analysis", "retrieval", "synthesis", "injection", "llm", "postprocessing",
+)
+RETRIEVAL_PARTS: tuple[str, ...] = ("embed", "vector_search", "document_fetch", "rerank")
+
+
+@dataclass(frozen=True)
+class ScenarioExpectation:
+    """A load scenario's "Expected" block from the guide."""
+
+    p95_ms: float | None
+    min_rps: float | None
+    max_error_rate: float
+
+
+#: "Load Testing → Test Scenarios" expectations.
+SCENARIO_EXPECTATIONS: dict[str, ScenarioExpectation] = {
+    "health": ScenarioExpectation(p95_ms=50, min_rps=100, max_error_rate=0.0),
+    "simple": ScenarioExpectation(p95_ms=2000, min_rps=10, max_error_rate=0.01),
+    "complex": ScenarioExpectation(p95_ms=5000, min_rps=5, max_error_rate=0.02),
+    "sustained": ScenarioExpectation(p95_ms=3000, min_rps=None, max_error_rate=0.01),
+    "spike": ScenarioExpectation(p95_ms=3000, min_rps=None, max_error_rate=0.05),
+}
+
+#: "Common Issues" table: symptom -> (cause, solution).
+COMMON_ISSUES: dict[str, tuple[str, str]] = {
+    "High p95 latency": ("Database slow queries", "Add indexes, optimize queries"),
+    "High p99 latency": ("Occasional timeouts", "Increase timeouts, add retries"),
+    "Low throughput": ("CPU bottleneck", "Optimize hot functions"),
+    "Memory growth": ("Memory leak", "Profile heap, fix leaks"),
+    "High error rate": ("Service unavailable", "Add circuit breakers, retries"),
+}
+
+
+def get(name: str) -> Goal:
+    """The target called ``name`` (error lists the valid names)."""
+    return GOALS.get(name)
+
+
+def stage_status(stage: str, p95_ms: float | None) -> Status:
+    """Verdict of a stage's p95 against its budget (warn up to 2x the budget)."""
+    budget = STAGE_BUDGET_MS.get(stage)
+    if budget is None or p95_ms is None or (isinstance(p95_ms, float) and math.isnan(p95_ms)):
+        return "unknown"
+    if p95_ms < budget:
+        return "pass"
+    return "warn" if p95_ms < 2 * budget else "fail"

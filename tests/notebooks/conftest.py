@@ -1,0 +1,32 @@
+"""Notebook fixtures: every notebook executed once per session with its smoke parameters."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory):
+    """Every notebook executed once with smoke parameters, like ``axon-lab report --smoke``.
+
+    Returns ``(results_by_name, out_dir)``; notebook tests check their sidecars from here so
+    each notebook runs once per session.
+    """
+    from axon_lab.report.index import build_report
+
+    out = tmp_path_factory.mktemp("report")
+    data = tmp_path_factory.mktemp("report-data")
+    saved = {k: os.environ.get(k) for k in ("AXON_DATA_DIR", "AXON_CORPUS_LIMIT")}
+    os.environ["AXON_DATA_DIR"] = str(data)
+    os.environ["AXON_CORPUS_LIMIT"] = "300"
+    try:
+        results, index, seconds = build_report(out, smoke=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return {r.name: r for r in results}, out
