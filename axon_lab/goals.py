@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+from axon_lab.metrics import Better, Metric
 from axon_lab.registry import Registry
 
-Direction = Literal["lower", "higher"]
 Status = Literal["pass", "warn", "fail", "unknown"]
 
 SYMBOLS: dict[str, str] = {"pass": "✅", "warn": "⚠️", "fail": "❌", "unknown": "❔", "info": "ℹ️"}
@@ -31,17 +31,38 @@ SYMBOLS: dict[str, str] = {"pass": "✅", "warn": "⚠️", "fail": "❌", "unkn
 
 @dataclass(frozen=True)
 class Goal:
-    """One row of the guide's targets: ``value`` must be better than ``target``; never worse
-    than ``critical``."""
+    """One row of the guide's targets: the ``metric`` must be better than ``target`` and never
+    worse than ``critical``.
 
-    name: str
-    label: str
+    Attributes
+    ----------
+    metric
+        What is measured (name, label, unit and the better direction).
+    target, critical
+        The goal and the limit, in the metric's unit.
+    stat
+        The statistic judged (``p95``, ``rss``, ``rate``...).
+    note
+        What the guide means when it is not obvious.
+    """
+
+    metric: Metric
     target: float
     critical: float
-    unit: str
-    direction: Direction = "lower"
     stat: str = "p95"
     note: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.metric.name
+
+    @property
+    def label(self) -> str:
+        return self.metric.label
+
+    @property
+    def unit(self) -> str:
+        return self.metric.unit
 
     def judge(self, value: float | None, ci: tuple[float, float] | None = None) -> Status:
         """Verdict for ``value`` (with optional 95% CI), judged on the pessimistic bound."""
@@ -49,23 +70,27 @@ class Goal:
             return "unknown"
         bound = value
         if ci is not None and all(c is not None and math.isfinite(c) for c in ci):
-            bound = max(ci) if self.direction == "lower" else min(ci)
-        if self.direction == "lower":
-            if bound < self.target:
-                return "pass"
-            return "warn" if bound < self.critical else "fail"
-        if bound > self.target:
+            bound = self.metric.pessimistic(*ci)
+        if self.metric.beats(bound, self.target):
             return "pass"
+        if self.metric.better == "lower":
+            return "warn" if bound < self.critical else "fail"
         return "warn" if bound >= self.critical else "fail"
+
+
+def goal(name: str, label: str, target: float, critical: float, unit: str, *,
+         better: Better = "lower", stat: str = "p95", note: str = "") -> Goal:
+    """A :class:`Goal` on a new metric (the guide's table rows, a scenario's expectation)."""
+    return Goal(Metric(name, label, unit, better), target, critical, stat, note)
 
 
 GOALS: Registry[Goal] = Registry("goal")
 
 
-def _t(*args, **kw) -> Goal:
-    t = Goal(*args, **kw)
-    GOALS.register(t.name, t)
-    return t
+def _t(*args: Any, **kw: Any) -> Goal:
+    g = goal(*args, **kw)
+    GOALS.register(g.name, g)
+    return g
 
 
 # --- MVP Performance Targets -------------------------------------------------------------
@@ -77,9 +102,9 @@ _t("memory_usage", "Memory Usage", 2048, 4096, "MB", stat="rss",
    note="target is idle RSS (< 2 GB); critical is under load (< 4 GB)")
 _t("cpu_usage", "CPU Usage", 50, 80, "%", stat="mean",
    note="target is normal load (< 50%); critical is peak (< 80%)")
-_t("throughput", "Throughput", 10, 5, "req/s", direction="higher", stat="rps")
+_t("throughput", "Throughput", 10, 5, "req/s", better="higher", stat="rps")
 _t("database_queries", "Database Queries", 100, 500, "ms")
-_t("cache_hit_rate", "Cache Hit Rate", 0.80, 0.60, "ratio", direction="higher", stat="rate")
+_t("cache_hit_rate", "Cache Hit Rate", 0.80, 0.60, "ratio", better="higher", stat="rate")
 
 # --- autocannon "Target Interpretation" (p99 acceptable < 5 s, critical > 10 s) -------------
 _t("full_orchestration_p99", "Full Orchestration p99", 5000, 10000, "ms", stat="p99")

@@ -44,8 +44,8 @@ def percentile_table(records: pd.DataFrame, *, scenario: str | None = None,
         tname = PERCENTILE_TARGETS.get(name)
         target = goals.get(tname) if tname else None
         if name == "p95" and exp is not None and exp.p95_ms is not None and target is not None:
-            target = goals.Goal(f"{scenario}_p95", f"{scenario} p95", exp.p95_ms,
-                                    max(exp.p95_ms, target.critical), "ms")
+            target = goals.goal(f"{scenario}_p95", f"{scenario} p95", exp.p95_ms,
+                                max(exp.p95_ms, target.critical), "ms")
         bounds = (ci.low, ci.high) if ci.low is not None and ci.high is not None else None
         status = target.judge(ci.estimate, bounds) if target else "info"
         if target and ci.high is None and status == "pass":

@@ -23,15 +23,17 @@ from scipy import stats as sps
 from axon_lab import provenance, stats
 from axon_lab.load.records import read_records
 from axon_lab.load.summary import read_summary
+from axon_lab.metrics import Metric, declare
+from axon_lab.registry import Registry
 
-#: Metric → (label, unit, better direction).
-MEASURES: dict[str, tuple[str, str, str]] = {
-    "p95_latency": ("p95 Latency", "ms", "lower"),
-    "throughput": ("Throughput", "req/s", "higher"),
-    "memory": ("Memory Usage", "MB", "lower"),
-    "cache_hit_rate": ("Cache Hit Rate", "ratio", "higher"),
-    "error_rate": ("Error Rate", "ratio", "lower"),
-}
+#: The guide's "Measuring Success" rows.
+MEASURES: Registry[Metric] = declare("measure", [
+    Metric("p95_latency", "p95 Latency", "ms"),
+    Metric("throughput", "Throughput", "req/s", better="higher"),
+    Metric("memory", "Memory Usage", "MB"),
+    Metric("cache_hit_rate", "Cache Hit Rate", "ratio", better="higher"),
+    Metric("error_rate", "Error Rate", "ratio"),
+])
 
 
 def _welch(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -107,7 +109,7 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
     rows.append(("error_rate", ea / nra if nra else None, eb / nrb if nrb else None, d, lo, hi, ""))
     out = []
     for key, a, b, diff, lo, hi, warn in rows:
-        label, unit, better = MEASURES[key]
+        measure = MEASURES.get(key)
         improvement = ((b - a) / a) if (a not in (None, 0) and b is not None and not _nan(a)) else math.nan
         real = not (_nan(lo) or _nan(hi)) and (lo > 0 or hi < 0)
         if "too few samples" in warn:
@@ -115,10 +117,9 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
         elif not real:
             verdict = "noise" if not (_nan(lo) or _nan(hi)) else "unknown"
         else:
-            good = (diff < 0) if better == "lower" else (diff > 0)
-            verdict = "improved" if good else "regressed"
+            verdict = "improved" if measure.improved(diff) else "regressed"
         arrow = "" if _nan(improvement) else ("↓" if improvement < 0 else "↑")
-        out.append({"metric": label, "unit": unit, "before": a, "after": b, "difference": diff,
+        out.append({"metric": measure.label, "unit": measure.unit, "before": a, "after": b, "difference": diff,
                     "ci_low": lo, "ci_high": hi,
                     "improvement": f"{abs(improvement):.0%} {arrow}" if not _nan(improvement) else "n/a",
                     "verdict": verdict, "warning": warn})

@@ -1,4 +1,4 @@
-"""Load metrics declared once, and k6-style thresholds over them (``http_req_duration:p(95)<3000``).
+"""Load metrics (one :class:`~axon_lab.metrics.Metric` each), and k6-style thresholds over them (``http_req_duration:p(95)<3000``).
 
 Metrics (:data:`METRICS`; ``stage.<name>`` and ``cache.<name>`` are families):
 
@@ -35,50 +35,34 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from axon_lab.errors import ConfigError
 from axon_lab.load.records import FAILED_OUTCOMES, TIMED_OUTCOMES
 from axon_lab.load.servertiming import cache_outcome_kind
+from axon_lab.metrics import Metric, declare
 from axon_lab.registry import Registry
 from axon_lab.stats import percentile
 
-Kind = Literal["trend", "rate", "counter", "gauge"]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric: name, label, unit, kind and which direction is better."""
-
-    name: str
-    label: str
-    unit: str
-    kind: Kind
-    better: Literal["lower", "higher"] = "lower"
-    column: str | None = None  # records column of a trend
-
-
-METRICS: Registry[Metric] = Registry("metric")
-for _m in (
-    Metric("http_req_duration", "Response time (from intended start)", "ms", "trend", column="response_ms"),
-    Metric("http_req_service_duration", "Service time (from send)", "ms", "trend", column="service_ms"),
-    Metric("http_req_waiting", "Time to first byte", "ms", "trend", column="ttfb_ms"),
-    Metric("http_req_connecting", "Connect time", "ms", "trend", column="connect_ms"),
-    Metric("schedule_lag", "Schedule lag", "ms", "trend", column="lag_ms"),
-    Metric("http_req_failed", "Failed requests", "ratio", "rate"),
-    Metric("checks", "Checks passed", "ratio", "rate", better="higher"),
-    Metric("http_reqs", "Requests", "req", "counter", better="higher"),
-    Metric("data_received", "Data received", "B", "counter", better="higher"),
-    Metric("dropped_requests", "Dropped requests", "req", "counter"),
-    Metric("late_requests", "Late requests", "req", "counter"),
-    Metric("achieved_rate_ratio", "Achieved / target rate", "ratio", "gauge", better="higher"),
-    Metric("stage.<name>", "Server-Timing stage", "ms", "trend"),
-    Metric("cache.<name>", "Cache hit rate", "ratio", "rate", better="higher"),
-):
-    METRICS.register(_m.name, _m)
+METRICS: Registry[Metric] = declare("metric", [
+    Metric("http_req_duration", "Response time (from intended start)", "ms", kind="trend", column="response_ms"),
+    Metric("http_req_service_duration", "Service time (from send)", "ms", kind="trend", column="service_ms"),
+    Metric("http_req_waiting", "Time to first byte", "ms", kind="trend", column="ttfb_ms"),
+    Metric("http_req_connecting", "Connect time", "ms", kind="trend", column="connect_ms"),
+    Metric("schedule_lag", "Schedule lag", "ms", kind="trend", column="lag_ms"),
+    Metric("http_req_failed", "Failed requests", "ratio", kind="rate"),
+    Metric("checks", "Checks passed", "ratio", kind="rate", better="higher"),
+    Metric("http_reqs", "Requests", "req", kind="counter", better="higher"),
+    Metric("data_received", "Data received", "B", kind="counter", better="higher"),
+    Metric("dropped_requests", "Dropped requests", "req", kind="counter"),
+    Metric("late_requests", "Late requests", "req", kind="counter"),
+    Metric("achieved_rate_ratio", "Achieved / target rate", "ratio", kind="gauge", better="higher"),
+    Metric("stage.<name>", "Server-Timing stage", "ms", kind="trend"),
+    Metric("cache.<name>", "Cache hit rate", "ratio", kind="rate", better="higher"),
+])
 
 AGGREGATIONS: dict[str, tuple[str, ...]] = {
     "trend": ("avg", "min", "max", "med", "p(N)", "count"),
@@ -99,7 +83,7 @@ def get_metric(name: str) -> Metric:
     for family in ("stage", "cache"):
         if name.startswith(family + ".") and len(name) > len(family) + 1:
             fam = METRICS.get(f"{family}.<name>")
-            return Metric(name, f"{fam.label} {name.split('.', 1)[1]}", fam.unit, fam.kind, fam.better)
+            return replace(fam, name=name, label=f"{fam.label} {name.split('.', 1)[1]}")
     return METRICS.get(name)
 
 

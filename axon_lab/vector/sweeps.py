@@ -21,6 +21,7 @@ import pandas as pd
 from axon_lab.config import Settings, get_settings
 from axon_lab.errors import AxonLabError, ConfigError
 from axon_lab.goals import STAGE_BUDGET_MS
+from axon_lab.metrics import Metric, declare
 from axon_lab.registry import Registry
 from axon_lab.stack.vector import (
     EdgeVectorStore,
@@ -60,18 +61,7 @@ class BruteForceWarning(UserWarning):
 # --- metrics, declared once -----------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Metric:
-    """A result column: ``name``, axis ``label``, ``unit`` and which direction is ``better``."""
-
-    name: str
-    label: str
-    unit: str
-    better: str  # "lower" | "higher"
-
-
-METRICS: Registry[Metric] = Registry("vector metric")
-for _m in (
+METRICS: Registry[Metric] = declare("vector metric", [
     Metric("recall", "recall@k", "", "higher"),
     Metric("recall_min", "worst-query recall@k", "", "higher"),
     Metric("p50_ms", "p50 search latency", "ms", "lower"),
@@ -87,8 +77,7 @@ for _m in (
     Metric("hnsw_mb", "HNSW graph on disk", "MB", "lower"),
     Metric("rss_mb", "RSS growth during build", "MB", "lower"),
     Metric("hnsw_ef", "hnsw_ef", "", "lower"),
-):
-    METRICS.register(_m.name, _m)
+])
 
 
 def metric(name: str) -> Metric:
