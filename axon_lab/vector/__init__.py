@@ -1,62 +1,73 @@
 """HNSW experiments: datasets, recall, parameter sweeps, filtered search, upserts, recommendation.
 
 Notebooks call the functions re-exported here (``from axon_lab import vector``); figures are in
-:mod:`axon_lab.vector.plots`.
+:mod:`axon_lab.vector.plots`. One module per concern: :mod:`~axon_lab.vector.datasets`,
+:mod:`~axon_lab.vector.recall`, :mod:`~axon_lab.vector.sweeps`, :mod:`~axon_lab.vector.filtered`,
+:mod:`~axon_lab.vector.upserts`, :mod:`~axon_lab.vector.recommendation`.
 """
 
 from __future__ import annotations
 
-from axon_lab.vector.sweeps import (
-    BUDGET_MS,
+from axon_lab.vector.datasets import (
     DATASETS,
+    SMOKE_CORPUS_LIMIT,
+    SMOKE_QUERIES,
+    SMOKE_SYNTHETIC_SIZE,
+    SYNTHETIC_TIERS,
+    SYNTHETIC_WORKSPACES,
+    Dataset,
+    corpus_dataset,
+    load_dataset,
+    synthetic_dataset,
+)
+from axon_lab.vector.filtered import (
     DEFAULT_FILTERED_BUILD,
+    filtered_study,
+    filtered_study_for,
+    pick_workspaces,
+)
+from axon_lab.vector.recall import (
+    PERCENTILE_DEFINITION,
+    ground_truth,
+    latency_summary,
+    recall_at_k,
+)
+from axon_lab.vector.recommendation import (
+    BUDGET_MS,
+    pareto_frontier,
+    recommend,
+    table,
+    verdict,
+)
+from axon_lab.vector.sweeps import (
     DEFAULT_FULL_SCAN_KB,
     FLOAT_BYTES,
     METRICS,
     PAYLOAD_INDEX_MODES,
-    PERCENTILE_DEFINITION,
     QUANTIZATIONS,
-    SMOKE_CORPUS_LIMIT,
     SMOKE_FULL_SCAN_KB,
-    SMOKE_QUERIES,
-    SMOKE_SYNTHETIC_SIZE,
     SWEEP_INDEXING_KB,
-    SYNTHETIC_TIERS,
-    SYNTHETIC_WORKSPACES,
     BruteForceWarning,
     BuildConfig,
-    Dataset,
     Grid,
     IndexNotBuilt,
-    Metric,
     SweepResult,
     brute_force_warnings,
     build_index,
     check_hnsw_ef,
     check_indexed,
-    corpus_dataset,
     evaluate,
-    filtered_study,
-    filtered_study_for,
     full_scan_points,
     grid,
-    ground_truth,
-    latency_summary,
-    load_dataset,
     metric,
-    pareto_frontier,
-    pick_workspaces,
-    recall_at_k,
-    recommend,
     records,
     sweep,
     sweep_stores,
-    synthetic_dataset,
-    table,
     throughput,
-    upsert_bench,
-    verdict,
     wait_indexed,
+)
+from axon_lab.vector.upserts import (
+    upsert_bench,
 )
 
 __all__ = [
@@ -71,7 +82,6 @@ __all__ = [
     "Grid",
     "IndexNotBuilt",
     "METRICS",
-    "Metric",
     "PAYLOAD_INDEX_MODES",
     "PERCENTILE_DEFINITION",
     "QUANTIZATIONS",

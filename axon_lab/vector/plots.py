@@ -11,7 +11,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
 from axon_lab import figures
-from axon_lab.vector import metric, pareto_frontier
+from axon_lab.vector.recommendation import pareto_frontier
+from axon_lab.vector.sweeps import metric
 
 figures.enable_notebook_display()
 
