@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from axon_lab.report.sidecar import SCHEMA, load, load_frame, record
+from axon_lab.report.sidecar import SCHEMA, load, load_frame, parameter_values, record
 
-__all__ = ["SCHEMA", "load", "load_frame", "record", "run_notebook", "build_report"]
+__all__ = ["SCHEMA", "load", "load_frame", "parameter_values", "record", "run_notebook", "build_report"]
 
 
 def run_notebook(*args, **kwargs):  # noqa: ANN002, ANN003 - lazy: papermill is heavy

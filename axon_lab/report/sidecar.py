@@ -15,6 +15,7 @@ Schema (``axon_lab.results/1``)::
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,29 @@ def default_out_dir(name: str) -> Path:
     """Where a sidecar goes: ``$AXON_LAB_OUT_DIR`` if set, else ``reports/<name>/``."""
     env = os.environ.get(OUT_DIR_ENV)
     return Path(env) if env else Path("reports") / name
+
+
+def parameter_values(namespace: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The notebook's parameters with the values this run uses, for ``record(parameters=...)``.
+
+    The names are those the ``parameters`` cell declares: its ``name: type = default`` lines are
+    the notebook's only annotated assignments, so IPython keeps exactly them in the namespace's
+    ``__annotations__``; the values are the current ones (papermill's injected cell assigns after
+    the defaults). So a notebook never types its parameters a second time.
+
+    Parameters
+    ----------
+    namespace
+        Where to look (default: the caller's globals, i.e. the notebook's namespace).
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` in declaration order; empty outside a notebook with a parameters cell.
+    """
+    ns = sys._getframe(1).f_globals if namespace is None else namespace
+    declared = ns.get("__annotations__") or {}
+    return {name: ns[name] for name in declared if name in ns}
 
 
 def _redact_frame(frame: Any) -> Any:
