@@ -57,12 +57,11 @@ async def _bench(settings: Settings, options: PipelineOptions, requests: int, he
         statuses: dict[int, int] = {}
         cache_results: dict[str, dict[str, int]] = {}
         # cold: every prompt distinct (all caches miss); warm: the same prompts again.
-        prompts = workload.distinct_prompts(requests)
+        bodies = workload.prompt_bodies(workload.distinct_prompts(requests), workspace, source="bench")
         for phase in ("cold", "warm"):
             per: dict[str, list[float]] = {}
-            for p in prompts:
-                r = await client.post("/api/v1/prompts/process",
-                                      json={"prompt": p, "workspaceId": workspace, "source": "bench"})
+            for body in bodies:
+                r = await client.post("/api/v1/prompts/process", json=body)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code != 200:
                     continue
@@ -117,10 +116,10 @@ async def _bench_burst(settings: Settings, options: PipelineOptions, size: int, 
             computed = {"embedding": 0, "context": 0}
             outcomes: dict[str, dict[str, int]] = {}
             statuses: dict[int, int] = {}
-            for b in range(bursts):
-                # A new prompt per burst (the caches miss), sent `size` times at once.
-                prompt = f"{prompts[b]} [burst coalesce={coalesce}]"
-                body = {"prompt": prompt, "workspaceId": workspace, "source": "bench"}
+            # A new prompt per burst (the caches miss), sent `size` times at once.
+            bodies = workload.prompt_bodies([f"{p} [burst coalesce={coalesce}]" for p in prompts], workspace,
+                                            source="bench")
+            for body in bodies:
                 t0 = time.perf_counter()
                 rs = await asyncio.gather(*(client.post("/api/v1/prompts/process", json=body)
                                             for _ in range(size)))

@@ -10,8 +10,6 @@ import atexit
 import contextlib
 import json
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from axon_lab import workload
 from axon_lab.errors import ConfigError
 from axon_lab.redact import redact_text
 from axon_lab.report.sidecar import default_out_dir
+from axon_lab.samplers import ServerResourceSampler
 
 #: Smoke runs cap every scenario at this many seconds (through the same code path).
 SMOKE_SECONDS = 4.0
@@ -136,7 +135,8 @@ def load_run(target: LabTarget, *, prompts: str = "mix", requests_per_prompt: in
              zipf_s: float = 1.1, progress: bool | None = None, sample_resources: bool = True) -> Any:
     """A closed-loop run over a realistic prompt mix (``distinct``: every prompt new, all caches
     miss; ``mix``: Zipf-like repetition; ``guide``: the guide's single prompt). Server RSS/CPU are
-    sampled from ``/metrics`` while it runs (``result.resources``)."""
+    sampled from ``/metrics/process`` while it runs (``result.resources``).
+    """
     from axon_lab.load import LoadRunner
 
     if smoke:
@@ -150,11 +150,9 @@ def load_run(target: LabTarget, *, prompts: str = "mix", requests_per_prompt: in
         texts = [workload.GUIDE_PROMPTS["baseline"]]
     else:
         raise ConfigError(f"prompts must be distinct, mix or guide, got {prompts!r}")
-    bodies = [{"prompt": t, "workspaceId": workspace, "source": "axon_lab"} for t in texts]
+    bodies = workload.prompt_bodies(texts, workspace)
     out = run_dir(notebook, label)
-    sampler = ResourceSampler(target.url) if sample_resources else None
-    if sampler:
-        sampler.start()
+    sampler = ServerResourceSampler(target.url).start() if sample_resources else None
     try:
         result = LoadRunner(url=f"{target.url}/api/v1/prompts/process", method="POST", bodies=bodies,
                             connections=connections, duration_s=duration_s, out_dir=out, name=label,
@@ -162,49 +160,11 @@ def load_run(target: LabTarget, *, prompts: str = "mix", requests_per_prompt: in
                             progress=interactive() if progress is None else progress,
                             parameters={"target": target.label, "prompts": prompts, "smoke": smoke}).run()
     finally:
-        if sampler:
-            sampler.stop()
-    resources = sampler.frame() if sampler else pd.DataFrame()
+        resources = sampler.stop() if sampler else pd.DataFrame()
     result.resources = resources  # type: ignore[attr-defined]  # server RSS/CPU samples ride along
     if not resources.empty:
         resources.to_parquet(out / "resources.parquet", index=False)
     return result
-
-
-class ResourceSampler:
-    """Polls ``/metrics/process`` (process RSS, CPU%) of an axon_lab server every ``interval_s``."""
-
-    def __init__(self, url: str, interval_s: float = 0.5) -> None:
-        self.url = url
-        self.interval_s = interval_s
-        self.rows: list[dict[str, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="axon-resource-sampler")
-
-    def _run(self) -> None:
-        import httpx
-
-        t0 = time.monotonic()
-        with httpx.Client(timeout=2.0) as client:
-            while not self._stop.is_set():
-                try:
-                    # /metrics/process is the cheap endpoint (RSS, CPU%), meant for frequent polling
-                    p = client.get(f"{self.url}/metrics/process").json()
-                    self.rows.append({"t_s": time.monotonic() - t0, "rss_mb": p["rss_bytes"] / 2**20,
-                                      "cpu_percent": p.get("cpu_percent")})
-                except Exception:
-                    pass  # a deployment without /metrics: no resource samples
-                self._stop.wait(self.interval_s)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["t_s", "rss_mb", "cpu_percent"])
 
 
 def load_earlier_run(path: str) -> Any:
@@ -221,7 +181,8 @@ def load_earlier_run(path: str) -> Any:
 
 def options_preset(spec: str) -> Any:
     """``baseline`` (the guide's before), ``optimized`` (defaults) or a JSON object of overrides
-    applied to the defaults, e.g. ``{"l1_cache": false}``."""
+    applied to the defaults, e.g. ``{"l1_cache": false}``.
+    """
     from axon_lab.pipeline import PipelineOptions
 
     if spec == "baseline":
@@ -239,7 +200,8 @@ def options_preset(spec: str) -> Any:
 def run_variant(target: LabTarget, spec: str, *, label: str, notebook: str = "before_after",
                 smoke: bool = False, **kw: Any) -> Any:
     """Run a variant: a path to an earlier run directory is loaded; otherwise ``spec`` names
-    ``PipelineOptions`` that are set on the server before a :func:`load_run`."""
+    ``PipelineOptions`` that are set on the server before a :func:`load_run`.
+    """
     if os.path.isdir(spec):
         return load_earlier_run(spec)
     target.set_options(options_preset(spec))

@@ -1,6 +1,8 @@
-"""Prompt workloads: the guide's bodies, a realistic developer prompt set, Zipf-like repetition."""
+"""Prompt workloads: the guide's bodies, a realistic developer prompt set, Zipf-like repetition, the request bodies that carry them."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -78,3 +80,10 @@ def distinct_prompts(n: int) -> list[str]:
     """``n`` different prompts (cycling :data:`PROMPTS` with a suffix) so every cache misses."""
     return [f"{PROMPTS[i % len(PROMPTS)]} (variant {i // len(PROMPTS)})" if i >= len(PROMPTS)
             else PROMPTS[i] for i in range(n)]
+
+
+def prompt_bodies(texts: Sequence[str], workspace: str = "test", *, source: str = "axon_lab") -> list[dict[str, str]]:
+    """``POST /api/v1/prompts/process`` bodies, one per prompt text: ``{"prompt", "workspaceId",
+    "source"}`` (``source`` says who sent it: ``axon_lab`` for the lab's load runs, ``bench``...).
+    """
+    return [{"prompt": t, "workspaceId": workspace, "source": source} for t in texts]

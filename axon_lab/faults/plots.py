@@ -32,7 +32,7 @@ def _fault_window(ax: Any, fault: Mapping[str, float | None], *, label: bool = F
 
 def fault_timeline(records: pd.DataFrame, timeline: pd.DataFrame, health: pd.DataFrame,
                    fault: Mapping[str, float | None], *, title: str = "Fault experiment") -> Figure:
-    """Three panels sharing the time axis (s since the load started):
+    """Three panels sharing the time axis (s since the load started).
 
     1. every request's response time (log scale) by send time — healthy, degraded, failed;
     2. per second: error rate and share of degraded responses (%);

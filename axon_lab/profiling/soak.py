@@ -25,8 +25,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from axon_lab import stats
+from axon_lab import stats, workload
 from axon_lab.errors import ConfigError
+from axon_lab.profiling.resources import memory_slope
+from axon_lab.samplers import ServerResourceSampler
 
 #: Latency drift: last-tenth p95 over first-tenth p95 above this (and a rising p50 trend).
 DRIFT_RATIO = 1.5
@@ -79,8 +81,6 @@ def _f(v: Any) -> str:
 def memory_fit(resources: pd.DataFrame, *, skip_fraction: float = 0.1, leak_mb_per_min: float = 1.0,
                min_minutes: float = MIN_MINUTES) -> dict[str, Any]:
     """RSS slope over the run (MB/min, 95% CI, leak flag); see :func:`axon_lab.profiling.memory_slope`."""
-    from axon_lab.profiling import memory_slope
-
     frame = resources if "phase" in resources else resources.assign(phase="load")
     out = memory_slope(frame, phase="load", skip_fraction=skip_fraction, leak_mb_per_min=leak_mb_per_min,
                        min_minutes=min_minutes)
@@ -164,56 +164,6 @@ def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: 
     return out
 
 
-class ProcessSampler:
-    """Polls the server's ``/metrics/process`` (RSS, CPU%; cheap) every ``interval_s`` on a thread.
-
-    Falls back to ``/metrics`` for servers without the cheap endpoint. Frame columns: t_s,
-    rss_mb, cpu_percent, phase (``load``).
-    """
-
-    def __init__(self, url: str, *, interval_s: float = 2.0, timeout_s: float = 5.0) -> None:
-        import threading
-
-        self.url = url.rstrip("/")
-        self.interval_s = interval_s
-        self.timeout_s = timeout_s
-        self.rows: list[dict[str, float]] = []
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="axon-soak-sampler", daemon=True)
-
-    def _run(self) -> None:
-        import time
-
-        import httpx
-
-        t0 = time.monotonic()
-        path = "/metrics/process"
-        with httpx.Client(timeout=self.timeout_s) as client:
-            while not self._stop.is_set():
-                try:
-                    r = client.get(self.url + path)
-                    if r.status_code == 404 and path != "/metrics":
-                        path = "/metrics"
-                        continue
-                    doc = r.json()
-                    p = doc.get("process", doc)
-                    self.rows.append({"t_s": time.monotonic() - t0, "rss_mb": p["rss_bytes"] / 2**20,
-                                      "cpu_percent": p.get("cpu_percent")})
-                except Exception:  # a slow or failed poll is a missing sample, not a failed soak
-                    self.failures += 1
-                self._stop.wait(self.interval_s)
-
-    def start(self) -> ProcessSampler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> pd.DataFrame:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return pd.DataFrame(self.rows, columns=["t_s", "rss_mb", "cpu_percent"]).assign(phase="load")
-
-
 def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts: str = "distinct",
              workspace: str = "test", connections: int = 64, timeout_s: float = 30.0,
              sample_interval_s: float = 2.0, out_dir: Path | str | None = None, progress: bool = False,
@@ -239,7 +189,6 @@ def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts:
     smoke
         CI: 8 s through the same code path.
     """
-    from axon_lab import workload
     from axon_lab.lab import run_dir
     from axon_lab.load import LoadRunner
 
@@ -258,15 +207,17 @@ def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts:
     base = url.rstrip("/")
     params = {"url": base, "duration_s": float(duration_s), "rate": float(rate), "prompts": prompts,
               "sample_interval_s": float(sample_interval_s), "smoke": smoke}
-    sampler = ProcessSampler(base, interval_s=sample_interval_s).start()
+    # servers without the cheap /metrics/process are polled on /metrics (it also computes stage summaries)
+    sampler = ServerResourceSampler(base, interval_s=sample_interval_s, timeout_s=5.0,
+                                    fallback_path="/metrics").start()
     try:
         result = LoadRunner(url=f"{base}{PROCESS_PATH}", method="POST",
-                            bodies=[{"prompt": t, "workspaceId": workspace, "source": "axon_lab"} for t in texts],
-                            rate=rate, duration_s=duration_s, connections=connections, timeout_s=timeout_s,
+                            bodies=workload.prompt_bodies(texts, workspace), rate=rate, duration_s=duration_s,
+                            connections=connections, timeout_s=timeout_s,
                             out_dir=out, name="soak", checks=["status==200"], progress=progress,
                             max_duration_s=max(4 * 3600.0, duration_s), parameters={"soak": params}).run()
     finally:
-        resources = sampler.stop()
+        resources = sampler.stop().assign(phase="load")
     resources.to_parquet(out / "resources.parquet", index=False)
     return analyze(result.records, resources, result.summary, params, out_dir=out)
 
@@ -287,7 +238,8 @@ def analyze(records: pd.DataFrame, resources: pd.DataFrame, summary: Mapping[str
 
 def _drift_flag(lat: Mapping[str, Any]) -> bool | None:
     """Drift is judged on the server's own time when it reports one (``Server-Timing`` total):
-    on a shared machine the client-side time also moves with everything else that runs there."""
+    on a shared machine the client-side time also moves with everything else that runs there.
+    """
     server = lat.get("server")
     return server["drift_suspected"] if server is not None else lat.get("drift_suspected")
 

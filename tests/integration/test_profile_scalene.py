@@ -13,6 +13,7 @@ import pytest
 
 from axon_lab import profiling
 from axon_lab.errors import ConfigError, InputFileError
+from axon_lab.samplers import ProcessResourceSampler
 
 PROGRAM = textwrap.dedent("""
     import time
@@ -105,7 +106,7 @@ def test_parse_rejects_non_scalene(tmp_path) -> None:
 def test_resource_sampler_sees_a_growing_child() -> None:
     code = "import time\nx = []\nfor _ in range(15):\n    x.append(bytearray(8 * 2**20))\n    time.sleep(0.1)\ntime.sleep(0.5)\n"
     proc = subprocess.Popen([sys.executable, "-c", code])
-    sampler = profiling.ResourceSampler(proc.pid, interval_s=0.1).start()
+    sampler = ProcessResourceSampler(proc.pid, interval_s=0.1).start()
     sampler.phase = "load"
     proc.wait(timeout=30)
     time.sleep(0.1)

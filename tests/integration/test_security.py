@@ -89,6 +89,7 @@ def test_api_bodies_headers_metrics_and_logs_never_show_a_password(secret_env, l
     _no_secret("\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records), "logs")
 
 
+@pytest.mark.slow
 def test_stack_status_text_and_json_are_redacted(secret_env, tmp_path):
     env = {**os.environ, "AXON_DATA_DIR": str(tmp_path), **secret_env}
     runs = [subprocess.run([sys.executable, "-m", "axon_lab", *args], capture_output=True, text=True, env=env,
@@ -204,7 +205,7 @@ def test_load_tool_refuses_non_loopback_targets_without_allow_remote(capsys):
 
 
 def test_fault_proxy_refuses_a_non_loopback_upstream(capsys):
-    from axon_lab.faults import _main
+    from axon_lab.faults.proxy import _main
 
     assert _main(["proxy", "--upstream", "10.0.0.1:6379"]) == 1
     assert "non-loopback" in capsys.readouterr().err
