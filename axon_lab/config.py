@@ -93,7 +93,8 @@ def get_settings() -> Settings:
 def child_env(base: Mapping[str, str] | None = None, **extra: str) -> dict[str, str]:
     """Environment for a child Python process that must run this checkout's ``axon_lab``
     (whatever the environment has installed): ``base`` (default ``os.environ``) plus ``extra``,
-    with this checkout first on ``PYTHONPATH``."""
+    with this checkout first on ``PYTHONPATH``.
+    """
     env = {**(os.environ if base is None else base), **extra}
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])

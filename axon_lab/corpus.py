@@ -197,6 +197,8 @@ def _full_frame(root: str) -> pd.DataFrame:
 
 @dataclass
 class CorpusPaths:
+    """Where the built corpus artefacts live under a data dir."""
+
     root: Path
 
     @property
@@ -271,7 +273,8 @@ def manifest(df: pd.DataFrame) -> dict[str, Any]:
 def load_frame(limit: int | None = None, *, settings: Settings | None = None,
                split: str | None = "corpus", build_if_missing: bool = True) -> pd.DataFrame:
     """The embedded corpus frame (columns: id, split, workspaceId, tier, confidence, content,
-    metadata (JSON str), embedding (float32 array)); ``split=None`` returns both splits."""
+    metadata (JSON str), embedding (float32 array)); ``split=None`` returns both splits.
+    """
     p = paths(settings, limit)
     if not p.contexts.exists():
         if not build_if_missing:

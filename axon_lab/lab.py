@@ -34,7 +34,7 @@ def interactive() -> bool:
 
 
 @dataclass
-class LabTarget:
+class AxonTarget:
     """An Axon to test: the embedded one the lab started, or a URL given by the user."""
 
     url: str
@@ -65,10 +65,10 @@ class LabTarget:
             self._stack = None
 
     def __repr__(self) -> str:
-        return f"<LabTarget {self.label}>"
+        return f"<AxonTarget {self.label}>"
 
 
-def start_target(target_url: str = "", *, timeout_s: float = 300.0) -> LabTarget:
+def start_target(target_url: str = "", *, timeout_s: float = 300.0) -> AxonTarget:
     """``target_url`` if given (checked to answer), else the embedded Axon on a free loopback port."""
     if target_url:
         import httpx
@@ -77,12 +77,12 @@ def start_target(target_url: str = "", *, timeout_s: float = 300.0) -> LabTarget
             httpx.get(f"{target_url.rstrip('/')}/health", timeout=10)
         except httpx.HTTPError as exc:
             raise ConfigError(f"target_url {redact_text(target_url)} does not answer: {exc}") from None
-        return LabTarget(target_url.rstrip("/"), embedded=False)
+        return AxonTarget(target_url.rstrip("/"), embedded=False)
     from axon_lab.api.server import running_server
 
     stack = contextlib.ExitStack()
     url = stack.enter_context(running_server(timeout_s=timeout_s))
-    target = LabTarget(url, embedded=True, _stack=stack)
+    target = AxonTarget(url, embedded=True, _stack=stack)
     atexit.register(target.stop)
     return target
 
@@ -114,7 +114,7 @@ def run_dir(name: str, *parts: str) -> Path:
     return default_out_dir(name).joinpath("runs", *parts)
 
 
-def run_scenarios(target: LabTarget, scenario: str = "simple", *, scale: float = 1.0, smoke: bool = False,
+def run_scenarios(target: AxonTarget, scenario: str = "simple", *, scale: float = 1.0, smoke: bool = False,
                   notebook: str = "load_baseline", progress: bool | None = None) -> dict[str, Any]:
     """Run one guide scenario, a comma list, or ``all``; each run keeps summary + records on disk."""
     from axon_lab.load import LoadRunner
@@ -129,7 +129,7 @@ def run_scenarios(target: LabTarget, scenario: str = "simple", *, scale: float =
     return out
 
 
-def load_run(target: LabTarget, *, prompts: str = "mix", requests_per_prompt: int = 1,
+def load_run(target: AxonTarget, *, prompts: str = "mix", requests_per_prompt: int = 1,
              connections: int = 4, duration_s: float = 20.0, workspace: str = "test",
              notebook: str = "latency_breakdown", label: str = "run", smoke: bool = False,
              zipf_s: float = 1.1, progress: bool | None = None, sample_resources: bool = True) -> Any:
@@ -197,7 +197,7 @@ def options_preset(spec: str) -> Any:
         raise ConfigError(f"options {spec!r}: {' '.join(str(exc).split())}") from None
 
 
-def run_variant(target: LabTarget, spec: str, *, label: str, notebook: str = "before_after",
+def run_variant(target: AxonTarget, spec: str, *, label: str, notebook: str = "before_after",
                 smoke: bool = False, **kw: Any) -> Any:
     """Run a variant: a path to an earlier run directory is loaded; otherwise ``spec`` names
     ``PipelineOptions`` that are set on the server before a :func:`load_run`.

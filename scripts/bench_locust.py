@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from axon_lab.load import LoadRunner, side_by_side  # noqa: E402
+from axon_lab.load import LoadRunner, side_by_side
 from axon_lab.load.testserver import LoadServer
 
 

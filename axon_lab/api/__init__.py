@@ -7,7 +7,7 @@ from axon_lab.api.server import is_loopback, running_server, serve
 __all__ = ["create_app", "is_loopback", "running_server", "serve"]
 
 
-def create_app(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
+def create_app(*args, **kwargs):
     """See :func:`axon_lab.api.app.create_app` (imported lazily: FastAPI is heavy)."""
     from axon_lab.api.app import create_app as _create
 

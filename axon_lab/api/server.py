@@ -78,7 +78,7 @@ def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeo
 
     port = port or free_port()
     full_env = {**os.environ, **(env or {})}
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "axon_lab", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=full_env, stdout=log, stderr=subprocess.STDOUT if log_path else subprocess.PIPE,

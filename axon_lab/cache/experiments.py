@@ -58,7 +58,8 @@ CONFIG_ORDER: tuple[str, ...] = ("none", "l1", "l2", "l1+l2")
 @dataclasses.dataclass
 class Run:
     """An experiment's data: one row per request, one row of Redis ``INFO`` deltas per variant,
-    and the parameters that produced them."""
+    and the parameters that produced them.
+    """
 
     requests: pd.DataFrame
     redis: pd.DataFrame
@@ -572,7 +573,8 @@ def eviction_summary(run: Run) -> pd.DataFrame:
 # --- the guide's claims ---------------------------------------------------------------------------
 def _claim_status(measured: float | None, claimed: float, floor: float) -> str:
     """confirmed: at least 90% of the claimed figure; partly: better than ``floor`` (a gain, but
-    smaller); refuted: no gain."""
+    smaller); refuted: no gain.
+    """
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
         return "unknown"
     if measured >= 0.9 * claimed:

@@ -264,7 +264,7 @@ def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: 
 
 
 def hit_rate_verdict(hit_rate: float | None) -> str:
-    """pass / warn / fail / unknown against the guide's cache hit-rate target (> 80%, > 60% min)."""
+    """Pass / warn / fail / unknown against the guide's cache hit-rate target (> 80%, > 60% min)."""
     return goals.get("cache_hit_rate").judge(hit_rate)
 
 

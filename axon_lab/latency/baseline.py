@@ -1,5 +1,6 @@
 """Load-baseline analysis: verdicts per percentile, throughput/errors over time, the guide's
-"Common Issues" table applied to a run (symptom detected → likely cause → what to try)."""
+"Common Issues" table applied to a run (symptom detected → likely cause → what to try).
+"""
 
 from __future__ import annotations
 
@@ -144,7 +145,8 @@ def diagnose(
 
 def overview(runs: Mapping[str, Any]) -> pd.DataFrame:
     """One row per scenario run: requests, rps, error rate, p50/p95/p99 (+CI) and the verdict of
-    each against the scenario's expectations (thresholds) — ✅/⚠️/❌."""
+    each against the scenario's expectations (thresholds) — ✅/⚠️/❌.
+    """
     rows = []
     for name, run in runs.items():
         s = run.summary
@@ -208,7 +210,8 @@ def response_samples(runs: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 def distribution_lines(runs: Mapping[str, Any]) -> dict[str, float]:
     """Target and critical lines for the distribution plot: health check when only the health
-    scenario ran, else full orchestration (guide MVP targets)."""
+    scenario ran, else full orchestration (guide MVP targets).
+    """
     t = goals.get("health_check" if set(runs) == {"health"} else "full_orchestration")
     return {"target_ms": t.target, "critical_ms": t.critical}
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from axon_lab.goals import RETRIEVAL_PARTS, STAGE_BUDGET_MS, STAGES, stage_status
+from axon_lab.workload import prompt_bodies
 
 #: Every stage in display order: the seven top-level stages, retrieval's parts, then total.
 ORDER: tuple[str, ...] = (*STAGES[:3], *RETRIEVAL_PARTS, *STAGES[3:], "total")
@@ -120,7 +121,7 @@ def fetch_timeline(base_url: str, prompt: str, workspace_id: str = "test", *,
     from axon_lab.load.servertiming import parse_server_timing
 
     r = httpx.post(f"{base_url.rstrip('/')}/api/v1/prompts/process", timeout=timeout_s,
-                   json={"prompt": prompt, "workspaceId": workspace_id, "source": "axon_lab"},
+                   json=prompt_bodies([prompt], workspace_id)[0],
                    headers={"X-Axon-Trace": "1"})
     r.raise_for_status()
     timing = parse_server_timing(r.headers.get("server-timing", ""))

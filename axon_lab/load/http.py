@@ -230,7 +230,7 @@ class HttpConnection(asyncio.Protocol):
         self._chunks: list[bytes] = []
 
     # -- asyncio.Protocol -----------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connected_ns = _now()
 
@@ -245,7 +245,7 @@ class HttpConnection(asyncio.Protocol):
         ex.sent_ns = _now()
         self.transport.write(payload)
 
-    def data_received(self, data: bytes) -> None:  # noqa: D102
+    def data_received(self, data: bytes) -> None:
         ex = self.current
         if ex is None:  # bytes nobody asked for: the server broke the protocol
             self.reusable = False
@@ -260,7 +260,7 @@ class HttpConnection(asyncio.Protocol):
             self._fail(PROTOCOL_ERROR, f"protocol: {exc}")
             self.close()
 
-    def eof_received(self) -> bool | None:  # noqa: D102
+    def eof_received(self) -> bool | None:
         ex = self.current
         if ex is not None and self._head_done and self._until_close:
             self.reusable = False
@@ -268,7 +268,7 @@ class HttpConnection(asyncio.Protocol):
         self.reusable = False
         return None
 
-    def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
+    def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         ex = self.current
         if ex is not None:

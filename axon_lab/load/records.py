@@ -283,7 +283,8 @@ def empty_frame():  # -> pandas.DataFrame
 
 def normalize(frame, *, sort: bool = True):  # -> pandas.DataFrame
     """Fixed column order and dtypes (``outcome`` categorical over all :data:`OUTCOMES`, text
-    columns ``string``), sorted by ``seq``."""
+    columns ``string``), sorted by ``seq``.
+    """
     import pandas as pd
 
     empty = empty_frame()

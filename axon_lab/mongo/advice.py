@@ -160,7 +160,7 @@ def normalize_indexes(existing: Any) -> list[dict[str, Any]]:
 
 
 def default_name(key: Key) -> str:
-    """mongod's default index name: ``workspaceId_1_tier_1_confidence_-1``."""
+    """Mongod's default index name: ``workspaceId_1_tier_1_confidence_-1``."""
     return "_".join(f"{k}_{v}" for k, v in key)
 
 
@@ -186,7 +186,8 @@ def is_prefix(short: Key, long: Key) -> bool:
 
 def serves(key: Key, equality: Sequence[str], sort: Key, rng: Sequence[str]) -> bool:
     """Whether an index with ``key`` serves the shape: equality fields first (any order), then
-    the sort keys in order (directions all equal or all reversed), then the range fields."""
+    the sort keys in order (directions all equal or all reversed), then the range fields.
+    """
     fields = [k for k, _ in key]
     n_eq = len(equality)
     if set(fields[:n_eq]) != set(equality):
@@ -249,7 +250,7 @@ class IndexAdvice:
 
     @property
     def name(self) -> str:
-        """mongod's default name for the key."""
+        """Mongod's default name for the key."""
         return default_name(self.key)
 
     @property

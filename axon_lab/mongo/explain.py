@@ -85,7 +85,8 @@ def is_known_stage(name: str) -> bool:
 
 def number(value: Any) -> int | float | None:
     """A count or time from an explain value: ints, floats, ``bson.Int64`` and Extended JSON
-    (``{"$numberLong": "12"}``) are numbers; anything else is ``None``."""
+    (``{"$numberLong": "12"}``) are numbers; anything else is ``None``.
+    """
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
@@ -176,7 +177,7 @@ class PlanNode:
     children: list[PlanNode] = field(default_factory=list)
 
     def walk(self) -> Iterator[PlanNode]:
-        """This node and every descendant, pre-order."""
+        """The node itself and every descendant, pre-order."""
         yield self
         for c in self.children:
             yield from c.walk()

@@ -98,7 +98,8 @@ class MongoConnection:
 
 def is_embedded(obj: Any) -> bool:
     """Whether ``obj`` is the embedded store: a mongomock client/database/collection, or the
-    lab's ``DocumentStore`` in embedded mode."""
+    lab's ``DocumentStore`` in embedded mode.
+    """
     if getattr(obj, "embedded", None) is True and hasattr(obj, "coll"):
         return True
     return type(obj).__module__.split(".")[0] == "mongomock"
@@ -251,7 +252,8 @@ def explain_find(db: Any, collection: str, filter: Mapping[str, Any], *, sort: A
                  limit: int | None = None, projection: Any = None, hint: Any = None,
                  verbosity: str = "executionStats", label: str = "find") -> ExplainSummary:
     """``db.coll.find(...).explain(verbosity)`` through the ``explain`` command, parsed
-    (``source`` of the summary is ``live <collection>: <label>``)."""
+    (``source`` of the summary is ``live <collection>: <label>``).
+    """
     cmd: dict[str, Any] = {"find": collection, "filter": dict(filter)}
     if sort:
         cmd["sort"] = dict(sort)
@@ -486,7 +488,8 @@ class LiveReport:
     def before_after(self):  # -> pandas.DataFrame
         """The before/after table (:func:`~axon_lab.mongo.explain.plans_table`): the
         contexts query (``before``/``after``), then the workspace query (``workspace before``/
-        ``workspace after``)."""
+        ``workspace after``).
+        """
         pairs = [(k, s) for k, s in (("before", self.before), ("after", self.after),
                                      ("workspace before", self.workspace_before),
                                      ("workspace after", self.workspace_after)) if s is not None]
@@ -512,7 +515,8 @@ class LiveReport:
 
 def _pick_query(db: Any, collection: str, workspace_id: str, tier: str) -> tuple[str | None, str | None]:
     """The workspace and tier to query: given ones, else the guide's (``test``/``workspace``)
-    when present, else the most common pair."""
+    when present, else the most common pair.
+    """
     if workspace_id and tier:
         return workspace_id, tier
     match: dict[str, Any] = {"workspaceId": workspace_id} if workspace_id else {}

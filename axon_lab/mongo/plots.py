@@ -68,7 +68,7 @@ def _fmt(n: Any) -> str:
 
 
 def _layout(root: PlanNode) -> tuple[dict[int, tuple[float, int]], int, int]:
-    """x (leaf slots, parents centred over children) and depth of every node."""
+    """X (leaf slots, parents centred over children) and depth of every node."""
     pos: dict[int, tuple[float, int]] = {}
     next_x = [0.0]
     max_depth = [0]

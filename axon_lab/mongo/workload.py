@@ -264,7 +264,8 @@ def read_profile(path: Path | str) -> list[Operation]:
 
 def profiling_status(doc: Mapping[str, Any]) -> dict[str, Any]:
     """A ``db.getProfilingStatus()`` / ``profile: -1`` reply as ``{level, slowms, sample_rate,
-    text}``."""
+    text}``.
+    """
     level = count(doc.get("was"))
     slowms = number(doc.get("slowms"))
     rate = number(doc.get("sampleRate"))

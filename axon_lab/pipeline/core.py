@@ -292,7 +292,8 @@ class BackendGuard:
 
     async def probe(self, fn: Callable[[], bool], timeout_s: float) -> bool:
         """A health check through the guard's pool (not counted, not blocked by the circuit);
-        a success closes an open circuit."""
+        a success closes an open circuit.
+        """
         try:
             ok = bool(await asyncio.wait_for(self._submit(fn, (), {}), timeout_s))
         except Exception:
@@ -465,7 +466,8 @@ class Pipeline:
     async def _shared(self, key: str, compute: Callable[[], Awaitable[Any]], cache: dict[str, str],
                       name: str) -> Any:
         """``compute()``, shared with concurrent identical calls when ``coalesce`` is on (a
-        follower's cache outcome ``name`` becomes ``inflight-hit``)."""
+        follower's cache outcome ``name`` becomes ``inflight-hit``).
+        """
         if not self.options.coalesce:
             return await compute()
         value, shared = await self.flights.do(key, compute)

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class LLMOptions(BaseModel):
     """The LLM stage. ``simulated``: a seeded log-normal latency (no CPU used, like a remote
     call); ``openai``: a real OpenAI-compatible endpoint (``AXON_LLM_URL``); ``off``: skipped,
-    to measure pipeline overhead alone."""
+    to measure pipeline overhead alone.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,7 +73,7 @@ class PipelineOptions(BaseModel):
 
     @field_validator("hnsw_ef")
     @classmethod
-    def _ef_vs_limit(cls, v: int | None, info) -> int | None:  # noqa: ANN001
+    def _ef_vs_limit(cls, v: int | None, info) -> int | None:
         limit = info.data.get("search_limit", 20)
         if v is not None and v < limit:
             raise ValueError(f"hnsw_ef ({v}) must be >= search_limit ({limit})")
@@ -81,7 +82,8 @@ class PipelineOptions(BaseModel):
     @classmethod
     def baseline(cls, **overrides: object) -> PipelineOptions:
         """The guide's "before": sequential analysis, no caches, no projection, JSON, chars/4,
-        no request coalescing."""
+        no request coalescing.
+        """
         base = dict(parallel_analysis=False, analysis_cache=False, l1_cache=False, l2_cache=False,
                     embedding_cache=False, serialization="json", projection=False,
                     batch_embedding=False, token_counter="chars4", context_cache_ttl_s=300,

@@ -7,14 +7,14 @@ from axon_lab.report.sidecar import SCHEMA, load, load_frame, parameter_values, 
 __all__ = ["SCHEMA", "load", "load_frame", "parameter_values", "record", "run_notebook", "build_report"]
 
 
-def run_notebook(*args, **kwargs):  # noqa: ANN002, ANN003 - lazy: papermill is heavy
+def run_notebook(*args, **kwargs):
     """See :func:`axon_lab.report.run.run_notebook`."""
     from axon_lab.report.run import run_notebook as _run
 
     return _run(*args, **kwargs)
 
 
-def build_report(*args, **kwargs):  # noqa: ANN002, ANN003
+def build_report(*args, **kwargs):
     """See :func:`axon_lab.report.index.build_report`."""
     from axon_lab.report.index import build_report as _build
 

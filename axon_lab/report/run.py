@@ -119,7 +119,7 @@ def _redact_notebook(nb: Any) -> Any:
 
 
 def to_html(nb: Any, *, show_code: bool = False) -> str:
-    """nbconvert HTML (lab template); code cells hidden unless ``show_code``; redacted."""
+    """Nbconvert HTML (lab template); code cells hidden unless ``show_code``; redacted."""
     import sys
 
     from nbconvert import HTMLExporter
@@ -148,7 +148,8 @@ def run_notebook(
     env: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Execute ``notebook`` into ``out_dir`` (executed .ipynb, .html, sidecar); never raises on
-    a failing notebook: the failure is in the result, the HTML and the sidecar."""
+    a failing notebook: the failure is in the result, the HTML and the sidecar.
+    """
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError

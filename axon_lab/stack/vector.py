@@ -158,7 +158,8 @@ class VectorStore:
         """Create the collection if missing (payload indexes before any HNSW build).
 
         ``payload_indexes=()`` creates none; ``quantization`` is None/"none" or "int8".
-        Returns True when it was created."""
+        Returns True when it was created.
+        """
         raise NotImplementedError
 
     def optimize(self) -> None:

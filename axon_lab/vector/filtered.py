@@ -123,7 +123,8 @@ def filtered_study_for(dataset: Dataset, recommendation: Mapping[str, Any], g: G
                        selectivities: Sequence[float] = (0.01, 0.1, 0.5),
                        payload_index: Sequence[str] = ("before", "none"), **kw: Any) -> SweepResult:
     """:func:`filtered_study` on the recommended build (``m``, ``ef_construct``; m=16/128 when
-    nothing was recommended) at the grid's ``hnsw_ef`` values, ``k`` and first full-scan threshold."""
+    nothing was recommended) at the grid's ``hnsw_ef`` values, ``k`` and first full-scan threshold.
+    """
     if recommendation.get("status") == "ok":
         m, efc = int(recommendation["m"]), int(recommendation["ef_construct"])
     else:

@@ -396,7 +396,8 @@ def _ints(values: Sequence[int] | int, name: str) -> tuple[int, ...]:
 class Grid:
     """The sweep grid: builds are ``m × ef_construct × full_scan_threshold × quantization``;
     each build is searched at every ``hnsw_ef`` (and, when quantized, every ``oversampling``,
-    always rescoring with the original vectors)."""
+    always rescoring with the original vectors).
+    """
 
     m: tuple[int, ...] = (8, 16, 32)
     ef_construct: tuple[int, ...] = (64, 128, 256)

@@ -164,6 +164,7 @@ def test_fault_endpoints_are_off_unless_enabled(api_client):
     assert api_client.get("/api/v1/faults").status_code == 404
 
 
+@pytest.mark.slow
 def test_fault_endpoints_stop_and_restart_the_redis_server_the_api_owns(tmp_path):
     from fastapi.testclient import TestClient
 

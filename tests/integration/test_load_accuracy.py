@@ -9,6 +9,8 @@ from axon_lab.load import LoadRunner
 from axon_lab.load.testserver import LoadServer, latency_schedule
 from axon_lab.stats import percentile
 
+pytestmark = pytest.mark.slow  # starts servers and runs timed loads of several seconds
+
 # Lognormal latency, median 1 s (p95 ~1.64 s, p99 ~2.0 s): loopback and timer overhead is ~1 ms
 # on an idle machine but reaches ~10 ms when a 2-core machine runs at load average 7 (both server
 # and client get descheduled), which must stay well inside the 2% tolerance. The server hands out

@@ -77,7 +77,7 @@ def test_error_rate_threshold(server, capsys):
     assert "http_req_failed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("expr,needle", [
+@pytest.mark.parametrize(("expr", "needle"), [
     ("foo_bar:p(95)<1", "unknown metric 'foo_bar'; valid: achieved_rate_ratio"),
     ("http_req_failed:p(95)<1", "aggregation 'p(95)' is not valid; valid: rate"),
     ("http_req_duration<3000", "cannot parse threshold"),

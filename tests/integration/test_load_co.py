@@ -7,6 +7,8 @@ import pytest
 from axon_lab.load import LoadRunner
 from axon_lab.load.testserver import LoadServer
 
+pytestmark = pytest.mark.slow  # starts servers and runs timed loads of several seconds
+
 STALL_AT_S = 2.0
 STALL_MS = 1400
 RATE = 200

@@ -19,6 +19,8 @@ from axon_lab.latency.compare import compare_runs
 from axon_lab.load import read_records, read_summary
 from axon_lab.load.testserver import LoadServer
 
+pytestmark = pytest.mark.slow  # starts servers and runs timed loads of several seconds
+
 REPO = Path(__file__).resolve().parents[2]
 PROCESS = "/api/v1/prompts/process"
 BODY = json.dumps({"prompt": "What is TypeScript?", "workspaceId": "test", "source": "api"})

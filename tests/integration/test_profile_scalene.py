@@ -56,6 +56,7 @@ def scalene_profile(tmp_path_factory):
     return profiling.parse_scalene(out)
 
 
+@pytest.mark.slow
 def test_parse_real_scalene_run(scalene_profile) -> None:
     p = scalene_profile
     assert p.meta["memory"] is True and p.meta["elapsed_s"] > 0.5
@@ -78,6 +79,7 @@ def test_parse_real_scalene_run(scalene_profile) -> None:
         profiling.top_lines(p, by="wall")
 
 
+@pytest.mark.slow
 def test_flame_layout_shares(scalene_profile) -> None:
     layout = profiling.flame_layout(scalene_profile, min_share=0.0)
     assert len(layout) and (layout.width > 0).all() and (layout.x0 + layout.width <= 1 + 1e-9).all()

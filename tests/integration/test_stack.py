@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import redis
 
 from axon_lab.stack import RedisServer
@@ -51,6 +52,7 @@ def test_stack_status_owns_redis_when_no_url(tmp_path):
     assert by["qdrant"]["healthy"] is False and r.returncode == 1
 
 
+@pytest.mark.slow
 def test_stack_status_redacts_urls(tmp_path):
     with RedisServer() as srv:
         url = f"redis://axon:sup3rs3cret@127.0.0.1:{srv.port}/0"

@@ -162,6 +162,7 @@ def test_guard_brute_force_warnings():
         assert V.brute_force_warnings(info, full_scan_threshold_kb=100, dim=384) == []
 
 
+@pytest.mark.slow
 def test_sweep_frame_frontier_and_recommendation(data, tmp_path):
     settings = Settings(data_dir=tmp_path)
     g = V.grid(m=(4, 8), ef_construct=(16,), hnsw_ef=(10, 40), full_scan_threshold=(16,), k=K)
@@ -213,6 +214,7 @@ def test_upsert_bench(data, settings):
         V.upsert_bench(data, n=0)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::axon_lab.vector.BruteForceWarning")
 def test_cli_sweep_smoke_and_errors(tmp_path, monkeypatch, capsys):
     from axon_lab.cli import main

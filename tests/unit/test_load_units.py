@@ -88,7 +88,7 @@ def test_shape_validation_and_registry():
     assert SHAPES.get("ramping-vus") is ramping_vus
 
 
-@pytest.mark.parametrize("text,seconds", [("30", 30), ("30s", 30), ("1m30s", 90), ("500ms", 0.5),
+@pytest.mark.parametrize(("text", "seconds"), [("30", 30), ("30s", 30), ("1m30s", 90), ("500ms", 0.5),
                                           ("2h", 7200), ("1.5s", 1.5), (12, 12)])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds

@@ -120,7 +120,7 @@ def test_index_stats_unused_and_redundant_prefixes():
     assert f.loc["workspace_tier_confidence_idx", "advice"] == "keep"
 
 
-@pytest.mark.parametrize("short, long, expected", [
+@pytest.mark.parametrize(("short", "long", "expected"), [
     ([("a", 1)], [("a", -1), ("b", 1)], True),
     ([("a", 1), ("b", -1)], [("a", -1), ("b", 1), ("c", 1)], True),
     ([("a", 1), ("b", 1)], [("a", 1), ("b", -1)], False),

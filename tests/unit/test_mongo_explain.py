@@ -230,7 +230,7 @@ def test_live_pymongo_values_and_extended_json_numbers():
     assert s.command == "find"
 
 
-@pytest.mark.parametrize("doc, problem", [
+@pytest.mark.parametrize(("doc", "problem"), [
     ({"name": "_id_", "key": {"_id": 1}}, "not an explain document (no queryPlanner, stages or shards; keys: name, key"),
     ({"ok": 0, "errmsg": "ns not found"}, "the server returned an error, not a plan: ns not found"),
     ({"cursor": "BtreeCursor a_1", "nscannedObjects": 3, "n": 1}, "legacy explain format"),

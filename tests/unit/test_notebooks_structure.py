@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import types
 from pathlib import Path
 
 import pytest
@@ -65,7 +67,13 @@ def test_notebook_structure(path):
             for n in imports:
                 mods = [n.module] if isinstance(n, ast.ImportFrom) else [a.name for a in n.names]
                 assert all(m and m.split(".")[0] == "axon_lab" for m in mods), f"{path.name}: imports {mods}"
+                # one style: modules, not names (calls read ``vector.sweep(...)``)
+                assert isinstance(n, ast.ImportFrom), f"{path.name}: use 'from axon_lab import module'"
+                for a in n.names:
+                    obj = _imported(n.module, a.name)
+                    assert isinstance(obj, types.ModuleType), f"{path.name}: imports {a.name} (not a module)"
         for node in ast.walk(tree):
+            assert not isinstance(node, ast.AnnAssign), f"{path.name}: annotations belong to the parameters cell"
             assert not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda), \
                 f"{path.name}: defines logic"
             assert not isinstance(node, ast.For | ast.While), f"{path.name}: loops belong in axon_lab"
@@ -74,5 +82,42 @@ def test_notebook_structure(path):
             if isinstance(node, ast.Name):
                 assert node.id not in FORBIDDEN_MODULES, f"{path.name}: uses {node.id}"
     assert import_cells == 1, f"{path.name}: {import_cells} import cells"
-    # 3. results are recorded as a sidecar at the end
+    # 3. results are recorded as a sidecar at the end, with every parameter typed once only
     assert "record(" in _code(code_cells[-1]), f"{path.name}: last cell must record() the results"
+    assert _records_parameter_values(code_cells), \
+        f"{path.name}: record(parameters=...) must come from report.parameter_values()"
+
+
+def _imported(module: str, name: str):
+    try:
+        return importlib.import_module(f"{module}.{name}")
+    except ImportError:
+        return getattr(importlib.import_module(module), name)
+
+
+def _is_parameter_values(node: ast.AST) -> bool:
+    """``report.parameter_values()``, or a call that passes ``**report.parameter_values()``."""
+    if not isinstance(node, ast.Call):
+        return False
+    if isinstance(node.func, ast.Attribute) and node.func.attr == "parameter_values":
+        return True
+    return any(k.arg is None and _is_parameter_values(k.value) for k in node.keywords)
+
+
+def _records_parameter_values(code_cells) -> bool:
+    assigned = {}
+    calls = []
+    for c in code_cells:
+        tree = ast.parse(_code(c))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                assigned[node.targets[0].id] = node.value
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "record":
+                calls.append(node)
+    for call in calls:
+        value = next((k.value for k in call.keywords if k.arg == "parameters"), None)
+        if isinstance(value, ast.Name):
+            value = assigned.get(value.id)
+        if value is None or not _is_parameter_values(value):
+            return False
+    return bool(calls)

@@ -1,4 +1,8 @@
-"""``axon-lab profile --scenario NAME --out DIR``: the API under scalene while a load scenario drives it."""
+"""``axon-lab profile --scenario NAME --out DIR``: the API under scalene while a load scenario drives it.
+
+The module is named ``profiling`` (the verb stays ``profile``) so no module shadows the
+standard library's ``profile``.
+"""
 
 from __future__ import annotations
 
