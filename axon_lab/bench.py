@@ -22,13 +22,20 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
         return {"count": 0, "mean": None, "p50": None, "p95": None, "p99": None, "max": None}
     a = np.asarray(values, dtype=float)
     # Percentiles: linear interpolation between closest ranks (numpy's default, type 7).
-    return {"count": int(a.size), "mean": float(a.mean()), "p50": float(np.percentile(a, 50)),
-            "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+    return {
+        "count": int(a.size),
+        "mean": float(a.mean()),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }
 
 
 @contextlib.asynccontextmanager
-async def _in_process_api(settings: Settings, options: PipelineOptions, *,
-                          timeout_s: float = 5.0) -> AsyncIterator[tuple[Any, Any]]:
+async def _in_process_api(
+    settings: Settings, options: PipelineOptions, *, timeout_s: float = 5.0
+) -> AsyncIterator[tuple[Any, Any]]:
     """The embedded API app (started: lifespan run) and an httpx client calling its handlers."""
     import httpx
 
@@ -37,13 +44,19 @@ async def _in_process_api(settings: Settings, options: PipelineOptions, *,
     app = create_app(settings, options)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://axon.local",
-                                     timeout=timeout_s) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://axon.local", timeout=timeout_s
+        ) as client:
             yield app, client
 
 
-async def _bench(settings: Settings, options: PipelineOptions, requests: int, health_requests: int,
-                 workspace: str) -> dict[str, Any]:
+async def _bench(
+    settings: Settings,
+    options: PipelineOptions,
+    requests: int,
+    health_requests: int,
+    workspace: str,
+) -> dict[str, Any]:
     proc = psutil.Process(os.getpid())
     async with _in_process_api(settings, options) as (_, client):
         idle_rss = proc.memory_info().rss
@@ -57,7 +70,9 @@ async def _bench(settings: Settings, options: PipelineOptions, requests: int, he
         statuses: dict[int, int] = {}
         cache_results: dict[str, dict[str, int]] = {}
         # cold: every prompt distinct (all caches miss); warm: the same prompts again.
-        bodies = workload.prompt_bodies(workload.distinct_prompts(requests), workspace, source="bench")
+        bodies = workload.prompt_bodies(
+            workload.distinct_prompts(requests), workspace, source="bench"
+        )
         for phase in ("cold", "warm"):
             per: dict[str, list[float]] = {}
             for body in bodies:
@@ -76,20 +91,34 @@ async def _bench(settings: Settings, options: PipelineOptions, requests: int, he
     stages = {phase: {k: _stats(v) for k, v in per.items()} for phase, per in phases.items()}
     overhead = {}
     for phase, per in phases.items():
-        total, llm = np.asarray(per.get("total", [])), np.asarray(per.get("llm", [0.0] * len(per.get("total", []))))
+        total, llm = (
+            np.asarray(per.get("total", [])),
+            np.asarray(per.get("llm", [0.0] * len(per.get("total", [])))),
+        )
         if total.size:
             overhead[phase] = _stats(list(total - llm))
     return {
-        "requests": requests, "workspace": workspace, "llm": options.llm.mode,
-        "health_ms": _stats(health), "stages_ms": stages, "overhead_without_llm_ms": overhead,
-        "status_counts": statuses, "cache": cache_results,
+        "requests": requests,
+        "workspace": workspace,
+        "llm": options.llm.mode,
+        "health_ms": _stats(health),
+        "stages_ms": stages,
+        "overhead_without_llm_ms": overhead,
+        "status_counts": statuses,
+        "cache": cache_results,
         "rss_mb": {"idle": round(idle_rss / 2**20, 1), "after_load": round(load_rss / 2**20, 1)},
     }
 
 
-def bench_pipeline(*, requests: int = 50, llm: str = "off", health_requests: int = 200,
-                   workspace: str = "test", options: PipelineOptions | None = None,
-                   settings: Settings | None = None) -> dict[str, Any]:
+def bench_pipeline(
+    *,
+    requests: int = 50,
+    llm: str = "off",
+    health_requests: int = 200,
+    workspace: str = "test",
+    options: PipelineOptions | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
     """Run ``requests`` distinct prompts (cold) then the same again (warm) through the API handlers.
 
     Returns per-stage count/mean/p50/p95/p99/max in ms, the pipeline overhead without the LLM
@@ -100,12 +129,17 @@ def bench_pipeline(*, requests: int = 50, llm: str = "off", health_requests: int
 
         raise ConfigError(f"--requests must be >= 1, got {requests}")
     options = options or PipelineOptions()
-    options = options.model_copy(update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})})
-    return asyncio.run(_bench(settings or get_settings(), options, requests, health_requests, workspace))
+    options = options.model_copy(
+        update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})}
+    )
+    return asyncio.run(
+        _bench(settings or get_settings(), options, requests, health_requests, workspace)
+    )
 
 
-async def _bench_burst(settings: Settings, options: PipelineOptions, size: int, bursts: int,
-                       workspace: str) -> dict[str, Any]:
+async def _bench_burst(
+    settings: Settings, options: PipelineOptions, size: int, bursts: int, workspace: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     prompts = workload.distinct_prompts(bursts)
     # A burst queues its requests behind one another's embeddings: allow for it.
@@ -117,12 +151,14 @@ async def _bench_burst(settings: Settings, options: PipelineOptions, size: int, 
             outcomes: dict[str, dict[str, int]] = {}
             statuses: dict[int, int] = {}
             # A new prompt per burst (the caches miss), sent `size` times at once.
-            bodies = workload.prompt_bodies([f"{p} [burst coalesce={coalesce}]" for p in prompts], workspace,
-                                            source="bench")
+            bodies = workload.prompt_bodies(
+                [f"{p} [burst coalesce={coalesce}]" for p in prompts], workspace, source="bench"
+            )
             for body in bodies:
                 t0 = time.perf_counter()
-                rs = await asyncio.gather(*(client.post("/api/v1/prompts/process", json=body)
-                                            for _ in range(size)))
+                rs = await asyncio.gather(
+                    *(client.post("/api/v1/prompts/process", json=body) for _ in range(size))
+                )
                 walls.append((time.perf_counter() - t0) * 1000)
                 for r in rs:
                     statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
@@ -134,15 +170,24 @@ async def _bench_burst(settings: Settings, options: PipelineOptions, size: int, 
                         if c in computed and res in ("miss", "off", "degraded"):
                             computed[c] += 1
             out["coalesce" if coalesce else "no_coalesce"] = {
-                "burst_ms": _stats(walls), "status_counts": statuses, "cache": outcomes,
+                "burst_ms": _stats(walls),
+                "status_counts": statuses,
+                "cache": outcomes,
                 "embeddings_per_burst": computed["embedding"] / bursts,
                 "retrievals_per_burst": computed["context"] / bursts,
             }
     return {"size": size, "bursts": bursts, "workspace": workspace, "llm": options.llm.mode, **out}
 
 
-def bench_burst(*, size: int = 10, bursts: int = 10, llm: str = "off", workspace: str = "test",
-                options: PipelineOptions | None = None, settings: Settings | None = None) -> dict[str, Any]:
+def bench_burst(
+    *,
+    size: int = 10,
+    bursts: int = 10,
+    llm: str = "off",
+    workspace: str = "test",
+    options: PipelineOptions | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
     """Cache stampede: ``bursts`` times, ``size`` identical new prompts at once, without and with
     request coalescing. Returns per mode the burst wall time (ms) and how many embeddings and
     store retrievals each burst computed (``size`` without coalescing, 1 with it).
@@ -152,5 +197,7 @@ def bench_burst(*, size: int = 10, bursts: int = 10, llm: str = "off", workspace
     if size < 1 or bursts < 1:
         raise ConfigError(f"--size and --bursts must be >= 1, got {size} and {bursts}")
     options = options or PipelineOptions()
-    options = options.model_copy(update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})})
+    options = options.model_copy(
+        update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})}
+    )
     return asyncio.run(_bench_burst(settings or get_settings(), options, size, bursts, workspace))

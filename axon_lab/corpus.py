@@ -130,8 +130,14 @@ def iter_texts(root: Path | None = None) -> Iterator[dict[str, Any]]:
             from pydoc_data.topics import topics
 
             for name in sorted(topics):
-                yield {"path": rel, "module": "reference", "qualname": name, "kind": "reference",
-                       "lineno": 1, "text": topics[name]}
+                yield {
+                    "path": rel,
+                    "module": "reference",
+                    "qualname": name,
+                    "kind": "reference",
+                    "lineno": 1,
+                    "text": topics[name],
+                }
             continue
         try:
             tree = ast.parse(source)
@@ -148,11 +154,23 @@ def iter_texts(root: Path | None = None) -> Iterator[dict[str, Any]]:
                 if not doc:
                     continue
                 kind = {ast.Module: "module", ast.ClassDef: "class"}.get(type(node), "function")
-                yield {"path": rel, "module": module, "qualname": prefix.rstrip(".") or module,
-                       "kind": kind, "lineno": getattr(node, "lineno", 1), "text": doc}
+                yield {
+                    "path": rel,
+                    "module": module,
+                    "qualname": prefix.rstrip(".") or module,
+                    "kind": kind,
+                    "lineno": getattr(node, "lineno", 1),
+                    "text": doc,
+                }
         for lineno, txt in _comment_blocks(source):
-            yield {"path": rel, "module": module, "qualname": f"{module}:{lineno}", "kind": "comment",
-                   "lineno": lineno, "text": txt}
+            yield {
+                "path": rel,
+                "module": module,
+                "qualname": f"{module}:{lineno}",
+                "kind": "comment",
+                "lineno": lineno,
+                "text": txt,
+            }
 
 
 def build_frame(limit: int | None = None, root: Path | None = None) -> pd.DataFrame:
@@ -175,21 +193,36 @@ def _full_frame(root: str) -> pd.DataFrame:
     rows = []
     for d in iter_texts(Path(root)):
         for i, chunk in enumerate(_chunks(d["text"])):
-            heading = {"module": d["module"], "reference": f"Python reference: {d['qualname']}",
-                       "comment": f"{d['module']} (comment)"}.get(d["kind"], f"{d['module']}.{d['qualname']}")
+            heading = {
+                "module": d["module"],
+                "reference": f"Python reference: {d['qualname']}",
+                "comment": f"{d['module']} (comment)",
+            }.get(d["kind"], f"{d['module']}.{d['qualname']}")
             content = f"{heading}: {chunk}" if i == 0 else chunk
-            rows.append({
-                "content": content,
-                "workspaceId": _pick(_h("ws", d["path"], d["qualname"], i), WORKSPACES),
-                "tier": _pick(_h("tier", d["path"], d["qualname"], i), TIERS),
-                "confidence": round(0.3 + 0.7 * _h("conf", d["path"], d["qualname"], i), 3),
-                "split": "heldout" if _h("split", d["path"], d["qualname"], i) < HELDOUT_SHARE else "corpus",
-                "metadata": json.dumps({
-                    "source": "python-stdlib", "path": d["path"], "module": d["module"],
-                    "qualname": d["qualname"], "kind": d["kind"], "lineno": d["lineno"], "chunk": i,
-                }, sort_keys=True),
-                "_rank": _h("rank", d["path"], d["qualname"], i),
-            })
+            rows.append(
+                {
+                    "content": content,
+                    "workspaceId": _pick(_h("ws", d["path"], d["qualname"], i), WORKSPACES),
+                    "tier": _pick(_h("tier", d["path"], d["qualname"], i), TIERS),
+                    "confidence": round(0.3 + 0.7 * _h("conf", d["path"], d["qualname"], i), 3),
+                    "split": "heldout"
+                    if _h("split", d["path"], d["qualname"], i) < HELDOUT_SHARE
+                    else "corpus",
+                    "metadata": json.dumps(
+                        {
+                            "source": "python-stdlib",
+                            "path": d["path"],
+                            "module": d["module"],
+                            "qualname": d["qualname"],
+                            "kind": d["kind"],
+                            "lineno": d["lineno"],
+                            "chunk": i,
+                        },
+                        sort_keys=True,
+                    ),
+                    "_rank": _h("rank", d["path"], d["qualname"], i),
+                }
+            )
     df = pd.DataFrame(rows)
     df.insert(0, "id", np.arange(len(df), dtype=np.int64))
     return df
@@ -224,8 +257,13 @@ def fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
-def build(limit: int | None = None, *, settings: Settings | None = None, force: bool = False,
-          progress: bool = False) -> dict[str, Any]:
+def build(
+    limit: int | None = None,
+    *,
+    settings: Settings | None = None,
+    force: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Build (or reuse) the embedded corpus artefact and return its build info."""
     from axon_lab import embeddings
 
@@ -241,9 +279,14 @@ def build(limit: int | None = None, *, settings: Settings | None = None, force: 
     p.root.mkdir(parents=True, exist_ok=True)
     df.to_parquet(p.contexts, index=False)
     info = manifest(df)
-    info.update({"limit": limit, "chunk_seconds": round(t1 - t0, 2),
-                 "embed_seconds": round(t2 - t1, 2),
-                 "embed_texts_per_s": round(len(df) / max(t2 - t1, 1e-9), 1)})
+    info.update(
+        {
+            "limit": limit,
+            "chunk_seconds": round(t1 - t0, 2),
+            "embed_seconds": round(t2 - t1, 2),
+            "embed_texts_per_s": round(len(df) / max(t2 - t1, 1e-9), 1),
+        }
+    )
     jsonutil.write_json(p.build_info, info)
     return info
 
@@ -258,20 +301,27 @@ def manifest(df: pd.DataFrame) -> dict[str, Any]:
     return {
         "schema_version": SCHEMA_VERSION,
         "source": "Python standard library: docstrings, block comments, pydoc topics; chunked at "
-                  f"{CHUNK_CHARS} chars on paragraphs",
+        f"{CHUNK_CHARS} chars on paragraphs",
         "python": platform.python_version(),
         "model": embeddings.MODEL_NAME,
         "dim": embeddings.DIM,
         "fingerprint": fingerprint(df),
         "contexts": int(len(corpus)),
         "heldout": int((df.split == "heldout").sum()),
-        "workspaces": {k: int(v) for k, v in corpus.workspaceId.value_counts().sort_index().items()},
+        "workspaces": {
+            k: int(v) for k, v in corpus.workspaceId.value_counts().sort_index().items()
+        },
         "tiers": {k: int(v) for k, v in corpus.tier.value_counts().sort_index().items()},
     }
 
 
-def load_frame(limit: int | None = None, *, settings: Settings | None = None,
-               split: str | None = "corpus", build_if_missing: bool = True) -> pd.DataFrame:
+def load_frame(
+    limit: int | None = None,
+    *,
+    settings: Settings | None = None,
+    split: str | None = "corpus",
+    build_if_missing: bool = True,
+) -> pd.DataFrame:
     """The embedded corpus frame (columns: id, split, workspaceId, tier, confidence, content,
     metadata (JSON str), embedding (float32 array)); ``split=None`` returns both splits.
     """
@@ -283,7 +333,9 @@ def load_frame(limit: int | None = None, *, settings: Settings | None = None,
     try:
         df = pd.read_parquet(p.contexts)
     except Exception as exc:
-        raise InputFileError(p.contexts, f"unreadable corpus artefact ({exc}); rebuild with --force") from None
+        raise InputFileError(
+            p.contexts, f"unreadable corpus artefact ({exc}); rebuild with --force"
+        ) from None
     df["embedding"] = [np.asarray(v, dtype=np.float32) for v in df["embedding"]]
     return df if split is None else df[df.split == split].reset_index(drop=True)
 
@@ -291,12 +343,19 @@ def load_frame(limit: int | None = None, *, settings: Settings | None = None,
 def documents(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """MongoDB documents for a corpus frame (``_id`` = context id)."""
     for r in df.itertuples(index=False):
-        yield {"_id": int(r.id), "workspaceId": r.workspaceId, "tier": r.tier,
-               "confidence": float(r.confidence), "content": r.content,
-               "metadata": json.loads(r.metadata)}
+        yield {
+            "_id": int(r.id),
+            "workspaceId": r.workspaceId,
+            "tier": r.tier,
+            "confidence": float(r.confidence),
+            "content": r.content,
+            "metadata": json.loads(r.metadata),
+        }
 
 
-def load_into(stack: Any, limit: int | None = None, *, hnsw: Any = None, force: bool = False) -> dict[str, Any]:
+def load_into(
+    stack: Any, limit: int | None = None, *, hnsw: Any = None, force: bool = False
+) -> dict[str, Any]:
     """Load the corpus into the stack's document store and vector store (batch upserts).
 
     The vector store is reused when it already holds this corpus (same fingerprint);
@@ -321,8 +380,12 @@ def load_into(stack: Any, limit: int | None = None, *, hnsw: Any = None, force: 
     current = None
     if marker_file is not None and marker_file.exists():
         current = json.loads(marker_file.read_text()).get("fingerprint")
-    reuse = (not force and vs.exists() and vs.count() == len(df)
-             and (marker_file is None or current == fp))
+    reuse = (
+        not force
+        and vs.exists()
+        and vs.count() == len(df)
+        and (marker_file is None or current == fp)
+    )
     t1 = time.perf_counter()
     if not reuse:
         if vs.exists():
@@ -330,9 +393,14 @@ def load_into(stack: Any, limit: int | None = None, *, hnsw: Any = None, force: 
             if marker is not None:  # reopen the (now empty) Edge path
                 vs.__init__(marker, vs.collection)
         vs.ensure_collection(int(len(df.embedding.iloc[0])), hnsw or stack_hnsw(stack.settings))
-        points = [VectorPoint(int(r.id), r.embedding,
-                              {"workspaceId": r.workspaceId, "tier": r.tier, "confidence": float(r.confidence)})
-                  for r in df.itertuples(index=False)]
+        points = [
+            VectorPoint(
+                int(r.id),
+                r.embedding,
+                {"workspaceId": r.workspaceId, "tier": r.tier, "confidence": float(r.confidence)},
+            )
+            for r in df.itertuples(index=False)
+        ]
         vs.upsert(points, batch_size=1000)
         vs.optimize()
         if marker_file is not None:
@@ -346,6 +414,9 @@ def load_into(stack: Any, limit: int | None = None, *, hnsw: Any = None, force: 
 def stack_hnsw(settings: Settings) -> Any:
     from axon_lab.stack import HnswParams
 
-    return HnswParams(m=settings.hnsw_m, ef_construct=settings.hnsw_ef_construct,
-                      full_scan_threshold=settings.full_scan_threshold_kb,
-                      indexing_threshold=settings.indexing_threshold_kb)
+    return HnswParams(
+        m=settings.hnsw_m,
+        ef_construct=settings.hnsw_ef_construct,
+        full_scan_threshold=settings.full_scan_threshold_kb,
+        indexing_threshold=settings.indexing_threshold_kb,
+    )

@@ -35,8 +35,13 @@ def embed(texts: Sequence[str], *, batch_size: int = 64, progress: bool = False)
         return np.zeros((0, DIM), dtype=np.float32)
     m = model()
     with _lock:  # the model is not re-entrant across threads; batches are the fast path
-        out = m.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
-                       convert_to_numpy=True, normalize_embeddings=True)
+        out = m.encode(
+            list(texts),
+            batch_size=batch_size,
+            show_progress_bar=progress,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+        )
     return np.asarray(out, dtype=np.float32)
 
 

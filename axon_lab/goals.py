@@ -78,8 +78,17 @@ class Goal:
         return "warn" if bound >= self.critical else "fail"
 
 
-def goal(name: str, label: str, target: float, critical: float, unit: str, *,
-         better: Better = "lower", stat: str = "p95", note: str = "") -> Goal:
+def goal(
+    name: str,
+    label: str,
+    target: float,
+    critical: float,
+    unit: str,
+    *,
+    better: Better = "lower",
+    stat: str = "p95",
+    note: str = "",
+) -> Goal:
     """A :class:`Goal` on a new metric (the guide's table rows, a scenario's expectation)."""
     return Goal(Metric(name, label, unit, better), target, critical, stat, note)
 
@@ -98,10 +107,24 @@ _t("prompt_analysis", "Prompt Analysis", 200, 500, "ms")
 _t("context_retrieval", "Context Retrieval", 500, 1000, "ms")
 _t("full_orchestration", "Full Orchestration", 3000, 5000, "ms")
 _t("health_check", "Health Check", 50, 100, "ms")
-_t("memory_usage", "Memory Usage", 2048, 4096, "MB", stat="rss",
-   note="target is idle RSS (< 2 GB); critical is under load (< 4 GB)")
-_t("cpu_usage", "CPU Usage", 50, 80, "%", stat="mean",
-   note="target is normal load (< 50%); critical is peak (< 80%)")
+_t(
+    "memory_usage",
+    "Memory Usage",
+    2048,
+    4096,
+    "MB",
+    stat="rss",
+    note="target is idle RSS (< 2 GB); critical is under load (< 4 GB)",
+)
+_t(
+    "cpu_usage",
+    "CPU Usage",
+    50,
+    80,
+    "%",
+    stat="mean",
+    note="target is normal load (< 50%); critical is peak (< 80%)",
+)
 _t("throughput", "Throughput", 10, 5, "req/s", better="higher", stat="rps")
 _t("database_queries", "Database Queries", 100, 500, "ms")
 _t("cache_hit_rate", "Cache Hit Rate", 0.80, 0.60, "ratio", better="higher", stat="rate")
@@ -125,7 +148,13 @@ STAGE_BUDGET_MS: dict[str, float] = {
 }
 #: Top-level stages in pipeline order (retrieval's parts are nested under it).
 STAGES: tuple[str, ...] = (
-    "collection", "analysis", "retrieval", "synthesis", "injection", "llm", "postprocessing",
+    "collection",
+    "analysis",
+    "retrieval",
+    "synthesis",
+    "injection",
+    "llm",
+    "postprocessing",
 )
 RETRIEVAL_PARTS: tuple[str, ...] = ("embed", "vector_search", "document_fetch", "rerank")
 

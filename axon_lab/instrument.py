@@ -70,7 +70,9 @@ class Trace:
 
 
 _current: contextvars.ContextVar[Trace | None] = contextvars.ContextVar("axon_trace", default=None)
-_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar("axon_span_parent", default=None)
+_parent: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "axon_span_parent", default=None
+)
 
 
 class Sink:

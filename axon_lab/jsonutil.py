@@ -91,7 +91,9 @@ def read_json(path: Path | str, *, missing: str = "", want_object: bool = False)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InputFileError(path, f"no such file ({missing})" if missing else "no such file") from None
+        raise InputFileError(
+            path, f"no such file ({missing})" if missing else "no such file"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputFileError(path, f"not valid JSON ({exc})") from None
     if want_object and not isinstance(doc, dict):

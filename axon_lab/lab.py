@@ -43,7 +43,11 @@ class AxonTarget:
 
     @property
     def label(self) -> str:
-        return "embedded Axon (axon_lab, MongoDB stand-in: mongomock)" if self.embedded else redact_text(self.url)
+        return (
+            "embedded Axon (axon_lab, MongoDB stand-in: mongomock)"
+            if self.embedded
+            else redact_text(self.url)
+        )
 
     def set_options(self, options: Any) -> dict[str, Any]:
         """PUT ``PipelineOptions`` on an axon_lab server (before/after experiments)."""
@@ -54,7 +58,9 @@ class AxonTarget:
         body = options.model_dump() if isinstance(options, PipelineOptions) else dict(options)
         r = httpx.put(f"{self.url}/api/v1/options", json=body, timeout=10)
         if r.status_code == 404:
-            raise ConfigError(f"{self.label} has no /api/v1/options: switching options needs an axon_lab server")
+            raise ConfigError(
+                f"{self.label} has no /api/v1/options: switching options needs an axon_lab server"
+            )
         if r.status_code != 200:
             raise ConfigError(f"options rejected: {r.json().get('error', r.text)}")
         return r.json()
@@ -76,7 +82,9 @@ def start_target(target_url: str = "", *, timeout_s: float = 300.0) -> AxonTarge
         try:
             httpx.get(f"{target_url.rstrip('/')}/health", timeout=10)
         except httpx.HTTPError as exc:
-            raise ConfigError(f"target_url {redact_text(target_url)} does not answer: {exc}") from None
+            raise ConfigError(
+                f"target_url {redact_text(target_url)} does not answer: {exc}"
+            ) from None
         return AxonTarget(target_url.rstrip("/"), embedded=False)
     from axon_lab.api.server import running_server
 
@@ -114,25 +122,48 @@ def run_dir(name: str, *parts: str) -> Path:
     return default_out_dir(name).joinpath("runs", *parts)
 
 
-def run_scenarios(target: AxonTarget, scenario: str = "simple", *, scale: float = 1.0, smoke: bool = False,
-                  notebook: str = "load_baseline", progress: bool | None = None) -> dict[str, Any]:
+def run_scenarios(
+    target: AxonTarget,
+    scenario: str = "simple",
+    *,
+    scale: float = 1.0,
+    smoke: bool = False,
+    notebook: str = "load_baseline",
+    progress: bool | None = None,
+) -> dict[str, Any]:
     """Run one guide scenario, a comma list, or ``all``; each run keeps summary + records on disk."""
     from axon_lab.load import LoadRunner
 
     out = {}
     for name in scenario_list(scenario):
-        runner = LoadRunner(url=target.url, scenario=name, scale=smoke_scale(name, scale, smoke),
-                            out_dir=run_dir(notebook, name), name=name,
-                            progress=interactive() if progress is None else progress,
-                            parameters={"target": target.label, "smoke": smoke})
+        runner = LoadRunner(
+            url=target.url,
+            scenario=name,
+            scale=smoke_scale(name, scale, smoke),
+            out_dir=run_dir(notebook, name),
+            name=name,
+            progress=interactive() if progress is None else progress,
+            parameters={"target": target.label, "smoke": smoke},
+        )
         out[name] = runner.run()
     return out
 
 
-def load_run(target: AxonTarget, *, prompts: str = "mix", requests_per_prompt: int = 1,
-             connections: int = 4, duration_s: float = 20.0, workspace: str = "test",
-             notebook: str = "latency_breakdown", label: str = "run", smoke: bool = False,
-             zipf_s: float = 1.1, progress: bool | None = None, sample_resources: bool = True) -> Any:
+def load_run(
+    target: AxonTarget,
+    *,
+    prompts: str = "mix",
+    requests_per_prompt: int = 1,
+    connections: int = 4,
+    duration_s: float = 20.0,
+    workspace: str = "test",
+    notebook: str = "latency_breakdown",
+    label: str = "run",
+    smoke: bool = False,
+    zipf_s: float = 1.1,
+    progress: bool | None = None,
+    sample_resources: bool = True,
+) -> Any:
     """A closed-loop run over a realistic prompt mix (``distinct``: every prompt new, all caches
     miss; ``mix``: Zipf-like repetition; ``guide``: the guide's single prompt). Server RSS/CPU are
     sampled from ``/metrics/process`` while it runs (``result.resources``).
@@ -154,11 +185,18 @@ def load_run(target: AxonTarget, *, prompts: str = "mix", requests_per_prompt: i
     out = run_dir(notebook, label)
     sampler = ServerResourceSampler(target.url).start() if sample_resources else None
     try:
-        result = LoadRunner(url=f"{target.url}/api/v1/prompts/process", method="POST", bodies=bodies,
-                            connections=connections, duration_s=duration_s, out_dir=out, name=label,
-                            checks=["status==200", "json:result"],
-                            progress=interactive() if progress is None else progress,
-                            parameters={"target": target.label, "prompts": prompts, "smoke": smoke}).run()
+        result = LoadRunner(
+            url=f"{target.url}/api/v1/prompts/process",
+            method="POST",
+            bodies=bodies,
+            connections=connections,
+            duration_s=duration_s,
+            out_dir=out,
+            name=label,
+            checks=["status==200", "json:result"],
+            progress=interactive() if progress is None else progress,
+            parameters={"target": target.label, "prompts": prompts, "smoke": smoke},
+        ).run()
     finally:
         resources = sampler.stop() if sampler else pd.DataFrame()
     result.resources = resources  # type: ignore[attr-defined]  # server RSS/CPU samples ride along
@@ -175,8 +213,12 @@ def load_earlier_run(path: str) -> Any:
 
     p = Path(path)
     res = p / "resources.parquet"
-    return SimpleNamespace(summary=read_summary(p), records=read_records(p),
-                           resources=pd.read_parquet(res) if res.exists() else pd.DataFrame(), out_dir=p)
+    return SimpleNamespace(
+        summary=read_summary(p),
+        records=read_records(p),
+        resources=pd.read_parquet(res) if res.exists() else pd.DataFrame(),
+        out_dir=p,
+    )
 
 
 def options_preset(spec: str) -> Any:
@@ -192,13 +234,22 @@ def options_preset(spec: str) -> Any:
     try:
         return PipelineOptions(**json.loads(spec))
     except (json.JSONDecodeError, TypeError) as exc:
-        raise ConfigError(f"options {spec!r}: expected baseline, optimized or a JSON object ({exc})") from None
+        raise ConfigError(
+            f"options {spec!r}: expected baseline, optimized or a JSON object ({exc})"
+        ) from None
     except ValueError as exc:
         raise ConfigError(f"options {spec!r}: {' '.join(str(exc).split())}") from None
 
 
-def run_variant(target: AxonTarget, spec: str, *, label: str, notebook: str = "before_after",
-                smoke: bool = False, **kw: Any) -> Any:
+def run_variant(
+    target: AxonTarget,
+    spec: str,
+    *,
+    label: str,
+    notebook: str = "before_after",
+    smoke: bool = False,
+    **kw: Any,
+) -> Any:
     """Run a variant: a path to an earlier run directory is loaded; otherwise ``spec`` names
     ``PipelineOptions`` that are set on the server before a :func:`load_run`.
     """

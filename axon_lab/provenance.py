@@ -16,9 +16,23 @@ from typing import Any
 from axon_lab.redact import redact
 
 _PACKAGES = (
-    "axon_lab", "numpy", "pandas", "qdrant-edge-py", "qdrant-client", "redis", "pymongo",
-    "mongomock", "fastapi", "uvicorn", "sentence-transformers", "torch", "tiktoken",
-    "papermill", "hdrhistogram", "locust", "scalene",
+    "axon_lab",
+    "numpy",
+    "pandas",
+    "qdrant-edge-py",
+    "qdrant-client",
+    "redis",
+    "pymongo",
+    "mongomock",
+    "fastapi",
+    "uvicorn",
+    "sentence-transformers",
+    "torch",
+    "tiktoken",
+    "papermill",
+    "hdrhistogram",
+    "locust",
+    "scalene",
 )
 
 
@@ -74,11 +88,18 @@ def commit_info() -> dict[str, Any]:
         dirty = bool(
             subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root, capture_output=True, text=True, timeout=5,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
             ).stdout.strip()
         )
         branch = subprocess.run(
-            ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"id": None, "dirty": None, "branch": None}
@@ -111,11 +132,15 @@ def collect(parameters: Mapping[str, Any] | None = None, **extra: Any) -> dict[s
     return block
 
 
-def machine_warning(prov_a: Mapping[str, Any] | None, prov_b: Mapping[str, Any] | None) -> str | None:
+def machine_warning(
+    prov_a: Mapping[str, Any] | None, prov_b: Mapping[str, Any] | None
+) -> str | None:
     """A warning when two provenance blocks come from different machines (else ``None``)."""
     if not prov_a or not prov_b:
         return None
     ma, mb = prov_a.get("machine_id"), prov_b.get("machine_id")
     if ma and mb and ma != mb:
-        return f"runs come from different machines ({ma} vs {mb}); differences may not be the code's"
+        return (
+            f"runs come from different machines ({ma} vs {mb}); differences may not be the code's"
+        )
     return None

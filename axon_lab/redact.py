@@ -9,7 +9,9 @@ from typing import Any
 MASK = "***"
 
 # scheme://user:password@host  -> scheme://user:***@host
-_URI_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
+_URI_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@"
+)
 # ?password=..., &api_key=..., token=...
 _QUERY_SECRET = re.compile(
     r"(?P<key>(?:password|passwd|pwd|api[_-]?key|apikey|token|secret|access[_-]?key)=)(?P<val>[^&\s\"']+)",

@@ -78,7 +78,9 @@ class Sampler:
                 stamp = self._stamp()
                 try:
                     row = self.read()
-                except Exception as exc:  # a slow or failed read is a missing sample, not a failed run
+                except (
+                    Exception
+                ) as exc:  # a slow or failed read is a missing sample, not a failed run
                     self.failures += 1
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     row = None
@@ -139,8 +141,14 @@ class ServerResourceSampler(_HttpSampler):
     columns = ("rss_mb", "cpu_percent")
     thread_name = "axon-server-resource-sampler"
 
-    def __init__(self, url: str, *, interval_s: float = 0.5, timeout_s: float = 2.0,
-                 fallback_path: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        interval_s: float = 0.5,
+        timeout_s: float = 2.0,
+        fallback_path: str | None = None,
+    ) -> None:
         super().__init__(url, interval_s=interval_s, timeout_s=timeout_s)
         self.path = "/metrics/process"
         self.fallback_path = fallback_path
@@ -198,7 +206,9 @@ class ProcessResourceSampler(Sampler):
         self._psutil = psutil
         self.root = psutil.Process(pid)
         self.phase = "startup"
-        self._procs: dict[int, Any] = {}  # one Process per pid: cpu_percent() is since its previous call
+        self._procs: dict[
+            int, Any
+        ] = {}  # one Process per pid: cpu_percent() is since its previous call
 
     def _tree(self) -> list[Any]:
         try:
@@ -223,4 +233,10 @@ class ProcessResourceSampler(Sampler):
                 continue
         if not n:
             return None
-        return {"phase": self.phase, "rss_mb": rss / 2**20, "cpu_pct": cpu, "threads": threads, "processes": n}
+        return {
+            "phase": self.phase,
+            "rss_mb": rss / 2**20,
+            "cpu_pct": cpu,
+            "threads": threads,
+            "processes": n,
+        }

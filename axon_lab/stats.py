@@ -46,7 +46,9 @@ Method = Literal["order", "bootstrap"]
 
 
 def clean(values: Iterable[float] | np.ndarray) -> np.ndarray:
-    arr = np.asarray(values if isinstance(values, np.ndarray) else list(values), dtype=float).ravel()
+    arr = np.asarray(
+        values if isinstance(values, np.ndarray) else list(values), dtype=float
+    ).ravel()
     return arr[np.isfinite(arr)]
 
 
@@ -67,8 +69,9 @@ def percentile(values: Iterable[float] | np.ndarray, q: float) -> float:
     return float(np.partition(arr, k - 1)[k - 1])
 
 
-def percentiles(values: Iterable[float] | np.ndarray,
-                qs: Mapping[str, float] | Sequence[float] = QUANTILES) -> dict[Any, float]:
+def percentiles(
+    values: Iterable[float] | np.ndarray, qs: Mapping[str, float] | Sequence[float] = QUANTILES
+) -> dict[Any, float]:
     """Several nearest-rank percentiles at once (one sort); keys as given (names or numbers)."""
     arr = np.sort(clean(values))
     items = qs.items() if isinstance(qs, Mapping) else ((q, q) for q in qs)
@@ -112,13 +115,17 @@ class PercentileCI:
 def _tail_warning(n: int, q: float, confidence: float) -> str | None:
     need = min_samples_for_ci(q, confidence)
     if n < need:
-        return (f"too few samples for a {confidence:.0%} CI of p{q:g}: n={n}, need >= {need} "
-                "(upper bound unknown)")
+        return (
+            f"too few samples for a {confidence:.0%} CI of p{q:g}: n={n}, need >= {need} "
+            "(upper bound unknown)"
+        )
     above = n - rank(n, q)
     if above < MIN_TAIL_SAMPLES:
         want = math.ceil(MIN_TAIL_SAMPLES / (1 - q / 100.0)) if q < 100 else n
-        return (f"only {above} samples above p{q:g} (n={n}); its CI is wide — "
-                f"use >= {want} samples for a stable estimate")
+        return (
+            f"only {above} samples above p{q:g} (n={n}); its CI is wide — "
+            f"use >= {want} samples for a stable estimate"
+        )
     return None
 
 
@@ -171,8 +178,9 @@ def percentile_ci(
     elif method == "bootstrap":
         rng = np.random.default_rng(seed)
         boot = _bootstrap_order_stat(arr, k, n_boot, rng)
-        low, high = (float(x) for x in np.quantile(boot, [alpha / 2, 1 - alpha / 2],
-                                                   method="inverted_cdf"))
+        low, high = (
+            float(x) for x in np.quantile(boot, [alpha / 2, 1 - alpha / 2], method="inverted_cdf")
+        )
         if n < min_samples_for_ci(q, confidence):
             high = None  # the bootstrap cannot see above the sample maximum either
     else:
@@ -197,8 +205,13 @@ def binom_cdf(n: int, p: float) -> tuple[np.ndarray, np.ndarray]:
         lo = max(0, int(n * p - 14 * sd) - 10)
         hi = min(n, int(n * p + 14 * sd) + 10)
     ks = np.arange(lo, hi + 1)
-    log_p0 = (math.lgamma(n + 1) - math.lgamma(lo + 1) - math.lgamma(n - lo + 1)
-              + lo * math.log(p) + (n - lo) * math.log1p(-p))
+    log_p0 = (
+        math.lgamma(n + 1)
+        - math.lgamma(lo + 1)
+        - math.lgamma(n - lo + 1)
+        + lo * math.log(p)
+        + (n - lo) * math.log1p(-p)
+    )
     steps = np.log((n - ks[:-1]) / (ks[:-1] + 1.0)) + math.log(p) - math.log1p(-p)
     logpmf = np.concatenate([[log_p0], log_p0 + np.cumsum(steps)])
     pmf = np.exp(logpmf - logpmf.max())
@@ -206,8 +219,9 @@ def binom_cdf(n: int, p: float) -> tuple[np.ndarray, np.ndarray]:
     return ks, cdf
 
 
-def _bootstrap_order_stat(sorted_arr: np.ndarray, k: int, n_boot: int,
-                          rng: np.random.Generator) -> np.ndarray:
+def _bootstrap_order_stat(
+    sorted_arr: np.ndarray, k: int, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
     """Bootstrap replicates of the k-th smallest value (exact, via Beta order statistics)."""
     n = sorted_arr.size
     u = rng.beta(k, n + 1 - k, size=n_boot)
@@ -236,7 +250,9 @@ def describe(
     if n == 0:
         return out
     out.update(
-        min=float(arr[0]), max=float(arr[-1]), mean=float(arr.mean()),
+        min=float(arr[0]),
+        max=float(arr[-1]),
+        mean=float(arr.mean()),
         stddev=float(arr.std(ddof=1)) if n > 1 else 0.0,
     )
     for name, q in QUANTILES.items():
@@ -302,8 +318,20 @@ def diff_percentile(
     warnings = []
     if xa.size == 0 or xb.size == 0:
         nan = float("nan")
-        return PercentileDifference(q, nan, nan, nan, nan, nan, nan, False, int(xa.size),
-                                    int(xb.size), confidence, warnings=("no samples",))
+        return PercentileDifference(
+            q,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            nan,
+            False,
+            int(xa.size),
+            int(xb.size),
+            confidence,
+            warnings=("no samples",),
+        )
     for label, arr in (("A", xa), ("B", xb)):
         w = _tail_warning(arr.size, q, confidence)
         if w:
@@ -317,5 +345,17 @@ def diff_percentile(
     low, high = (float(x) for x in np.quantile(d, [alpha / 2, 1 - alpha / 2]))
     va, vb = float(xa[ka - 1]), float(xb[kb - 1])
     rel = (vb - va) / va if va else float("nan")
-    return PercentileDifference(q, va, vb, vb - va, low, high, rel, bool(low > 0 or high < 0),
-                                int(xa.size), int(xb.size), confidence, warnings=tuple(warnings))
+    return PercentileDifference(
+        q,
+        va,
+        vb,
+        vb - va,
+        low,
+        high,
+        rel,
+        bool(low > 0 or high < 0),
+        int(xa.size),
+        int(xb.size),
+        confidence,
+        warnings=tuple(warnings),
+    )

@@ -60,8 +60,9 @@ PROMPTS: tuple[str, ...] = (
 )
 
 
-def zipf_workload(n: int, *, s: float = 1.1, prompts: tuple[str, ...] = PROMPTS,
-                  seed: int = 0) -> list[str]:
+def zipf_workload(
+    n: int, *, s: float = 1.1, prompts: tuple[str, ...] = PROMPTS, seed: int = 0
+) -> list[str]:
     """``n`` prompts drawn with Zipf-like repetition (rank r has weight ``1 / r**s``).
 
     ``s = 0`` is uniform; larger ``s`` repeats the head more (higher cache hit rates).
@@ -78,11 +79,17 @@ def zipf_workload(n: int, *, s: float = 1.1, prompts: tuple[str, ...] = PROMPTS,
 
 def distinct_prompts(n: int) -> list[str]:
     """``n`` different prompts (cycling :data:`PROMPTS` with a suffix) so every cache misses."""
-    return [f"{PROMPTS[i % len(PROMPTS)]} (variant {i // len(PROMPTS)})" if i >= len(PROMPTS)
-            else PROMPTS[i] for i in range(n)]
+    return [
+        f"{PROMPTS[i % len(PROMPTS)]} (variant {i // len(PROMPTS)})"
+        if i >= len(PROMPTS)
+        else PROMPTS[i]
+        for i in range(n)
+    ]
 
 
-def prompt_bodies(texts: Sequence[str], workspace: str = "test", *, source: str = "axon_lab") -> list[dict[str, str]]:
+def prompt_bodies(
+    texts: Sequence[str], workspace: str = "test", *, source: str = "axon_lab"
+) -> list[dict[str, str]]:
     """``POST /api/v1/prompts/process`` bodies, one per prompt text: ``{"prompt", "workspaceId",
     "source"}`` (``source`` says who sent it: ``axon_lab`` for the lab's load runs, ``bench``...).
     """

@@ -34,22 +34,38 @@ def main() -> None:
     ap.add_argument("--latency", default="none")
     ap.add_argument("--rounding-latency", default="lognormal:median=150,sigma=0.5,n=4000")
     a = ap.parse_args()
-    configs = [("asyncio, 1 process", "asyncio", {}),
-               ("locust, 1 worker", "locust", {"workers": 1}),
-               ("locust, 2 workers", "locust", {"workers": 2})]
+    configs = [
+        ("asyncio, 1 process", "asyncio", {}),
+        ("locust, 1 worker", "locust", {"workers": 1}),
+        ("locust, 2 workers", "locust", {"workers": 2}),
+    ]
     print(f"throughput: {a.users} closed-loop users, {a.duration:g}s, server latency {a.latency}")
     print(f"{'engine':22} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  client CPU")
     with LoadServer(a.latency) as srv:
         for label, engine, opts in configs:
-            res = LoadRunner(url=srv.url + "/work", connections=a.users, duration_s=a.duration,
-                             engine=engine, engine_options=opts, progress=False).run()
+            res = LoadRunner(
+                url=srv.url + "/work",
+                connections=a.users,
+                duration_s=a.duration,
+                engine=engine,
+                engine_options=opts,
+                progress=False,
+            ).run()
             s = res.summary
-            print(f"{label:22} {s['count']:>9,} {s['rps']:>9,.0f} {s['p50']:>8.2f} {s['p99']:>8.2f}"
-                  f"  {_cpu(s)}")
+            print(
+                f"{label:22} {s['count']:>9,} {s['rps']:>9,.0f} {s['p50']:>8.2f} {s['p99']:>8.2f}"
+                f"  {_cpu(s)}"
+            )
     print(f"\nrounding: {a.users} users, server latency {a.rounding_latency}, locust 2 workers")
     with LoadServer(a.rounding_latency) as srv:
-        res = LoadRunner(url=srv.url + "/work", connections=a.users, duration_s=a.duration,
-                         engine="locust", engine_options={"workers": 2}, progress=False).run()
+        res = LoadRunner(
+            url=srv.url + "/work",
+            connections=a.users,
+            duration_s=a.duration,
+            engine="locust",
+            engine_options={"workers": 2},
+            progress=False,
+        ).run()
         print(side_by_side(res.summary))
 
 

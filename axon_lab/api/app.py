@@ -29,8 +29,18 @@ from axon_lab.api.prompts import ProcessRequest
 from axon_lab.config import Settings, get_settings
 from axon_lab.pipeline import Pipeline, PipelineOptions
 
-__all__ = ["HEALTH_PROBE_TIMEOUT_S", "MAX_BODY_BYTES", "STAGE_BUCKETS", "BackendCollector", "FaultRequest",
-           "Metrics", "ProcessRequest", "create_app", "fault_injection_enabled", "lifespan"]
+__all__ = [
+    "HEALTH_PROBE_TIMEOUT_S",
+    "MAX_BODY_BYTES",
+    "STAGE_BUCKETS",
+    "BackendCollector",
+    "FaultRequest",
+    "Metrics",
+    "ProcessRequest",
+    "create_app",
+    "fault_injection_enabled",
+    "lifespan",
+]
 
 log = logging.getLogger("axon_lab.api")
 
@@ -72,8 +82,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(stack.close)
 
 
-def create_app(settings: Settings | None = None, options: PipelineOptions | None = None,
-               *, load_corpus: bool = True, fault_injection: bool | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    options: PipelineOptions | None = None,
+    *,
+    load_corpus: bool = True,
+    fault_injection: bool | None = None,
+) -> FastAPI:
     """Build the app; the lifespan opens the stack (starting Redis if needed) and loads the corpus.
 
     Parameters
@@ -97,7 +112,9 @@ def create_app(settings: Settings | None = None, options: PipelineOptions | None
     app.state.settings = settings or get_settings()
     app.state.startup_options = options
     app.state.load_corpus = load_corpus
-    app.state.fault_injection = fault_injection_enabled() if fault_injection is None else fault_injection
+    app.state.fault_injection = (
+        fault_injection_enabled() if fault_injection is None else fault_injection
+    )
     app.state.pipeline = None
     install_metrics(app)
     install_error_handlers(app)

@@ -16,8 +16,9 @@ from axon_lab.redact import redact_text
 MAX_BODY_BYTES = 256 * 1024
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None,
-                   **extra: Any) -> JSONResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """Build the API's error body, ``{"error": <redacted message>, **extra}``.
 
     Parameters
@@ -36,7 +37,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     JSONResponse
         The error response.
     """
-    return JSONResponse({"error": redact_text(message), **extra}, status_code=status, headers=headers)
+    return JSONResponse(
+        {"error": redact_text(message), **extra}, status_code=status, headers=headers
+    )
 
 
 async def limit_body(request: Request, call_next: Any) -> Response:
@@ -61,7 +64,9 @@ async def limit_body(request: Request, call_next: Any) -> Response:
         except ValueError:
             return error_response(400, "invalid Content-Length header")
         if too_big:
-            return error_response(413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+            return error_response(
+                413, f"request body is {length} bytes; the limit is {MAX_BODY_BYTES}"
+            )
     return await call_next(request)
 
 
@@ -88,8 +93,12 @@ async def on_validation(request: Request, exc: RequestValidationError) -> JSONRe
         msg, loc = "body is not valid JSON", "body"
     metrics: Metrics = request.app.state.metrics
     metrics.requests.labels(request.url.path, "422").inc()
-    return error_response(422, f"{loc}: {msg}", field=loc,
-                          detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs])
+    return error_response(
+        422,
+        f"{loc}: {msg}",
+        field=loc,
+        detail=[{"loc": e.get("loc"), "msg": e.get("msg"), "type": e.get("type")} for e in errs],
+    )
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -48,16 +48,27 @@ async def put_fault(backend: str, body: FaultRequest, request: Request) -> JSONR
         return _faults_off()
     stack, pipeline = request.app.state.stack, request.app.state.pipeline
     if body.mode not in FAULT_MODES:
-        return error_response(422, f"mode: unknown fault mode {body.mode!r}; valid: {', '.join(FAULT_MODES)}",
-                              field="mode")
+        return error_response(
+            422,
+            f"mode: unknown fault mode {body.mode!r}; valid: {', '.join(FAULT_MODES)}",
+            field="mode",
+        )
     if backend == "redis":
         server = stack.redis_server
         if server is None:
-            return error_response(409, "redis: not owned by this server (AXON_REDIS_URL is set); fault the "
-                                       "redis-server where it runs", field="backend")
+            return error_response(
+                409,
+                "redis: not owned by this server (AXON_REDIS_URL is set); fault the "
+                "redis-server where it runs",
+                field="backend",
+            )
         if body.mode == "latency":
-            return error_response(422, "redis: latency needs a TCP proxy in front of Redis; use a fault target "
-                                       "(axon_lab.faults.start_fault_target)", field="mode")
+            return error_response(
+                422,
+                "redis: latency needs a TCP proxy in front of Redis; use a fault target "
+                "(axon_lab.faults.start_fault_target)",
+                field="mode",
+            )
         await asyncio.to_thread(server.kill if body.mode == "stop" else server.pause)
         request.app.state.redis_fault = {"mode": body.mode, "since_unix": time.time()}
     elif backend in pipeline.guards:
@@ -81,7 +92,11 @@ async def clear_fault(backend: str, request: Request) -> JSONResponse:
     if backend == "redis":
         current = getattr(request.app.state, "redis_fault", None)
         if current is not None and stack.redis_server is not None:
-            fn = stack.redis_server.resume if current["mode"] == "pause" else stack.redis_server.restart
+            fn = (
+                stack.redis_server.resume
+                if current["mode"] == "pause"
+                else stack.redis_server.restart
+            )
             await asyncio.to_thread(fn)
         request.app.state.redis_fault = None
     elif backend in pipeline.guards:
@@ -93,13 +108,19 @@ async def clear_fault(backend: str, request: Request) -> JSONResponse:
 
 
 def _faults_off() -> JSONResponse:
-    return error_response(404, "fault injection is off: start the server with AXON_FAULT_INJECTION=1 "
-                               "(lab fault experiments only)")
+    return error_response(
+        404,
+        "fault injection is off: start the server with AXON_FAULT_INJECTION=1 "
+        "(lab fault experiments only)",
+    )
 
 
 def _unknown_backend(backend: str, guards: dict[str, Any]) -> JSONResponse:
-    return error_response(404, f"unknown backend {backend!r}; valid: redis, {', '.join(sorted(guards))}",
-                          field="backend")
+    return error_response(
+        404,
+        f"unknown backend {backend!r}; valid: redis, {', '.join(sorted(guards))}",
+        field="backend",
+    )
 
 
 def _fault_state(app: FastAPI) -> dict[str, Any]:

@@ -42,6 +42,12 @@ async def health(request: Request) -> JSONResponse:
     code = 200 if not down else 503
     metrics.requests.labels("/health", str(code)).inc()
     metrics.duration.labels("/health").observe(time.perf_counter() - t0)
-    return JSONResponse({"status": status, "down": down, "backends": backends,
-                         "uptimeSeconds": round(time.time() - request.app.state.pipeline.started, 1)},
-                        status_code=code)
+    return JSONResponse(
+        {
+            "status": status,
+            "down": down,
+            "backends": backends,
+            "uptimeSeconds": round(time.time() - request.app.state.pipeline.started, 1),
+        },
+        status_code=code,
+    )

@@ -23,20 +23,49 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("axon_requests_total", "Total number of requests",
-                                ["endpoint", "status"], registry=self.registry)
-        self.errors = Counter("axon_errors_total", "Total number of errors", ["endpoint", "kind"],
-                              registry=self.registry)
-        self.duration = Histogram("axon_request_duration_seconds", "Request duration in seconds",
-                                  ["endpoint"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.stage = Histogram("axon_stage_duration_seconds", "Pipeline stage duration in seconds",
-                               ["stage"], buckets=STAGE_BUCKETS, registry=self.registry)
-        self.cache = Counter("axon_cache_lookups_total", "Cache lookups by cache and result",
-                             ["cache", "result"], registry=self.registry)
-        self.backend_up = Gauge("axon_backend_up", "1 when the backend answered its last health check",
-                                ["backend"], registry=self.registry)
-        self.rss = Gauge("axon_process_resident_memory_bytes", "Resident memory of the API process",
-                         registry=self.registry)
+        self.requests = Counter(
+            "axon_requests_total",
+            "Total number of requests",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "axon_errors_total",
+            "Total number of errors",
+            ["endpoint", "kind"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "axon_request_duration_seconds",
+            "Request duration in seconds",
+            ["endpoint"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.stage = Histogram(
+            "axon_stage_duration_seconds",
+            "Pipeline stage duration in seconds",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "axon_cache_lookups_total",
+            "Cache lookups by cache and result",
+            ["cache", "result"],
+            registry=self.registry,
+        )
+        self.backend_up = Gauge(
+            "axon_backend_up",
+            "1 when the backend answered its last health check",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.rss = Gauge(
+            "axon_process_resident_memory_bytes",
+            "Resident memory of the API process",
+            registry=self.registry,
+        )
 
 
 class BackendCollector:
@@ -57,16 +86,27 @@ class BackendCollector:
         if pipeline is None:
             return
         stats = pipeline.backend_stats()
-        timeout = GaugeMetricFamily("axon_backend_timeout_seconds", "Timeout per attempt (Redis: per command)",
-                                    labels=["backend"])
-        retries = GaugeMetricFamily("axon_backend_retries", "Extra attempts after a failure", labels=["backend"])
-        deadline = GaugeMetricFamily("axon_backend_deadline_seconds",
-                                     "Longest a request waits on the backend before it is answered",
-                                     labels=["backend"])
-        circuit = GaugeMetricFamily("axon_backend_circuit_open",
-                                    "1 while calls to the backend fail fast (circuit open or half-open)",
-                                    labels=["backend"])
-        calls = CounterMetricFamily("axon_backend_calls", "Backend calls by outcome", labels=["backend", "outcome"])
+        timeout = GaugeMetricFamily(
+            "axon_backend_timeout_seconds",
+            "Timeout per attempt (Redis: per command)",
+            labels=["backend"],
+        )
+        retries = GaugeMetricFamily(
+            "axon_backend_retries", "Extra attempts after a failure", labels=["backend"]
+        )
+        deadline = GaugeMetricFamily(
+            "axon_backend_deadline_seconds",
+            "Longest a request waits on the backend before it is answered",
+            labels=["backend"],
+        )
+        circuit = GaugeMetricFamily(
+            "axon_backend_circuit_open",
+            "1 while calls to the backend fail fast (circuit open or half-open)",
+            labels=["backend"],
+        )
+        calls = CounterMetricFamily(
+            "axon_backend_calls", "Backend calls by outcome", labels=["backend", "outcome"]
+        )
         for name, st in stats.items():
             pol = st["policy"]
             timeout.add_metric([name], float(pol["timeout_s"]))
@@ -74,11 +114,19 @@ class BackendCollector:
             deadline.add_metric([name], float(pol["deadline_s"]))
             circuit.add_metric([name], 0.0 if st["state"] == "closed" else 1.0)
             if name == "redis":
-                outcomes = {"error": st["errors"], "timeout": st["timeouts"], "skipped": st["skipped"],
-                            "ok": st["calls"] - st["errors"] - st["skipped"]}
+                outcomes = {
+                    "error": st["errors"],
+                    "timeout": st["timeouts"],
+                    "skipped": st["skipped"],
+                    "ok": st["calls"] - st["errors"] - st["skipped"],
+                }
             else:
-                outcomes = {"ok": st["ok"], "error": st["failures"] - st["timeouts"], "timeout": st["timeouts"],
-                            "rejected": st["rejected"]}
+                outcomes = {
+                    "ok": st["ok"],
+                    "error": st["failures"] - st["timeouts"],
+                    "timeout": st["timeouts"],
+                    "rejected": st["rejected"],
+                }
             for outcome, n in outcomes.items():
                 calls.add_metric([name, outcome], float(max(0, n)))
         yield from (timeout, retries, deadline, circuit, calls)
@@ -119,8 +167,12 @@ def process_info(proc: psutil.Process) -> dict[str, Any]:
         ``pid``, ``rss_bytes``, ``cpu_percent`` and ``threads``.
     """
     with proc.oneshot():
-        return {"pid": proc.pid, "rss_bytes": proc.memory_info().rss,
-                "cpu_percent": proc.cpu_percent(None), "threads": proc.num_threads()}
+        return {
+            "pid": proc.pid,
+            "rss_bytes": proc.memory_info().rss,
+            "cpu_percent": proc.cpu_percent(None),
+            "threads": proc.num_threads(),
+        }
 
 
 @router.get("/metrics")
@@ -141,4 +193,6 @@ async def metrics_process(request: Request) -> JSONResponse:
 async def metrics_prometheus(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     metrics.rss.set(request.app.state.api_process.memory_info().rss)
-    return PlainTextResponse(generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST)
+    return PlainTextResponse(
+        generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
+    )

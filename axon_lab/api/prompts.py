@@ -27,7 +27,9 @@ class ProcessRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    prompt: StrictStr = Field(..., description=f"the user prompt (at most {MAX_PROMPT_CHARS} characters)")
+    prompt: StrictStr = Field(
+        ..., description=f"the user prompt (at most {MAX_PROMPT_CHARS} characters)"
+    )
     workspaceId: StrictStr = Field(..., min_length=1, max_length=128)
     source: StrictStr = Field("api", max_length=64)
 
@@ -55,7 +57,9 @@ async def process(body: ProcessRequest, request: Request) -> Response:
         metrics.requests.labels(PROCESS_PATH, "503").inc()
         metrics.errors.labels(PROCESS_PATH, exc.backend).inc()
         retry_after = str(max(1, math.ceil(pipeline.options.breaker_cooldown_s)))
-        return error_response(503, str(exc), headers={"Retry-After": retry_after}, backend=exc.backend)
+        return error_response(
+            503, str(exc), headers={"Retry-After": retry_after}, backend=exc.backend
+        )
     except Exception as exc:  # never leak a traceback; count it
         log.exception("process failed")
         metrics.requests.labels(PROCESS_PATH, "500").inc()

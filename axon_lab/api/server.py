@@ -24,20 +24,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str = "127.0.0.1", port: int = 3000, *, allow_remote: bool = False,
-          log_level: str = "warning") -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 3000,
+    *,
+    allow_remote: bool = False,
+    log_level: str = "warning",
+) -> None:
     """Serve the embedded Axon API with uvicorn (blocking)."""
     import uvicorn
 
     from axon_lab.api.app import create_app
 
     if not is_loopback(host) and not allow_remote:
-        raise ConfigError(f"refusing to bind {host}: the lab binds loopback only (use --allow-remote)")
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=5)
+        raise ConfigError(
+            f"refusing to bind {host}: the lab binds loopback only (use --allow-remote)"
+        )
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, *, log: Path | None = None) -> None:
+def wait_ready(
+    url: str, proc: subprocess.Popen, timeout_s: float, *, log: Path | None = None
+) -> None:
     """Wait until the API at ``url`` answers ``/health`` (200 or 503), served by ``proc``.
 
     Raises ``BackendUnavailable`` (one line, redacted) when the process exits first, with the
@@ -55,7 +70,9 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, *, log: Path 
             else:
                 tail = proc.stderr.read().decode(errors="replace")[-600:] if proc.stderr else ""
             last = " | ".join(line.strip() for line in tail.strip().splitlines()[-3:])
-            raise BackendUnavailable("axon api", f"server exited with {proc.returncode}: {redact_text(last)}")
+            raise BackendUnavailable(
+                "axon api", f"server exited with {proc.returncode}: {redact_text(last)}"
+            )
         try:
             if httpx.get(f"{url}/health", timeout=2.0).status_code in (200, 503):
                 return
@@ -68,8 +85,13 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, *, log: Path 
 
 
 @contextlib.contextmanager
-def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeout_s: float = 180.0,
-                   log_path: Path | None = None) -> Iterator[str]:
+def running_server(
+    *,
+    port: int = 0,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 180.0,
+    log_path: Path | None = None,
+) -> Iterator[str]:
     """Start ``axon-lab serve`` in a subprocess on a free loopback port; yield its base URL.
 
     The server is ready when ``/health`` answers (200 or 503). It is stopped on exit.
@@ -81,7 +103,9 @@ def running_server(*, port: int = 0, env: Mapping[str, str] | None = None, timeo
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "axon_lab", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env, stdout=log, stderr=subprocess.STDOUT if log_path else subprocess.PIPE,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT if log_path else subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -103,22 +103,43 @@ def open_stack(settings: Settings | None = None, *, corpus_limit: int | None = N
 def stack_info(stack: Stack) -> dict[str, Any]:
     """What the experiments run on: Redis (lab-owned, redacted URL, version), stores, corpus size."""
     st = redis_stats.snapshot(lab_redis_url(stack))
-    return {"redis": {"url": redact_text(lab_redis_url(stack)), "version": st.redis_version,
-                      "pid": stack.redis_server.pid if stack.redis_server else None, "lab_owned": True},
-            "vectors": {"kind": stack.vectors.kind, "url": stack.vectors.url, "points": stack.vectors.count()},
-            "documents": {"kind": stack.docs.kind, "url": stack.docs.url, "count": stack.docs.count()},
-            "corpus_limit": stack.settings.corpus_limit}
+    return {
+        "redis": {
+            "url": redact_text(lab_redis_url(stack)),
+            "version": st.redis_version,
+            "pid": stack.redis_server.pid if stack.redis_server else None,
+            "lab_owned": True,
+        },
+        "vectors": {
+            "kind": stack.vectors.kind,
+            "url": stack.vectors.url,
+            "points": stack.vectors.count(),
+        },
+        "documents": {"kind": stack.docs.kind, "url": stack.docs.url, "count": stack.docs.count()},
+        "corpus_limit": stack.settings.corpus_limit,
+    }
 
 
 #: Smoke values (CI): every experiment through the same code path in a few seconds.
 SMOKE: dict[str, Any] = {
-    "requests": 60, "ttl_duration_s": 900.0, "ttl_mean_interval_s": 20.0, "eviction_requests": 120,
-    "eviction_universe": 60, "eviction_budget_kb": 96, "serialization_entries": 50, "round_trip_repeats": 30,
-    "parallel_prompts": 3, "parallel_repeats": 1, "embedding_texts": 8, "count_texts": 100,
+    "requests": 60,
+    "ttl_duration_s": 900.0,
+    "ttl_mean_interval_s": 20.0,
+    "eviction_requests": 120,
+    "eviction_universe": 60,
+    "eviction_budget_kb": 96,
+    "serialization_entries": 50,
+    "round_trip_repeats": 30,
+    "parallel_prompts": 3,
+    "parallel_repeats": 1,
+    "embedding_texts": 8,
+    "count_texts": 100,
 }
 
 
-def effective_parameters(*, smoke: bool = False, corpus_limit: int = 0, **params: Any) -> dict[str, Any]:
+def effective_parameters(
+    *, smoke: bool = False, corpus_limit: int = 0, **params: Any
+) -> dict[str, Any]:
     """A notebook's parameters with the smoke values applied (``corpus_limit`` 0 = from settings)."""
     out = {**params, **{k: v for k, v in SMOKE.items() if smoke and k in params}, "smoke": smoke}
     out["corpus_limit"] = corpus_limit or None
@@ -129,16 +150,19 @@ def lab_redis_url(stack: Stack) -> str:
     """URL of the stack's lab-owned redis-server (ConfigError for a Redis the lab does not own)."""
     server = stack.redis_server
     if server is None or server.pid is None:
-        raise ConfigError("cache experiments flush and reconfigure Redis, so they only run on a "
-                          "lab-owned redis-server: open the stack with axon_lab.cache.experiments.open_stack()")
+        raise ConfigError(
+            "cache experiments flush and reconfigure Redis, so they only run on a "
+            "lab-owned redis-server: open the stack with axon_lab.cache.experiments.open_stack()"
+        )
     return server.url
 
 
 def _admin(stack: Stack) -> Any:
     import redis
 
-    return redis.Redis.from_url(lab_redis_url(stack), socket_timeout=10, protocol=2,
-                                lib_name=None, lib_version=None)
+    return redis.Redis.from_url(
+        lab_redis_url(stack), socket_timeout=10, protocol=2, lib_name=None, lib_version=None
+    )
 
 
 def _flush(stack: Stack) -> None:
@@ -171,9 +195,16 @@ async def _pipeline(stack: Stack, options: PipelineOptions):
         await cache.close()
 
 
-def config_options(config: str, *, side_caches: bool = False, l1_max_entries: int = 100,
-                   l1_ttl_s: float = 60.0, context_cache_ttl_s: int = 3600, llm: str = "off",
-                   **overrides: Any) -> PipelineOptions:
+def config_options(
+    config: str,
+    *,
+    side_caches: bool = False,
+    l1_max_entries: int = 100,
+    l1_ttl_s: float = 60.0,
+    context_cache_ttl_s: int = 3600,
+    llm: str = "off",
+    **overrides: Any,
+) -> PipelineOptions:
     """``PipelineOptions`` for a context-cache configuration.
 
     Parameters
@@ -188,32 +219,54 @@ def config_options(config: str, *, side_caches: bool = False, l1_max_entries: in
     """
     flags = CONFIGS.get(config)
     return PipelineOptions(
-        **flags, analysis_cache=side_caches, embedding_cache=side_caches,
-        l1_max_entries=l1_max_entries, l1_ttl_s=l1_ttl_s, context_cache_ttl_s=context_cache_ttl_s,
-        llm=LLMOptions(mode=llm), **overrides)
+        **flags,
+        analysis_cache=side_caches,
+        embedding_cache=side_caches,
+        l1_max_entries=l1_max_entries,
+        l1_ttl_s=l1_ttl_s,
+        context_cache_ttl_s=context_cache_ttl_s,
+        llm=LLMOptions(mode=llm),
+        **overrides,
+    )
 
 
 def _row(res: Any, **extra: Any) -> dict[str, Any]:
     lat = res.body["metadata"]["latency"]
     ctx = res.cache.get("context")
     return {
-        **extra, "context": ctx, "level": _LEVEL_OF.get(ctx), "analysis": res.cache.get("analysis"),
-        "embedding": res.cache.get("embedding"), "retrieval_ms": lat.get("retrieval"),
-        "analysis_ms": lat.get("analysis"), "embed_ms": lat.get("embed"), "total_ms": lat.get("total"),
+        **extra,
+        "context": ctx,
+        "level": _LEVEL_OF.get(ctx),
+        "analysis": res.cache.get("analysis"),
+        "embedding": res.cache.get("embedding"),
+        "retrieval_ms": lat.get("retrieval"),
+        "analysis_ms": lat.get("analysis"),
+        "embed_ms": lat.get("embed"),
+        "total_ms": lat.get("total"),
     }
 
 
-def _redis_row(before: redis_stats.RedisStats, after: redis_stats.RedisStats, errors: int,
-               **extra: Any) -> dict[str, Any]:
+def _redis_row(
+    before: redis_stats.RedisStats, after: redis_stats.RedisStats, errors: int, **extra: Any
+) -> dict[str, Any]:
     d = redis_stats.delta(before, after)
-    return {**extra, "keyspace_hits": d["keyspace_hits"], "keyspace_misses": d["keyspace_misses"],
-            "keyspace_hit_rate": d["hit_rate"], "evicted_keys": d["evicted_keys"],
-            "expired_keys": d["expired_keys"], "commands": d["total_commands_processed"],
-            "used_memory_before": d["used_memory_before"], "used_memory_after": d["used_memory_after"],
-            "used_memory_peak": d["used_memory_peak"], "keys_after": d["keys_after"],
-            # the configuration the run ran under (measuring may change it afterwards)
-            "maxmemory": before.maxmemory, "maxmemory_policy": before.maxmemory_policy,
-            "cache_errors": errors}
+    return {
+        **extra,
+        "keyspace_hits": d["keyspace_hits"],
+        "keyspace_misses": d["keyspace_misses"],
+        "keyspace_hit_rate": d["hit_rate"],
+        "evicted_keys": d["evicted_keys"],
+        "expired_keys": d["expired_keys"],
+        "commands": d["total_commands_processed"],
+        "used_memory_before": d["used_memory_before"],
+        "used_memory_after": d["used_memory_after"],
+        "used_memory_peak": d["used_memory_peak"],
+        "keys_after": d["keys_after"],
+        # the configuration the run ran under (measuring may change it afterwards)
+        "maxmemory": before.maxmemory,
+        "maxmemory_policy": before.maxmemory_policy,
+        "cache_errors": errors,
+    }
 
 
 def _pct(v: Any, q: float) -> float:
@@ -223,7 +276,9 @@ def _pct(v: Any, q: float) -> float:
 
 
 # --- configurations: none / L1 / L2 / L1+L2 -----------------------------------------------------
-def expected_levels(prompts: Sequence[str], config: str, *, l1_max_entries: int = 100) -> dict[str, int]:
+def expected_levels(
+    prompts: Sequence[str], config: str, *, l1_max_entries: int = 100
+) -> dict[str, int]:
     """Predicted lookups per result for a workload, by simulating the L1 LRU and an unbounded L2.
 
     Assumes nothing expires during the run (L1 TTL 60 s, L2 TTL 1 h) and that Redis evicts
@@ -260,10 +315,16 @@ def expected_levels(prompts: Sequence[str], config: str, *, l1_max_entries: int 
     return counts
 
 
-def compare_configurations(stack: Stack, prompts: Sequence[str], *,
-                           configs: Sequence[str] = CONFIG_ORDER, workspace: str = "test",
-                           side_caches: bool = False, l1_max_entries: int = 100,
-                           l1_ttl_s: float = 60.0) -> Run:
+def compare_configurations(
+    stack: Stack,
+    prompts: Sequence[str],
+    *,
+    configs: Sequence[str] = CONFIG_ORDER,
+    workspace: str = "test",
+    side_caches: bool = False,
+    l1_max_entries: int = 100,
+    l1_ttl_s: float = 60.0,
+) -> Run:
     """Run the same prompt sequence through the pipeline once per cache configuration.
 
     Redis is flushed and L1 is new before each configuration, so every one starts cold.
@@ -294,18 +355,32 @@ def compare_configurations(stack: Stack, prompts: Sequence[str], *,
         rows, rrows = [], []
         for config in configs:
             _flush(stack)
-            opts = config_options(config, side_caches=side_caches, l1_max_entries=l1_max_entries,
-                                  l1_ttl_s=l1_ttl_s)
+            opts = config_options(
+                config, side_caches=side_caches, l1_max_entries=l1_max_entries, l1_ttl_s=l1_ttl_s
+            )
             before = redis_stats.snapshot(lab_redis_url(stack))
             async with _pipeline(stack, opts) as pipe:
                 for i, prompt in enumerate(prompts):
                     res = await pipe.process(prompt, workspace, "cache-experiment")
                     rows.append(_row(res, config=config, i=i, prompt=prompt))
                 errors = pipe.stack.cache.errors
-            rrows.append(_redis_row(before, redis_stats.snapshot(lab_redis_url(stack)), errors, config=config))
-        return Run(pd.DataFrame(rows), pd.DataFrame(rrows),
-                   {"configs": list(configs), "workspace": workspace, "side_caches": side_caches,
-                    "l1_max_entries": l1_max_entries, "l1_ttl_s": l1_ttl_s, "requests": len(prompts)})
+            rrows.append(
+                _redis_row(
+                    before, redis_stats.snapshot(lab_redis_url(stack)), errors, config=config
+                )
+            )
+        return Run(
+            pd.DataFrame(rows),
+            pd.DataFrame(rrows),
+            {
+                "configs": list(configs),
+                "workspace": workspace,
+                "side_caches": side_caches,
+                "l1_max_entries": l1_max_entries,
+                "l1_ttl_s": l1_ttl_s,
+                "requests": len(prompts),
+            },
+        )
 
     return _run(go())
 
@@ -325,22 +400,35 @@ def level_summary(run: Run) -> pd.DataFrame:
         l2 = int((g.context == "l2-hit").sum())
         flags = CONFIGS.get(str(config))
         cached = flags["l1_cache"] or flags["l2_cache"]
-        exp = expected_levels(g.sort_values("i").prompt.tolist(), str(config),
-                              l1_max_entries=int(run.params.get("l1_max_entries", 100)))
+        exp = expected_levels(
+            g.sort_values("i").prompt.tolist(),
+            str(config),
+            l1_max_entries=int(run.params.get("l1_max_entries", 100)),
+        )
         hit_rate = (l1 + l2) / n if (n and cached) else None
-        rows.append({
-            "config": config, "requests": n, "l1_hits": l1, "l2_hits": l2, "misses": n - l1 - l2,
-            "l1_hit_rate": l1 / n if (n and flags["l1_cache"]) else None,
-            "l2_hit_rate": l2 / (n - l1) if (n - l1 and flags["l2_cache"]) else None,
-            "hit_rate": hit_rate,
-            "expected_l1_hits": exp["l1-hit"], "expected_l2_hits": exp["l2-hit"],
-            "status": goals.get("cache_hit_rate").judge(hit_rate) if cached else "info",
-            "total_p50_ms": _pct(g.total_ms, 50), "total_p95_ms": _pct(g.total_ms, 95),
-            "retrieval_mean_ms": float(g.retrieval_ms.mean()),
-        })
+        rows.append(
+            {
+                "config": config,
+                "requests": n,
+                "l1_hits": l1,
+                "l2_hits": l2,
+                "misses": n - l1 - l2,
+                "l1_hit_rate": l1 / n if (n and flags["l1_cache"]) else None,
+                "l2_hit_rate": l2 / (n - l1) if (n - l1 and flags["l2_cache"]) else None,
+                "hit_rate": hit_rate,
+                "expected_l1_hits": exp["l1-hit"],
+                "expected_l2_hits": exp["l2-hit"],
+                "status": goals.get("cache_hit_rate").judge(hit_rate) if cached else "info",
+                "total_p50_ms": _pct(g.total_ms, 50),
+                "total_p95_ms": _pct(g.total_ms, 95),
+                "retrieval_mean_ms": float(g.retrieval_ms.mean()),
+            }
+        )
     out = pd.DataFrame(rows)
     if len(run.redis):
-        out = out.merge(run.redis[["config", "keyspace_hit_rate", "cache_errors"]], on="config", how="left")
+        out = out.merge(
+            run.redis[["config", "keyspace_hit_rate", "cache_errors"]], on="config", how="left"
+        )
     return out
 
 
@@ -356,10 +444,23 @@ def level_latency(run: Run) -> pd.DataFrame:
         p95 = _pct(g.retrieval_ms, 95)
         target = LEVEL_TARGET_MS[str(level)]
         status = "pass" if p95 < target else ("warn" if p95 < 2 * target else "fail")
-        rows.append({"config": config, "level": level, "count": len(g), "mean_ms": float(g.retrieval_ms.mean()),
-                     "p50_ms": _pct(g.retrieval_ms, 50), "p95_ms": p95, "p99_ms": _pct(g.retrieval_ms, 99),
-                     "max_ms": float(g.retrieval_ms.max()), "target_ms": target, "status": status})
-    return pd.DataFrame(rows).sort_values(["config", "level"], key=_config_key).reset_index(drop=True)
+        rows.append(
+            {
+                "config": config,
+                "level": level,
+                "count": len(g),
+                "mean_ms": float(g.retrieval_ms.mean()),
+                "p50_ms": _pct(g.retrieval_ms, 50),
+                "p95_ms": p95,
+                "p99_ms": _pct(g.retrieval_ms, 99),
+                "max_ms": float(g.retrieval_ms.max()),
+                "target_ms": target,
+                "status": status,
+            }
+        )
+    return (
+        pd.DataFrame(rows).sort_values(["config", "level"], key=_config_key).reset_index(drop=True)
+    )
 
 
 def _config_key(s: pd.Series) -> pd.Series:
@@ -395,9 +496,18 @@ def expected_ttl_hits(times_s: Sequence[float], prompts: Sequence[str], ttl_s: f
     return out
 
 
-def ttl_experiment(stack: Stack, *, ttls_s: Sequence[int] = (300, 3600), time_scale: float = 300.0,
-                   duration_s: float = 7200.0, mean_interval_s: float = 20.0, universe: int = 40,
-                   zipf_s: float = 1.1, seed: int = 0, workspace: str = "test") -> Run:
+def ttl_experiment(
+    stack: Stack,
+    *,
+    ttls_s: Sequence[int] = (300, 3600),
+    time_scale: float = 300.0,
+    duration_s: float = 7200.0,
+    mean_interval_s: float = 20.0,
+    universe: int = 40,
+    zipf_s: float = 1.1,
+    seed: int = 0,
+    workspace: str = "test",
+) -> Run:
     """The guide's TTL advice (300 s "thrashing" vs 3600 s) on the real redis-server, time scaled.
 
     Redis expires keys in real time, so the experiment compresses time: arrival times and TTLs
@@ -420,8 +530,10 @@ def ttl_experiment(stack: Stack, *, ttls_s: Sequence[int] = (300, 3600), time_sc
     scaled = {ttl: round(ttl / time_scale) for ttl in ttls_s}
     too_short = [t for t, s in scaled.items() if s < 1]
     if too_short:
-        raise ConfigError(f"TTL {too_short} s / time_scale {time_scale} is under 1 s (Redis SET EX "
-                          "needs whole seconds); lower time_scale")
+        raise ConfigError(
+            f"TTL {too_short} s / time_scale {time_scale} is under 1 s (Redis SET EX "
+            "needs whole seconds); lower time_scale"
+        )
     times = arrivals(duration_s, mean_interval_s, seed=seed)
     universe_prompts = tuple(workload.distinct_prompts(universe))
     prompts = workload.zipf_workload(len(times), s=zipf_s, prompts=universe_prompts, seed=seed)
@@ -443,8 +555,16 @@ def ttl_experiment(stack: Stack, *, ttls_s: Sequence[int] = (300, 3600), time_sc
                         await asyncio.sleep(wait)
                     actual = (time.perf_counter() - t0) * time_scale
                     res = await pipe.process(prompt, workspace, "ttl-experiment")
-                    row = _row(res, ttl_s=ttl, effective_ttl_s=eff, i=i, t_s=float(t_sim), actual_t_s=actual,
-                               lag_s=max(0.0, actual - float(t_sim)), prompt=prompt)
+                    row = _row(
+                        res,
+                        ttl_s=ttl,
+                        effective_ttl_s=eff,
+                        i=i,
+                        t_s=float(t_sim),
+                        actual_t_s=actual,
+                        lag_s=max(0.0, actual - float(t_sim)),
+                        prompt=prompt,
+                    )
                     hit = row["context"] == "l2-hit"
                     row["miss_kind"] = None if hit else ("expired" if prompt in seen else "cold")
                     seen.add(prompt)
@@ -456,11 +576,23 @@ def ttl_experiment(stack: Stack, *, ttls_s: Sequence[int] = (300, 3600), time_sc
             for r, e in zip(run_rows, expected, strict=True):
                 r["expected_hit"] = bool(e)
             rows.extend(run_rows)
-            rrows.append(_redis_row(before, redis_stats.snapshot(lab_redis_url(stack)), errors, ttl_s=ttl))
-        return Run(pd.DataFrame(rows), pd.DataFrame(rrows),
-                   {"ttls_s": list(ttls_s), "time_scale": time_scale, "duration_s": duration_s,
-                    "mean_interval_s": mean_interval_s, "universe": universe, "zipf_s": zipf_s,
-                    "seed": seed, "requests": len(times)})
+            rrows.append(
+                _redis_row(before, redis_stats.snapshot(lab_redis_url(stack)), errors, ttl_s=ttl)
+            )
+        return Run(
+            pd.DataFrame(rows),
+            pd.DataFrame(rrows),
+            {
+                "ttls_s": list(ttls_s),
+                "time_scale": time_scale,
+                "duration_s": duration_s,
+                "mean_interval_s": mean_interval_s,
+                "universe": universe,
+                "zipf_s": zipf_s,
+                "seed": seed,
+                "requests": len(times),
+            },
+        )
 
     return _run(go())
 
@@ -471,25 +603,40 @@ def ttl_summary(run: Run) -> pd.DataFrame:
     for ttl, g in run.requests.groupby("ttl_s", sort=False):
         n = len(g)
         hits = int((g.context == "l2-hit").sum())
-        rows.append({
-            "ttl_s": ttl, "effective_ttl_s": float(g.effective_ttl_s.iloc[0]), "requests": n,
-            "hits": hits, "hit_rate": hits / n if n else None,
-            "expected_hit_rate": float(g.expected_hit.mean()) if n else None,
-            "cold_misses": int((g.miss_kind == "cold").sum()),
-            "expired_misses": int((g.miss_kind == "expired").sum()),
-            "max_lag_s": float(g.lag_s.max()) if n else 0.0,
-            "status": goals.get("cache_hit_rate").judge(hits / n if n else None),
-        })
+        rows.append(
+            {
+                "ttl_s": ttl,
+                "effective_ttl_s": float(g.effective_ttl_s.iloc[0]),
+                "requests": n,
+                "hits": hits,
+                "hit_rate": hits / n if n else None,
+                "expected_hit_rate": float(g.expected_hit.mean()) if n else None,
+                "cold_misses": int((g.miss_kind == "cold").sum()),
+                "expired_misses": int((g.miss_kind == "expired").sum()),
+                "max_lag_s": float(g.lag_s.max()) if n else 0.0,
+                "status": goals.get("cache_hit_rate").judge(hits / n if n else None),
+            }
+        )
     out = pd.DataFrame(rows)
     if len(run.redis):
-        out = out.merge(run.redis[["ttl_s", "expired_keys", "cache_errors"]], on="ttl_s", how="left")
+        out = out.merge(
+            run.redis[["ttl_s", "expired_keys", "cache_errors"]], on="ttl_s", how="left"
+        )
     return out
 
 
 # --- maxmemory + eviction policy under memory pressure ------------------------------------------
-def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None, "allkeys-lru"),
-                        budget_kb: int = 1024, universe: int = 400, requests: int = 1200,
-                        zipf_s: float = 1.1, seed: int = 0, workspace: str = "test") -> Run:
+def eviction_experiment(
+    stack: Stack,
+    *,
+    policies: Sequence[str | None] = (None, "allkeys-lru"),
+    budget_kb: int = 1024,
+    universe: int = 400,
+    requests: int = 1200,
+    zipf_s: float = 1.1,
+    seed: int = 0,
+    workspace: str = "test",
+) -> Run:
     """Redis under memory pressure: ``maxmemory`` + eviction policy set by ``CONFIG SET``.
 
     For each policy (``None`` or ``"none"`` = no cap, the reference), Redis is flushed, ``maxmemory`` is set
@@ -510,8 +657,9 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
     if budget_kb < 1:
         raise ConfigError(f"budget_kb must be >= 1, got {budget_kb}")
     policies = [None if p in (None, "", "none", "no cap") else p for p in policies]
-    prompts = workload.zipf_workload(requests, s=zipf_s, prompts=tuple(workload.distinct_prompts(universe)),
-                                     seed=seed)
+    prompts = workload.zipf_workload(
+        requests, s=zipf_s, prompts=tuple(workload.distinct_prompts(universe)), seed=seed
+    )
 
     async def go() -> Run:
         rows, rrows = [], []
@@ -538,7 +686,9 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
                 # own buffers would evict keys between the key count and the per-prefix scan.
                 admin.config_set("maxmemory-policy", "noeviction")
                 after = redis_stats.snapshot(lab_redis_url(stack))
-                row = _redis_row(before, after, errors, policy=label, budget_bytes=cap and budget_kb * 1024)
+                row = _redis_row(
+                    before, after, errors, policy=label, budget_bytes=cap and budget_kb * 1024
+                )
                 # Which caches survived: keys and bytes left per key prefix (emb, analysis, ctx).
                 for r in redis_stats.key_memory(lab_redis_url(stack)).itertuples():
                     row[f"keys_{r.prefix}"], row[f"bytes_{r.prefix}"] = int(r.keys), int(r.bytes)
@@ -548,9 +698,18 @@ def eviction_experiment(stack: Stack, *, policies: Sequence[str | None] = (None,
             admin.config_set("maxmemory-policy", "noeviction")
             admin.flushdb()
             admin.close()
-        return Run(pd.DataFrame(rows), pd.DataFrame(rrows),
-                   {"policies": [p or "no cap" for p in policies], "budget_kb": budget_kb,
-                    "universe": universe, "requests": requests, "zipf_s": zipf_s, "seed": seed})
+        return Run(
+            pd.DataFrame(rows),
+            pd.DataFrame(rrows),
+            {
+                "policies": [p or "no cap" for p in policies],
+                "budget_kb": budget_kb,
+                "universe": universe,
+                "requests": requests,
+                "zipf_s": zipf_s,
+                "seed": seed,
+            },
+        )
 
     return _run(go())
 
@@ -561,13 +720,23 @@ def eviction_summary(run: Run) -> pd.DataFrame:
     for policy, g in run.requests.groupby("policy", sort=False):
         n = len(g)
         hits = int((g.context == "l2-hit").sum())
-        rows.append({"policy": policy, "requests": n, "context_hit_rate": hits / n if n else None,
-                     "embedding_hit_rate": float((g.embedding == "hit").mean()),
-                     "analysis_hit_rate": float((g.analysis == "hit").mean()),
-                     "status": goals.get("cache_hit_rate").judge(hits / n if n else None),
-                     "total_p50_ms": _pct(g.total_ms, 50)})
+        rows.append(
+            {
+                "policy": policy,
+                "requests": n,
+                "context_hit_rate": hits / n if n else None,
+                "embedding_hit_rate": float((g.embedding == "hit").mean()),
+                "analysis_hit_rate": float((g.analysis == "hit").mean()),
+                "status": goals.get("cache_hit_rate").judge(hits / n if n else None),
+                "total_p50_ms": _pct(g.total_ms, 50),
+            }
+        )
     out = pd.DataFrame(rows)
-    return out.merge(run.redis.drop(columns=["commands"]), on="policy", how="left") if len(run.redis) else out
+    return (
+        out.merge(run.redis.drop(columns=["commands"]), on="policy", how="left")
+        if len(run.redis)
+        else out
+    )
 
 
 # --- the guide's claims ---------------------------------------------------------------------------
@@ -582,9 +751,15 @@ def _claim_status(measured: float | None, claimed: float, floor: float) -> str:
     return "partly" if measured > floor else "refuted"
 
 
-def guide_claims(*, serialization: pd.DataFrame | None = None, round_trips: pd.DataFrame | None = None,
-                 parallelism: pd.DataFrame | None = None, batching: pd.DataFrame | None = None,
-                 levels: pd.DataFrame | None = None, batch_size: int = 32) -> pd.DataFrame:
+def guide_claims(
+    *,
+    serialization: pd.DataFrame | None = None,
+    round_trips: pd.DataFrame | None = None,
+    parallelism: pd.DataFrame | None = None,
+    batching: pd.DataFrame | None = None,
+    levels: pd.DataFrame | None = None,
+    batch_size: int = 32,
+) -> pd.DataFrame:
     """The guide's figures next to the measured ones, each confirmed / partly / refuted.
 
     Parameters
@@ -606,30 +781,64 @@ def guide_claims(*, serialization: pd.DataFrame | None = None, round_trips: pd.D
     if serialization is not None and {"json", "msgpack"} <= set(serialization.format):
         s = serialization.set_index("format")
         red = 1 - s.loc["msgpack", "bytes_per_entry"] / s.loc["json", "bytes_per_entry"]
-        rows.append({"claim": "MessagePack embedding cache ~30% smaller than JSON", "guide": 0.30,
-                     "measured": red, "unit": "size reduction", "status": _claim_status(red, 0.30, 0.0)})
+        rows.append(
+            {
+                "claim": "MessagePack embedding cache ~30% smaller than JSON",
+                "guide": 0.30,
+                "measured": red,
+                "unit": "size reduction",
+                "status": _claim_status(red, 0.30, 0.0),
+            }
+        )
     if round_trips is not None and len(round_trips):
         n = int(round_trips["keys"].min())
         r = round_trips[(round_trips["keys"] == n) & (round_trips.method == "pipeline")]
         red = float(r.reduction_vs_sequential.iloc[0]) if len(r) else math.nan
-        rows.append({"claim": f"Pipelining {n} GETs: ~66% less latency", "guide": 0.66, "measured": red,
-                     "unit": "latency reduction (p50)", "status": _claim_status(red, 0.66, 0.0)})
+        rows.append(
+            {
+                "claim": f"Pipelining {n} GETs: ~66% less latency",
+                "guide": 0.66,
+                "measured": red,
+                "unit": "latency reduction (p50)",
+                "status": _claim_status(red, 0.66, 0.0),
+            }
+        )
     if parallelism is not None:
         for r in parallelism.itertuples():
-            rows.append({"claim": f"Parallel analysis steps 3x faster ({r.variant})", "guide": 3.0,
-                         "measured": r.speedup, "unit": "speedup (p50)", "status": _claim_status(r.speedup, 3.0, 1.0)})
+            rows.append(
+                {
+                    "claim": f"Parallel analysis steps 3x faster ({r.variant})",
+                    "guide": 3.0,
+                    "measured": r.speedup,
+                    "unit": "speedup (p50)",
+                    "status": _claim_status(r.speedup, 3.0, 1.0),
+                }
+            )
     if batching is not None and len(batching):
         sp = batching.loc[batching.batch_size == batch_size, "speedup"]
         val = float(sp.iloc[0]) if len(sp) else math.nan
-        rows.append({"claim": f"Batch embedding: latency / batch_size (batch {batch_size})", "guide": float(batch_size),
-                     "measured": val, "unit": "speedup vs one at a time",
-                     "status": _claim_status(val, float(batch_size), 1.0)})
+        rows.append(
+            {
+                "claim": f"Batch embedding: latency / batch_size (batch {batch_size})",
+                "guide": float(batch_size),
+                "measured": val,
+                "unit": "speedup vs one at a time",
+                "status": _claim_status(val, float(batch_size), 1.0),
+            }
+        )
     if levels is not None:
         for r in levels.itertuples():
             if r.hit_rate is None or (isinstance(r.hit_rate, float) and math.isnan(r.hit_rate)):
                 continue
-            rows.append({"claim": f"Cache hit rate > 80% ({r.config})", "guide": 0.80, "measured": r.hit_rate,
-                         "unit": "hit rate", "status": {"pass": "confirmed", "warn": "partly"}.get(r.status, "refuted")})
+            rows.append(
+                {
+                    "claim": f"Cache hit rate > 80% ({r.config})",
+                    "guide": 0.80,
+                    "measured": r.hit_rate,
+                    "unit": "hit rate",
+                    "status": {"pass": "confirmed", "warn": "partly"}.get(r.status, "refuted"),
+                }
+            )
     return pd.DataFrame(rows, columns=["claim", "guide", "measured", "unit", "status"])
 
 
@@ -641,8 +850,11 @@ def verdict(claims: pd.DataFrame, levels: pd.DataFrame | None = None) -> dict[st
     best = levels.dropna(subset=["hit_rate"]).sort_values("hit_rate").iloc[-1]
     status = {"pass": "pass", "warn": "warn"}.get(str(best.status), "fail")
     n = int((claims.status == "confirmed").sum())
-    return {"status": status, "summary": f"best hit rate {best.hit_rate:.0%} ({best.config}; target > 80%); "
-                                         f"{n}/{len(claims)} guide claims confirmed"}
+    return {
+        "status": status,
+        "summary": f"best hit rate {best.hit_rate:.0%} ({best.config}; target > 80%); "
+        f"{n}/{len(claims)} guide claims confirmed",
+    }
 
 
 def corpus_sample(stack: Stack, n: int, *, seed: int = 0) -> pd.DataFrame:
@@ -651,4 +863,3 @@ def corpus_sample(stack: Stack, n: int, *, seed: int = 0) -> pd.DataFrame:
 
     df = corpus.load_frame(stack.settings.corpus_limit, settings=stack.settings)
     return df.sample(n=min(n, len(df)), random_state=seed).reset_index(drop=True)
-

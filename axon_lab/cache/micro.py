@@ -46,12 +46,19 @@ def _msgpack_f32(v: list[float]) -> bytes:
 
 
 #: Embedding-cache encodings: name → (encode(list of float) → bytes, decode(bytes) → sequence).
-FORMATS: Registry[tuple[Callable[[list[float]], bytes], Callable[[bytes], Any]]] = Registry("serialization format")
+FORMATS: Registry[tuple[Callable[[list[float]], bytes], Callable[[bytes], Any]]] = Registry(
+    "serialization format"
+)
 FORMATS.register("json", (lambda v: encode(v, "json"), lambda b: decode(b, "json")))
 FORMATS.register("msgpack", (lambda v: encode(v, "msgpack"), lambda b: decode(b, "msgpack")))
 FORMATS.register("msgpack-f32", (_msgpack_f32, lambda b: decode(b, "msgpack")))
-FORMATS.register("raw-f32", (lambda v: np.asarray(v, dtype=np.float32).tobytes(),
-                             lambda b: np.frombuffer(b, dtype=np.float32)))
+FORMATS.register(
+    "raw-f32",
+    (
+        lambda v: np.asarray(v, dtype=np.float32).tobytes(),
+        lambda b: np.frombuffer(b, dtype=np.float32),
+    ),
+)
 FORMAT_ORDER: tuple[str, ...] = ("json", "msgpack", "msgpack-f32", "raw-f32")
 
 
@@ -66,8 +73,13 @@ def _loop_us(fn: Callable[[Any], Any], items: Sequence[Any], repeats: int) -> fl
     return float(np.median(per))
 
 
-def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, formats: Sequence[str] = FORMAT_ORDER, repeats: int = 5,
-                  stack: Stack | None = None) -> pd.DataFrame:
+def serialization(
+    vectors: np.ndarray | Sequence[np.ndarray] | pd.Series,
+    *,
+    formats: Sequence[str] = FORMAT_ORDER,
+    repeats: int = 5,
+    stack: Stack | None = None,
+) -> pd.DataFrame:
     """Bytes per entry and encode/decode time of each embedding encoding.
 
     Parameters
@@ -92,7 +104,11 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
         encode_us, decode_us, max_abs_error (round trip vs the float32 source),
         redis_bytes_per_entry.
     """
-    vecs = np.stack([np.asarray(v, dtype=np.float32) for v in vectors]) if len(vectors) else np.zeros((0, 0))
+    vecs = (
+        np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
+        if len(vectors)
+        else np.zeros((0, 0))
+    )
     if vecs.ndim != 2 or not len(vecs):
         raise ConfigError("vectors must be a non-empty 2-D array")
     lists = [[float(x) for x in v] for v in vecs]
@@ -104,11 +120,16 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
             enc, dec = FORMATS.get(name)
             blobs = [enc(v) for v in lists]
             back = np.asarray([np.asarray(dec(b), dtype=np.float64) for b in blobs])
-            row = {"format": name, "entries": len(blobs), "dim": vecs.shape[1],
-                   "bytes_per_entry": float(np.mean([len(b) for b in blobs])),
-                   "encode_us": _loop_us(enc, lists, repeats), "decode_us": _loop_us(dec, blobs, repeats),
-                   "max_abs_error": float(np.max(np.abs(back - vecs.astype(np.float64)))),
-                   "redis_bytes_per_entry": None}
+            row = {
+                "format": name,
+                "entries": len(blobs),
+                "dim": vecs.shape[1],
+                "bytes_per_entry": float(np.mean([len(b) for b in blobs])),
+                "encode_us": _loop_us(enc, lists, repeats),
+                "decode_us": _loop_us(dec, blobs, repeats),
+                "max_abs_error": float(np.max(np.abs(back - vecs.astype(np.float64)))),
+                "redis_bytes_per_entry": None,
+            }
             if admin is not None:
                 admin.flushdb()
                 before = redis_stats.snapshot(url)
@@ -117,7 +138,9 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
                     p.set(f"emb:{name}:{i:08d}", b)
                 p.execute()
                 after = redis_stats.snapshot(url)
-                row["redis_bytes_per_entry"] = ((after.used_memory or 0) - (before.used_memory or 0)) / len(blobs)
+                row["redis_bytes_per_entry"] = (
+                    (after.used_memory or 0) - (before.used_memory or 0)
+                ) / len(blobs)
                 admin.flushdb()
             rows.append(row)
     finally:
@@ -125,7 +148,9 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
             admin.close()
     out = pd.DataFrame(rows)
     json_bytes = out.loc[out.format == "json", "bytes_per_entry"]
-    out["size_vs_json"] = out.bytes_per_entry / float(json_bytes.iloc[0]) if len(json_bytes) else np.nan
+    out["size_vs_json"] = (
+        out.bytes_per_entry / float(json_bytes.iloc[0]) if len(json_bytes) else np.nan
+    )
     return out
 
 
@@ -133,8 +158,15 @@ def serialization(vectors: np.ndarray | Sequence[np.ndarray] | pd.Series, *, for
 ROUND_TRIP_METHODS: tuple[str, ...] = ("sequential", "pipeline", "mget")
 
 
-def round_trips(stack: Stack, *, key_counts: Sequence[int] = (3, 10, 50), repeats: int = 300,
-                value_bytes: int = 3459, warmup: int = 20, seed: int = 0) -> pd.DataFrame:
+def round_trips(
+    stack: Stack,
+    *,
+    key_counts: Sequence[int] = (3, 10, 50),
+    repeats: int = 300,
+    value_bytes: int = 3459,
+    warmup: int = 20,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Latency of fetching N keys: N awaited GETs, one pipeline, one MGET (redis.asyncio, as the pipeline).
 
     Methods are interleaved in a shuffled order on every repeat so that drift on a shared
@@ -195,14 +227,23 @@ def round_trip_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per key count and method: p50, p95, mean (µs) and the p50 reduction vs sequential GETs."""
     rows = []
     for (n, m), g in frame.groupby(["keys", "method"], sort=False):
-        rows.append({"keys": n, "method": m, "calls": len(g), "p50_us": _pct(g.us, 50),
-                     "p95_us": _pct(g.us, 95), "mean_us": float(g.us.mean())})
+        rows.append(
+            {
+                "keys": n,
+                "method": m,
+                "calls": len(g),
+                "p50_us": _pct(g.us, 50),
+                "p95_us": _pct(g.us, 95),
+                "mean_us": float(g.us.mean()),
+            }
+        )
     out = pd.DataFrame(rows)
     seq = out[out.method == "sequential"].set_index("keys")["p50_us"]
     out["reduction_vs_sequential"] = 1 - out.p50_us / out["keys"].map(seq)
     order = {m: i for i, m in enumerate(ROUND_TRIP_METHODS)}
-    return out.sort_values(["keys", "method"], key=lambda s: s.map(order) if s.name == "method" else s) \
-              .reset_index(drop=True)
+    return out.sort_values(
+        ["keys", "method"], key=lambda s: s.map(order) if s.name == "method" else s
+    ).reset_index(drop=True)
 
 
 # --- parallel vs sequential analysis steps --------------------------------------------------------
@@ -217,8 +258,14 @@ def _steps_wall_ms(timeline: list[dict[str, Any]]) -> tuple[float, float]:
     return wall, sum(s["duration_ms"] for s in spans)
 
 
-def analysis_parallelism(stack: Stack, prompts: Sequence[str], *, repeats: int = 3, workspace: str = "test",
-                         simulated_io_ms: Sequence[float] = (20.0,)) -> pd.DataFrame:
+def analysis_parallelism(
+    stack: Stack,
+    prompts: Sequence[str],
+    *,
+    repeats: int = 3,
+    workspace: str = "test",
+    simulated_io_ms: Sequence[float] = (20.0,),
+) -> pd.DataFrame:
     """Sequential vs parallel (``asyncio.gather``) analysis steps: intent, task type, entities.
 
     ``variant == "pipeline"``: the real pipeline with ``parallel_analysis`` off/on (analysis
@@ -237,14 +284,20 @@ def analysis_parallelism(stack: Stack, prompts: Sequence[str], *, repeats: int =
 
     async def go() -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
-        base = dict(analysis_cache=False, embedding_cache=True, l1_cache=True, l2_cache=False,
-                    llm=LLMOptions(mode="off"))
+        base = dict(
+            analysis_cache=False,
+            embedding_cache=True,
+            l1_cache=True,
+            l2_cache=False,
+            llm=LLMOptions(mode="off"),
+        )
         _flush(stack)
         pipes = {}
         async with contextlib.AsyncExitStack() as es:
             for mode, par in (("sequential", False), ("parallel", True)):
                 pipes[mode] = await es.enter_async_context(
-                    _pipeline(stack, PipelineOptions(parallel_analysis=par, **base)))
+                    _pipeline(stack, PipelineOptions(parallel_analysis=par, **base))
+                )
             for p in prompts:  # warm the embedding cache and both L1s
                 for pipe in pipes.values():
                     await pipe.process(p, workspace, "parallel-analysis")
@@ -254,21 +307,34 @@ def analysis_parallelism(stack: Stack, prompts: Sequence[str], *, repeats: int =
                     for mode in order:
                         res = await pipes[mode].process(p, workspace, "parallel-analysis")
                         wall, total = _steps_wall_ms(res.timeline)
-                        rows.append({"variant": "pipeline", "mode": mode, "repeat": rep, "prompt": p,
-                                     "steps_ms": wall, "steps_sum_ms": total,
-                                     "analysis_ms": res.body["metadata"]["latency"].get("analysis")})
+                        rows.append(
+                            {
+                                "variant": "pipeline",
+                                "mode": mode,
+                                "repeat": rep,
+                                "prompt": p,
+                                "steps_ms": wall,
+                                "steps_sum_ms": total,
+                                "analysis_ms": res.body["metadata"]["latency"].get("analysis"),
+                            }
+                        )
         vecs = {p: embeddings.embed_one(p) for p in prompts}
         for io_ms in simulated_io_ms:
+
             async def step(fn: Callable[..., Any], *args: Any, io_ms: float = io_ms) -> Any:
                 await asyncio.sleep(io_ms / 1000)
                 return fn(*args)
 
             for rep in range(repeats):
                 for p in prompts:
-                    calls: list[tuple[Any, ...]] = [(analyzer.classify_intent, p, vecs[p]),
-                                                    (analyzer.identify_task_type, p),
-                                                    (analyzer.extract_entities, p, frozenset())]
-                    for mode in (("sequential", "parallel") if rep % 2 == 0 else ("parallel", "sequential")):
+                    calls: list[tuple[Any, ...]] = [
+                        (analyzer.classify_intent, p, vecs[p]),
+                        (analyzer.identify_task_type, p),
+                        (analyzer.extract_entities, p, frozenset()),
+                    ]
+                    for mode in (
+                        ("sequential", "parallel") if rep % 2 == 0 else ("parallel", "sequential")
+                    ):
                         t0 = time.perf_counter_ns()
                         if mode == "parallel":
                             await asyncio.gather(*(step(*c) for c in calls))
@@ -276,8 +342,17 @@ def analysis_parallelism(stack: Stack, prompts: Sequence[str], *, repeats: int =
                             for c in calls:
                                 await step(*c)
                         ms = (time.perf_counter_ns() - t0) / 1e6
-                        rows.append({"variant": f"io {io_ms:g} ms", "mode": mode, "repeat": rep, "prompt": p,
-                                     "steps_ms": ms, "steps_sum_ms": math.nan, "analysis_ms": math.nan})
+                        rows.append(
+                            {
+                                "variant": f"io {io_ms:g} ms",
+                                "mode": mode,
+                                "repeat": rep,
+                                "prompt": p,
+                                "steps_ms": ms,
+                                "steps_sum_ms": math.nan,
+                                "analysis_ms": math.nan,
+                            }
+                        )
         return rows
 
     return pd.DataFrame(_run(go()))
@@ -288,15 +363,24 @@ def parallelism_summary(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for variant, g in frame.groupby("variant", sort=False):
         s, p = g[g["mode"] == "sequential"].steps_ms, g[g["mode"] == "parallel"].steps_ms
-        rows.append({"variant": variant, "samples": len(s), "sequential_p50_ms": _pct(s, 50),
-                     "parallel_p50_ms": _pct(p, 50), "sequential_p95_ms": _pct(s, 95),
-                     "parallel_p95_ms": _pct(p, 95), "speedup": _pct(s, 50) / _pct(p, 50)})
+        rows.append(
+            {
+                "variant": variant,
+                "samples": len(s),
+                "sequential_p50_ms": _pct(s, 50),
+                "parallel_p50_ms": _pct(p, 50),
+                "sequential_p95_ms": _pct(s, 95),
+                "parallel_p95_ms": _pct(p, 95),
+                "speedup": _pct(s, 50) / _pct(p, 50),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --- single vs batch embedding --------------------------------------------------------------------
-def embedding_batching(texts: Sequence[str], *, batch_sizes: Sequence[int] = (1, 8, 32, 64),
-                       repeats: int = 1) -> pd.DataFrame:
+def embedding_batching(
+    texts: Sequence[str], *, batch_sizes: Sequence[int] = (1, 8, 32, 64), repeats: int = 1
+) -> pd.DataFrame:
     """Embedding ``texts`` one at a time (the guide's "loop with await") vs in batches.
 
     Batch size 1 is a loop of :func:`axon_lab.embeddings.embed_one`; larger sizes call
@@ -322,8 +406,16 @@ def embedding_batching(texts: Sequence[str], *, batch_sizes: Sequence[int] = (1,
             else:
                 embeddings.embed(texts, batch_size=b)
             ms = (time.perf_counter_ns() - t0) / 1e6
-            rows.append({"batch_size": b, "repeat": rep, "texts": len(texts), "total_ms": ms,
-                         "ms_per_text": ms / len(texts), "texts_per_s": len(texts) / (ms / 1000)})
+            rows.append(
+                {
+                    "batch_size": b,
+                    "repeat": rep,
+                    "texts": len(texts),
+                    "total_ms": ms,
+                    "ms_per_text": ms / len(texts),
+                    "texts_per_s": len(texts) / (ms / 1000),
+                }
+            )
     out = pd.DataFrame(rows)
     med = out.groupby("batch_size").total_ms.median()
     single = med.get(1, np.nan)
@@ -344,9 +436,16 @@ def token_counts(texts: Sequence[str]) -> pd.DataFrame:
     for t in texts:
         tk = tokens.count_tiktoken(t)
         c4 = tokens.count_chars4(t)
-        rows.append({"chars": len(t), "cl100k": tk, "chars4": c4, "error": c4 - tk,
-                     "rel_error": (c4 - tk) / tk if tk else math.nan,
-                     "chars_per_cl100k": len(t) / tk if tk else math.nan})
+        rows.append(
+            {
+                "chars": len(t),
+                "cl100k": tk,
+                "chars4": c4,
+                "error": c4 - tk,
+                "rel_error": (c4 - tk) / tk if tk else math.nan,
+                "chars_per_cl100k": len(t) / tk if tk else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -354,15 +453,25 @@ def token_error_summary(frame: pd.DataFrame) -> dict[str, Any]:
     """Distribution of chars/4's relative error: mean, median, p5, p95, within ±10%, underestimates."""
     e = frame.rel_error.dropna().to_numpy(dtype=float)
     tk, c4 = int(frame.cl100k.sum()), int(frame.chars4.sum())
-    return {"texts": int(len(frame)), "mean_rel_error": float(e.mean()), "median_rel_error": float(np.median(e)),
-            "p5_rel_error": float(np.percentile(e, 5)), "p95_rel_error": float(np.percentile(e, 95)),
-            "mean_abs_rel_error": float(np.abs(e).mean()), "share_within_10pct": float((np.abs(e) <= 0.10).mean()),
-            "share_underestimated": float((e < 0).mean()), "cl100k_total": tk, "chars4_total": c4,
-            "total_rel_error": (c4 - tk) / tk if tk else None,
-            "chars_per_cl100k": float(frame.chars.sum() / tk) if tk else None}
+    return {
+        "texts": int(len(frame)),
+        "mean_rel_error": float(e.mean()),
+        "median_rel_error": float(np.median(e)),
+        "p5_rel_error": float(np.percentile(e, 5)),
+        "p95_rel_error": float(np.percentile(e, 95)),
+        "mean_abs_rel_error": float(np.abs(e).mean()),
+        "share_within_10pct": float((np.abs(e) <= 0.10).mean()),
+        "share_underestimated": float((e < 0).mean()),
+        "cl100k_total": tk,
+        "chars4_total": c4,
+        "total_rel_error": (c4 - tk) / tk if tk else None,
+        "chars_per_cl100k": float(frame.chars.sum() / tk) if tk else None,
+    }
 
 
-def token_counting_cost(texts: Sequence[str], *, repeats: int = 3, encoder_load: bool = True) -> pd.DataFrame:
+def token_counting_cost(
+    texts: Sequence[str], *, repeats: int = 3, encoder_load: bool = True
+) -> pd.DataFrame:
     """Cost per text of each counter (µs), and tiktoken's encoder load time in a fresh process.
 
     The encoder load is what the guide's "cache encoder to avoid re-initialization" saves; it
@@ -375,14 +484,27 @@ def token_counting_cost(texts: Sequence[str], *, repeats: int = 3, encoder_load:
     for name in ("chars4", "tiktoken"):
         fn = tokens.TOKEN_COUNTERS.get(name)
         us = _loop_us(fn, texts, repeats)
-        rows.append({"counter": name, "texts": len(texts), "us_per_text": us,
-                     "us_per_1k_chars": us * len(texts) / chars * 1000 if chars else math.nan,
-                     "encoder_load_ms": 0.0 if name == "chars4" else None})
+        rows.append(
+            {
+                "counter": name,
+                "texts": len(texts),
+                "us_per_text": us,
+                "us_per_1k_chars": us * len(texts) / chars * 1000 if chars else math.nan,
+                "encoder_load_ms": 0.0 if name == "chars4" else None,
+            }
+        )
     if encoder_load:
-        code = ("import time, json; from axon_lab import tokens; t = time.perf_counter(); tokens.encoding(); "
-                "print(json.dumps((time.perf_counter() - t) * 1000))")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                             env=child_env())
+        code = (
+            "import time, json; from axon_lab import tokens; t = time.perf_counter(); tokens.encoding(); "
+            "print(json.dumps((time.perf_counter() - t) * 1000))"
+        )
+        res = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=child_env(),
+        )
         if res.returncode == 0:
             rows[1]["encoder_load_ms"] = float(json.loads(res.stdout.strip().splitlines()[-1]))
     return pd.DataFrame(rows)

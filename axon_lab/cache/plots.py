@@ -15,7 +15,13 @@ from axon_lab.cache.experiments import CONFIG_ORDER, LEVEL_TARGET_MS
 
 figures.enable_notebook_display()
 
-COLORS = {"pass": "#2e7d32", "warn": "#f9a825", "fail": "#c62828", "info": "#607d8b", "unknown": "#9e9e9e"}
+COLORS = {
+    "pass": "#2e7d32",
+    "warn": "#f9a825",
+    "fail": "#c62828",
+    "info": "#607d8b",
+    "unknown": "#9e9e9e",
+}
 LEVEL_COLORS = {"L1": "#1565c0", "L2": "#6a1b9a", "L3": "#bdbdbd"}
 
 
@@ -39,8 +45,16 @@ def hit_rates(levels: pd.DataFrame) -> Figure:
         bottom += share
     for i, r in enumerate(df.itertuples()):
         if r.hit_rate is not None and not pd.isna(r.hit_rate):
-            ax.text(i, min(r.hit_rate, 0.97), f"{r.hit_rate:.0%}", ha="center", va="bottom", fontsize=9,
-                    color=COLORS.get(str(r.status), "black"), fontweight="bold")
+            ax.text(
+                i,
+                min(r.hit_rate, 0.97),
+                f"{r.hit_rate:.0%}",
+                ha="center",
+                va="bottom",
+                fontsize=9,
+                color=COLORS.get(str(r.status), "black"),
+                fontweight="bold",
+            )
     _target_lines(ax)
     ax.set_xticks(x)
     ax.set_xticklabels(df.index)
@@ -55,14 +69,28 @@ def hit_rates(levels: pd.DataFrame) -> Figure:
 def level_latency(requests: pd.DataFrame) -> Figure:
     """Retrieval-stage latency by serving level (log scale) with the guide's per-level expectation."""
     df = requests.dropna(subset=["level"])
-    groups = [(c, lv) for c in CONFIG_ORDER for lv in ("L1", "L2", "L3")
-              if ((df.config == c) & (df.level == lv)).any()]
+    groups = [
+        (c, lv)
+        for c in CONFIG_ORDER
+        for lv in ("L1", "L2", "L3")
+        if ((df.config == c) & (df.level == lv)).any()
+    ]
     fig = Figure(figsize=(9, 0.4 * len(groups) + 1.6))
     ax = fig.subplots()
-    data = [np.clip(df[(df.config == c) & (df.level == lv)].retrieval_ms.to_numpy(dtype=float), 1e-3, None)
-            for c, lv in groups]
-    bp = ax.boxplot(data, vert=False, tick_labels=[f"{c} · {lv}" for c, lv in groups], whis=(5, 95),
-                    patch_artist=True, flierprops={"markersize": 2, "alpha": 0.4})
+    data = [
+        np.clip(
+            df[(df.config == c) & (df.level == lv)].retrieval_ms.to_numpy(dtype=float), 1e-3, None
+        )
+        for c, lv in groups
+    ]
+    bp = ax.boxplot(
+        data,
+        vert=False,
+        tick_labels=[f"{c} · {lv}" for c, lv in groups],
+        whis=(5, 95),
+        patch_artist=True,
+        flierprops={"markersize": 2, "alpha": 0.4},
+    )
     for patch, (_, lv) in zip(bp["boxes"], groups, strict=True):
         patch.set_facecolor(LEVEL_COLORS[lv])
         patch.set_alpha(0.6)
@@ -71,7 +99,9 @@ def level_latency(requests: pd.DataFrame) -> Figure:
         ax.plot([t, t], [i - 0.4, i + 0.4], color=COLORS["fail"], lw=2)
     ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.set_xlabel("retrieval stage, ms (log; whiskers p5–p95; red = guide: L1 < 1, L2 < 10, L3 < 500)")
+    ax.set_xlabel(
+        "retrieval stage, ms (log; whiskers p5–p95; red = guide: L1 < 1, L2 < 10, L3 < 500)"
+    )
     ax.set_title("Latency per cache level")
     fig.tight_layout()
     return fig
@@ -86,8 +116,15 @@ def ttl(requests: pd.DataFrame) -> Figure:
         k = np.arange(1, len(g) + 1)
         color = f"C{i}"
         ax.plot(g.t_s / 60, (g.context == "l2-hit").cumsum() / k, color=color, label=f"TTL {t} s")
-        ax.plot(g.t_s / 60, g.expected_hit.cumsum() / k, color=color, ls="--", lw=1, alpha=0.7,
-                label=f"TTL {t} s predicted")
+        ax.plot(
+            g.t_s / 60,
+            g.expected_hit.cumsum() / k,
+            color=color,
+            ls="--",
+            lw=1,
+            alpha=0.7,
+            label=f"TTL {t} s predicted",
+        )
     _target_lines(ax)
     ax.set_ylim(0, 1)
     ax.set_xlabel("simulated minutes")
@@ -104,7 +141,13 @@ def eviction(summary: pd.DataFrame) -> Figure:
     ax1, ax2 = fig.subplots(1, 2)
     x = np.arange(len(summary))
     ax1.bar(x - 0.2, summary.context_hit_rate, 0.4, label="context hit rate", color="#1565c0")
-    ax1.bar(x + 0.2, summary.keyspace_hit_rate.astype(float), 0.4, label="Redis keyspace hit rate", color="#6a1b9a")
+    ax1.bar(
+        x + 0.2,
+        summary.keyspace_hit_rate.astype(float),
+        0.4,
+        label="Redis keyspace hit rate",
+        color="#6a1b9a",
+    )
     _target_lines(ax1)
     ax1.set_xticks(x)
     ax1.set_xticklabels(summary.policy)
@@ -126,9 +169,13 @@ def serialization(frame: pd.DataFrame) -> Figure:
     x = np.arange(len(frame))
     axes[0].bar(x - 0.2, frame.bytes_per_entry, 0.4, label="payload")
     if frame.redis_bytes_per_entry.notna().any():
-        axes[0].bar(x + 0.2, frame.redis_bytes_per_entry.astype(float), 0.4, label="in Redis (used_memory)")
+        axes[0].bar(
+            x + 0.2, frame.redis_bytes_per_entry.astype(float), 0.4, label="in Redis (used_memory)"
+        )
     for i, r in enumerate(frame.itertuples()):
-        axes[0].text(i, r.bytes_per_entry, f"{r.size_vs_json:.0%}", ha="center", va="bottom", fontsize=8)
+        axes[0].text(
+            i, r.bytes_per_entry, f"{r.size_vs_json:.0%}", ha="center", va="bottom", fontsize=8
+        )
     axes[0].set_title("bytes per 384-d entry (% of JSON)")
     axes[0].legend(fontsize=7)
     axes[1].bar(x, frame.encode_us, color="#2e7d32")
@@ -155,7 +202,14 @@ def round_trips(summary: pd.DataFrame) -> Figure:
         ax.bar(xs, s.p50_us, w, label=m)
         if m != "sequential":
             for x, r in zip(xs, s.itertuples(), strict=True):
-                ax.text(x, r.p50_us, f"-{r.reduction_vs_sequential:.0%}", ha="center", va="bottom", fontsize=7)
+                ax.text(
+                    x,
+                    r.p50_us,
+                    f"-{r.reduction_vs_sequential:.0%}",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
     ax.set_xticks(np.arange(len(ns)))
     ax.set_xticklabels([f"{n} keys" for n in ns])
     ax.set_yscale("log")
@@ -174,7 +228,13 @@ def parallelism(summary: pd.DataFrame) -> Figure:
     ax.bar(x - 0.2, summary.sequential_p50_ms, 0.4, label="sequential")
     ax.bar(x + 0.2, summary.parallel_p50_ms, 0.4, label="parallel (gather)")
     for i, r in enumerate(summary.itertuples()):
-        ax.text(i, max(r.sequential_p50_ms, r.parallel_p50_ms), f"{r.speedup:.2f}x", ha="center", va="bottom")
+        ax.text(
+            i,
+            max(r.sequential_p50_ms, r.parallel_p50_ms),
+            f"{r.speedup:.2f}x",
+            ha="center",
+            va="bottom",
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(summary.variant)
     ax.set_ylabel("steps wall time p50, ms")
@@ -186,7 +246,9 @@ def parallelism(summary: pd.DataFrame) -> Figure:
 
 def embedding_batching(frame: pd.DataFrame) -> Figure:
     """Milliseconds per text and speedup by batch size (1 = one call per text)."""
-    g = frame.groupby("batch_size").agg(ms_per_text=("ms_per_text", "median"), speedup=("speedup", "median"))
+    g = frame.groupby("batch_size").agg(
+        ms_per_text=("ms_per_text", "median"), speedup=("speedup", "median")
+    )
     fig = Figure(figsize=(7, 3.2))
     ax = fig.subplots()
     x = np.arange(len(g))
@@ -209,7 +271,9 @@ def token_error(frame: pd.DataFrame) -> Figure:
     e = frame.rel_error.dropna() * 100
     ax1.hist(e, bins=40, color="#607d8b")
     ax1.axvline(0, color="black", lw=1)
-    ax1.axvline(float(e.median()), color=COLORS["fail"], ls="--", label=f"median {e.median():+.1f}%")
+    ax1.axvline(
+        float(e.median()), color=COLORS["fail"], ls="--", label=f"median {e.median():+.1f}%"
+    )
     ax1.set_xlabel("(chars/4 − tiktoken) / tiktoken, %")
     ax1.set_ylabel("texts")
     ax1.legend(fontsize=8)

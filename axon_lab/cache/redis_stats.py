@@ -13,8 +13,12 @@ from axon_lab.redact import redact_text
 
 #: Counters of ``INFO stats`` whose change over a run is reported by :func:`delta`.
 COUNTERS: tuple[str, ...] = (
-    "keyspace_hits", "keyspace_misses", "evicted_keys", "expired_keys",
-    "total_commands_processed", "total_connections_received",
+    "keyspace_hits",
+    "keyspace_misses",
+    "evicted_keys",
+    "expired_keys",
+    "total_commands_processed",
+    "total_connections_received",
 )
 
 
@@ -49,8 +53,9 @@ def parse_info(text: str | bytes) -> dict[str, Any]:
             continue
         key, value = line.split(":", 1)
         if section == "keyspace" or (key.startswith("db") and key[2:].isdigit() and "=" in value):
-            out["keyspace"][key] = {k: _number(v) for k, v in
-                                    (kv.split("=", 1) for kv in value.split(",") if "=" in kv)}
+            out["keyspace"][key] = {
+                k: _number(v) for k, v in (kv.split("=", 1) for kv in value.split(",") if "=" in kv)
+            }
             continue
         out[key] = _number(value)
     return out
@@ -146,14 +151,22 @@ def info_text(url: str, *, timeout_s: float = 5.0) -> str:
 
     # RESP2 and no CLIENT SETINFO on connect (no handshake commands): a snapshot costs exactly
     # one command on the server, which :func:`delta` subtracts.
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                  lib_name=None, lib_version=None, protocol=2)
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        lib_name=None,
+        lib_version=None,
+        protocol=2,
+    )
     # Keep INFO's raw text: redis-py would parse it into its own dict shape otherwise.
     client.set_response_callback("INFO", lambda resp, **_: resp)
     try:
         raw = client.execute_command("INFO")
     except Exception as exc:
-        raise BackendUnavailable("redis", f"{redact_text(url)}: {type(exc).__name__}: {exc}") from None
+        raise BackendUnavailable(
+            "redis", f"{redact_text(url)}: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         client.close()
     return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
@@ -174,8 +187,11 @@ def delta(before: RedisStats, after: RedisStats) -> dict[str, Any]:
     A restart between the snapshots (uptime went down) makes counters meaningless: then
     ``restarted`` is True and counters are those of ``after``.
     """
-    restarted = (before.uptime_s is not None and after.uptime_s is not None
-                 and after.uptime_s < before.uptime_s)
+    restarted = (
+        before.uptime_s is not None
+        and after.uptime_s is not None
+        and after.uptime_s < before.uptime_s
+    )
     d: dict[str, Any] = {}
     for name in COUNTERS:
         a, b = getattr(after, name), getattr(before, name)
@@ -184,25 +200,36 @@ def delta(before: RedisStats, after: RedisStats) -> dict[str, Any]:
         d["total_commands_processed"] = max(0, d["total_commands_processed"] - 1)
     lookups = d["keyspace_hits"] + d["keyspace_misses"]
     elapsed = max(after.captured_at - before.captured_at, 1e-9)
-    d.update({
-        "elapsed_s": round(after.captured_at - before.captured_at, 3),
-        "hit_rate": d["keyspace_hits"] / lookups if lookups else None,
-        "ops_per_s": d["total_commands_processed"] / elapsed,
-        "used_memory_before": before.used_memory,
-        "used_memory_after": after.used_memory,
-        "used_memory_change": (after.used_memory - before.used_memory
-                               if after.used_memory is not None and before.used_memory is not None else None),
-        "used_memory_peak": after.used_memory_peak,
-        "mem_fragmentation_ratio": after.mem_fragmentation_ratio,
-        "keys_before": before.keys,
-        "keys_after": after.keys,
-        "restarted": restarted,
-    })
+    d.update(
+        {
+            "elapsed_s": round(after.captured_at - before.captured_at, 3),
+            "hit_rate": d["keyspace_hits"] / lookups if lookups else None,
+            "ops_per_s": d["total_commands_processed"] / elapsed,
+            "used_memory_before": before.used_memory,
+            "used_memory_after": after.used_memory,
+            "used_memory_change": (
+                after.used_memory - before.used_memory
+                if after.used_memory is not None and before.used_memory is not None
+                else None
+            ),
+            "used_memory_peak": after.used_memory_peak,
+            "mem_fragmentation_ratio": after.mem_fragmentation_ratio,
+            "keys_before": before.keys,
+            "keys_after": after.keys,
+            "restarted": restarted,
+        }
+    )
     return d
 
 
-def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: int = 10_000,
-               timeout_s: float = 5.0) -> Any:
+def key_memory(
+    url: str,
+    *,
+    pattern: str = "*",
+    separator: str = ":",
+    max_keys: int = 10_000,
+    timeout_s: float = 5.0,
+) -> Any:
     """Memory by key prefix, like RedisInsight's memory analysis: SCAN + ``MEMORY USAGE`` + ``TTL``.
 
     Parameters
@@ -224,8 +251,14 @@ def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: 
     import pandas as pd
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                  lib_name=None, lib_version=None, protocol=2)
+    client = redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        lib_name=None,
+        lib_version=None,
+        protocol=2,
+    )
     rows: dict[str, dict[str, Any]] = {}
     scanned, cut = 0, False
     try:
@@ -237,7 +270,7 @@ def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: 
                 cut = True
                 break
         for i in range(0, len(batch), 500):
-            chunk = batch[i:i + 500]
+            chunk = batch[i : i + 500]
             p = client.pipeline(transaction=False)
             for k in chunk:
                 p.memory_usage(k, samples=0)
@@ -246,12 +279,16 @@ def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: 
             for k, mem, ttl in zip(chunk, res[0::2], res[1::2], strict=True):
                 name = k.decode(errors="replace")
                 prefix = name.split(separator, 1)[0] if separator in name else name
-                r = rows.setdefault(prefix, {"prefix": prefix, "keys": 0, "bytes": 0, "with_ttl": 0})
+                r = rows.setdefault(
+                    prefix, {"prefix": prefix, "keys": 0, "bytes": 0, "with_ttl": 0}
+                )
                 r["keys"] += 1
                 r["bytes"] += int(mem or 0)
                 r["with_ttl"] += int(ttl is not None and ttl >= 0)
     except Exception as exc:
-        raise BackendUnavailable("redis", f"{redact_text(url)}: {type(exc).__name__}: {exc}") from None
+        raise BackendUnavailable(
+            "redis", f"{redact_text(url)}: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         client.close()
     out = pd.DataFrame(list(rows.values()), columns=["prefix", "keys", "bytes", "with_ttl"])
@@ -260,7 +297,8 @@ def key_memory(url: str, *, pattern: str = "*", separator: str = ":", max_keys: 
     out["share"] = out["bytes"] / total if total else 0.0
     out["sampled"] = cut
     return out.sort_values("bytes", ascending=False).reset_index(drop=True)[
-        ["prefix", "keys", "bytes", "mean_bytes", "share", "with_ttl", "sampled"]]
+        ["prefix", "keys", "bytes", "mean_bytes", "share", "with_ttl", "sampled"]
+    ]
 
 
 def hit_rate_verdict(hit_rate: float | None) -> str:
@@ -270,6 +308,7 @@ def hit_rate_verdict(hit_rate: float | None) -> str:
 
 def table(stats: RedisStats) -> list[tuple[str, str]]:
     """Human rows (metric, value) for printing: memory in MiB, ratios as percentages."""
+
     def mib(v: int | None) -> str:
         return "n/a" if v is None else f"{v / 2**20:.2f} MiB"
 

@@ -11,9 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("corpus", help="build and load the context corpus")
     csub = p.add_subparsers(dest="corpus_command", metavar="ACTION", required=True)
     b = csub.add_parser("build", help="chunk, embed and load the corpus into the stack")
-    b.add_argument("--limit", type=int, default=None, help="keep a representative sample of N contexts")
+    b.add_argument(
+        "--limit", type=int, default=None, help="keep a representative sample of N contexts"
+    )
     b.add_argument("--force", action="store_true", help="rebuild even if cached under data/")
-    b.add_argument("--no-load", action="store_true", help="only build the artefact; do not load backends")
+    b.add_argument(
+        "--no-load", action="store_true", help="only build the artefact; do not load backends"
+    )
     b.add_argument("--json", action="store_true", help="print build info as JSON")
     b.set_defaults(func=_build)
 
@@ -40,11 +44,15 @@ def _build(args: argparse.Namespace) -> int:
         print(jsonutil.dumps(out))
     else:
         b = out["build"]
-        print(f"corpus: {b['contexts']} contexts (+{b['heldout']} held out), fingerprint {b['fingerprint']}")
+        print(
+            f"corpus: {b['contexts']} contexts (+{b['heldout']} held out), fingerprint {b['fingerprint']}"
+        )
         for ws, n in b["workspaces"].items():
             print(f"  {ws:<16} {n:>6}")
         if "load" in out:
             ld = out["load"]
-            print(f"loaded: documents {ld['documents_seconds']} s, vectors {ld['vectors_seconds']} s "
-                  f"(reused={ld['vectors_reused']}), {ld['vector_info']}")
+            print(
+                f"loaded: documents {ld['documents_seconds']} s, vectors {ld['vectors_seconds']} s "
+                f"(reused={ld['vectors_reused']}), {ld['vector_info']}"
+            )
     return 0

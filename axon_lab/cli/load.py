@@ -33,19 +33,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     from axon_lab.load.engine import ENGINES
     from axon_lab.load.scenarios import SCENARIOS
 
-    p = sub.add_parser("load", help="load test (open/closed loop) with k6-style thresholds",
-                       description=__doc__, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "load",
+        help="load test (open/closed loop) with k6-style thresholds",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("url", nargs="?", help="target URL (default: start the embedded API)")
-    p.add_argument("--scenario", metavar="NAME",
-                   help=f"guide preset: {', '.join(SCENARIOS.names())}")
-    p.add_argument("--scale", type=float, default=1.0, metavar="F",
-                   help="multiply every duration by F (CI: 0.05)")
+    p.add_argument(
+        "--scenario", metavar="NAME", help=f"guide preset: {', '.join(SCENARIOS.names())}"
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every duration by F (CI: 0.05)",
+    )
     g = p.add_argument_group("shape")
-    g.add_argument("-c", "--connections", type=int, metavar="N",
-                   help="closed loop: connections; open loop: pool bound (default 256)")
+    g.add_argument(
+        "-c",
+        "--connections",
+        type=int,
+        metavar="N",
+        help="closed loop: connections; open loop: pool bound (default 256)",
+    )
     g.add_argument("-d", "--duration", metavar="S", help="duration (30, 30s, 1m30s)")
-    g.add_argument("--stages", metavar="SPEC", help="DURATION:TARGET,... (VUs, or req/s with --arrival)")
+    g.add_argument(
+        "--stages", metavar="SPEC", help="DURATION:TARGET,... (VUs, or req/s with --arrival)"
+    )
     g.add_argument("--rate", type=float, metavar="R", help="open loop: requests per second")
     g.add_argument("--arrival", choices=["constant", "poisson"], help="open-loop arrival process")
     g.add_argument("--start", type=float, metavar="X", help="ramping shapes: target at t=0")
@@ -55,44 +72,81 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("-H", "--header", action="append", default=[], metavar="'NAME: VALUE'")
     r.add_argument("-b", "--body", help="request body (JSON gets Content-Type: application/json)")
     r.add_argument("--body-file", type=Path, metavar="FILE", help="read the body from FILE")
-    r.add_argument("--bodies-file", type=Path, metavar="FILE",
-                   help="one body per line, used in turn (e.g. varied prompts)")
+    r.add_argument(
+        "--bodies-file",
+        type=Path,
+        metavar="FILE",
+        help="one body per line, used in turn (e.g. varied prompts)",
+    )
     r.add_argument("--timeout", default="30s", metavar="S", help="per-request timeout (30s)")
-    r.add_argument("--grace", metavar="S", help="time for in-flight requests after the end (= timeout)")
+    r.add_argument(
+        "--grace", metavar="S", help="time for in-flight requests after the end (= timeout)"
+    )
     v = p.add_argument_group("verdicts")
     v.add_argument("--threshold", action="append", default=[], metavar="EXPR")
     v.add_argument("--check", action="append", default=[], metavar="EXPR")
-    v.add_argument("--no-scenario-thresholds", action="store_true",
-                   help="do not add the scenario's expectations as thresholds")
+    v.add_argument(
+        "--no-scenario-thresholds",
+        action="store_true",
+        help="do not add the scenario's expectations as thresholds",
+    )
     o = p.add_argument_group("output and safety")
-    o.add_argument("--out", type=Path, metavar="DIR",
-                   help="write summary.json, records.parquet, histograms.json, response_time.hgrm")
+    o.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="write summary.json, records.parquet, histograms.json, response_time.hgrm",
+    )
     o.add_argument("--name", help="label stored in the summary")
     o.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
-    o.add_argument("-k", "--insecure", action="store_true",
-                   help="https: do not verify the server certificate")
+    o.add_argument(
+        "-k", "--insecure", action="store_true", help="https: do not verify the server certificate"
+    )
     o.add_argument("--max-requests", type=int, default=None, metavar="N", help="bound on requests")
     o.add_argument("--max-duration", default=None, metavar="S", help="bound on duration (4h)")
-    o.add_argument("--engine", default="asyncio", metavar="NAME",
-                   help=f"load engine ({', '.join(ENGINES.names())})")
+    o.add_argument(
+        "--engine",
+        default="asyncio",
+        metavar="NAME",
+        help=f"load engine ({', '.join(ENGINES.names())})",
+    )
     o.add_argument("--seed", type=int, default=0, help="Poisson arrival seed")
-    o.add_argument("--late-ms", type=float, default=10.0, metavar="MS",
-                   help="a request sent this much after its intended start counts late")
+    o.add_argument(
+        "--late-ms",
+        type=float,
+        default=10.0,
+        metavar="MS",
+        help="a request sent this much after its intended start counts late",
+    )
     o.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
     lc = p.add_argument_group("locust engine (--engine locust; closed loop, http)")
     lc.add_argument("--workers", type=int, metavar="N", help="local Locust workers (default 1)")
-    lc.add_argument("--master", action="store_true",
-                    help="master only: wait for --expect-workers workers from other machines")
+    lc.add_argument(
+        "--master",
+        action="store_true",
+        help="master only: wait for --expect-workers workers from other machines",
+    )
     lc.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for")
-    lc.add_argument("--master-bind", default=None, metavar="H",
-                    help="--master: address to listen on (default 0.0.0.0)")
-    lc.add_argument("--worker", action="store_true",
-                    help="run one Locust worker for this scenario against --master-host")
+    lc.add_argument(
+        "--master-bind",
+        default=None,
+        metavar="H",
+        help="--master: address to listen on (default 0.0.0.0)",
+    )
+    lc.add_argument(
+        "--worker",
+        action="store_true",
+        help="run one Locust worker for this scenario against --master-host",
+    )
     lc.add_argument("--master-host", metavar="H", help="--worker: the master's address")
-    lc.add_argument("--master-port", type=int, metavar="P", help="master port (default 5557 "
-                    "with --master/--worker, a free one for local workers)")
+    lc.add_argument(
+        "--master-port",
+        type=int,
+        metavar="P",
+        help="master port (default 5557 with --master/--worker, a free one for local workers)",
+    )
     p.set_defaults(func=_load)
 
 
@@ -106,7 +160,9 @@ def _body_args(args: argparse.Namespace) -> dict:
         if args.body_file is not None:
             return {"body": args.body_file.read_bytes()}
         if args.bodies_file is not None:
-            lines = [ln for ln in args.bodies_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            lines = [
+                ln for ln in args.bodies_file.read_text(encoding="utf-8").splitlines() if ln.strip()
+            ]
             if not lines:
                 raise InputFileError(args.bodies_file, "no bodies in file")
             return {"bodies": lines}
@@ -122,23 +178,36 @@ def runner_kwargs(args: argparse.Namespace, url: str) -> dict:
     from axon_lab.load.shapes import parse_duration, parse_stages
 
     kw = {
-        "url": url, "scenario": args.scenario, "scale": args.scale,
-        "method": args.method, "headers": header_lines(args.header),
+        "url": url,
+        "scenario": args.scenario,
+        "scale": args.scale,
+        "method": args.method,
+        "headers": header_lines(args.header),
         "connections": args.connections,
         "duration_s": parse_duration(args.duration) if args.duration else None,
         "stages": parse_stages(args.stages) if args.stages else None,
-        "rate": args.rate, "arrival": args.arrival, "start": args.start,
+        "rate": args.rate,
+        "arrival": args.arrival,
+        "start": args.start,
         "think_time_s": parse_duration(args.think_time) if args.think_time else None,
         "timeout_s": parse_duration(args.timeout),
         "grace_s": parse_duration(args.grace) if args.grace else None,
-        "checks": args.check, "thresholds": args.threshold,
+        "checks": args.check,
+        "thresholds": args.threshold,
         "scenario_thresholds": not args.no_scenario_thresholds,
-        "out_dir": args.out, "name": args.name, "allow_remote": args.allow_remote,
+        "out_dir": args.out,
+        "name": args.name,
+        "allow_remote": args.allow_remote,
         "max_requests": args.max_requests or DEFAULT_MAX_REQUESTS,
-        "max_duration_s": parse_duration(args.max_duration) if args.max_duration else DEFAULT_MAX_DURATION_S,
-        "engine": args.engine, "seed": args.seed, "late_ms": args.late_ms,
+        "max_duration_s": parse_duration(args.max_duration)
+        if args.max_duration
+        else DEFAULT_MAX_DURATION_S,
+        "engine": args.engine,
+        "seed": args.seed,
+        "late_ms": args.late_ms,
         "progress": not args.no_progress and sys.stderr.isatty(),
-        "use_uvloop": not args.no_uvloop, "insecure": args.insecure,
+        "use_uvloop": not args.no_uvloop,
+        "insecure": args.insecure,
     }
     kw["engine_options"] = _engine_options(args)
     if args.rate is not None and args.think_time:
@@ -149,11 +218,19 @@ def runner_kwargs(args: argparse.Namespace, url: str) -> dict:
 
 def _engine_options(args: argparse.Namespace) -> dict:
     """``engine_options`` for the locust engine from ``--workers/--master/...``."""
-    locust_flags = [f for f, v in (("--workers", args.workers), ("--master", args.master),
-                                   ("--expect-workers", args.expect_workers),
-                                   ("--master-bind", args.master_bind), ("--worker", args.worker),
-                                   ("--master-host", args.master_host),
-                                   ("--master-port", args.master_port)) if v]
+    locust_flags = [
+        f
+        for f, v in (
+            ("--workers", args.workers),
+            ("--master", args.master),
+            ("--expect-workers", args.expect_workers),
+            ("--master-bind", args.master_bind),
+            ("--worker", args.worker),
+            ("--master-host", args.master_host),
+            ("--master-port", args.master_port),
+        )
+        if v
+    ]
     if args.engine != "locust":
         if locust_flags:
             raise ConfigError(f"{', '.join(locust_flags)}: only apply with --engine locust")
@@ -174,8 +251,9 @@ def _engine_options(args: argparse.Namespace) -> dict:
         opts.update(expect_workers=args.expect_workers, master_bind=args.master_bind or "0.0.0.0")
     else:
         if args.expect_workers or args.master_bind or args.master_host:
-            raise ConfigError("--expect-workers/--master-bind go with --master, --master-host "
-                              "with --worker")
+            raise ConfigError(
+                "--expect-workers/--master-bind go with --master, --master-host with --worker"
+            )
         opts["workers"] = args.workers or 1
     if args.master_port:
         opts["master_port"] = args.master_port
@@ -190,10 +268,15 @@ def _run_worker(kwargs: dict, args: argparse.Namespace) -> int:
     if kwargs["url"] is None or args.url is None:
         raise ConfigError("--worker needs the target URL (as seen from this machine)")
     runner = LoadRunner(**kwargs)
-    sys.stderr.write(f"axon-lab load: locust worker for {runner.target.url} -> master "
-                     f"{args.master_host}:{args.master_port or DEFAULT_MASTER_PORT}\n")
-    return run_worker(runner.plan(), master_host=args.master_host,
-                      master_port=args.master_port or DEFAULT_MASTER_PORT)
+    sys.stderr.write(
+        f"axon-lab load: locust worker for {runner.target.url} -> master "
+        f"{args.master_host}:{args.master_port or DEFAULT_MASTER_PORT}\n"
+    )
+    return run_worker(
+        runner.plan(),
+        master_host=args.master_host,
+        master_port=args.master_port or DEFAULT_MASTER_PORT,
+    )
 
 
 @contextlib.contextmanager
@@ -249,8 +332,10 @@ def _load(args: argparse.Namespace) -> int:
             print("\nlatency percentiles (ms): ours (exact) vs Locust's (bucketed)")
             print(side_by_side(result.summary))
     if result.out_dir is not None:
-        sys.stderr.write(f"axon-lab load: wrote summary.json, records.parquet, histograms.json to "
-                         f"{result.out_dir}\n")
+        sys.stderr.write(
+            f"axon-lab load: wrote summary.json, records.parquet, histograms.json to "
+            f"{result.out_dir}\n"
+        )
     result.raise_for_thresholds()
     if result.interrupted:
         sys.stderr.write(f"axon-lab: {result.summary.get('incomplete_reason') or 'interrupted'}\n")

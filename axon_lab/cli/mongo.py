@@ -26,32 +26,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--tree", action="store_true", help="also print each plan's stage tree")
     e.set_defaults(func=_explain)
 
-    lg = ms.add_parser("log", help="slow-query shapes from MongoDB 4.4+ JSON logs (like mloginfo --queries)")
+    lg = ms.add_parser(
+        "log", help="slow-query shapes from MongoDB 4.4+ JSON logs (like mloginfo --queries)"
+    )
     lg.add_argument("files", nargs="+", metavar="FILE")
     lg.add_argument("--json", action="store_true")
     lg.add_argument("--top", type=int, default=0, help="only the N most expensive shapes")
     lg.set_defaults(func=_log)
 
-    pr = ms.add_parser("profile", help="query shapes from system.profile documents (or a profiling status)")
+    pr = ms.add_parser(
+        "profile", help="query shapes from system.profile documents (or a profiling status)"
+    )
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--top", type=int, default=0, help="only the N most expensive shapes")
     pr.set_defaults(func=_profile)
 
     ix = ms.add_parser("indexes", help="$indexStats review: unused and redundant prefix indexes")
-    ix.add_argument("files", nargs="+", metavar="FILE",
-                    help="$indexStats output, one file per collection (the file name labels it)")
+    ix.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="$indexStats output, one file per collection (the file name labels it)",
+    )
     ix.add_argument("--json", action="store_true")
     ix.set_defaults(func=_indexes)
 
     ad = ms.add_parser("advise", help="an index for a query shape by Equality -> Sort -> Range")
-    ad.add_argument("--filter", default="{}", help='query filter as JSON, e.g. \'{"workspaceId": "x"}\'')
-    ad.add_argument("--sort", default=None, help='sort as JSON, e.g. \'{"confidence": -1}\'')
+    ad.add_argument(
+        "--filter", default="{}", help='query filter as JSON, e.g. \'{"workspaceId": "x"}\''
+    )
+    ad.add_argument("--sort", default=None, help="sort as JSON, e.g. '{\"confidence\": -1}'")
     ad.add_argument("--projection", default=None, help="projection as JSON")
-    ad.add_argument("--index", action="append", default=[], metavar="KEY",
-                    help='an existing index key as JSON (repeatable), e.g. \'{"workspaceId": 1}\'')
-    ad.add_argument("--contexts", action="store_true",
-                    help="the guide's contexts query ({workspaceId, tier} by confidence desc)")
+    ad.add_argument(
+        "--index",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="an existing index key as JSON (repeatable), e.g. '{\"workspaceId\": 1}'",
+    )
+    ad.add_argument(
+        "--contexts",
+        action="store_true",
+        help="the guide's contexts query ({workspaceId, tier} by confidence desc)",
+    )
     ad.add_argument("--json", action="store_true")
     ad.set_defaults(func=_advise)
 
@@ -78,9 +96,25 @@ def _explain(args: argparse.Namespace) -> int:
         _print_json([s.to_dict() for s in summaries])
         return 0
     frame = mongo.summaries_frame(summaries)
-    _print_table(frame, ["source", "server_version", "engine", "command", "plan_summary",
-                         "collscan", "in_memory_sort", "covered", "sharded", "n_returned",
-                         "docs_examined", "keys_examined", "execution_time_ms", "selectivity"])
+    _print_table(
+        frame,
+        [
+            "source",
+            "server_version",
+            "engine",
+            "command",
+            "plan_summary",
+            "collscan",
+            "in_memory_sort",
+            "covered",
+            "sharded",
+            "n_returned",
+            "docs_examined",
+            "keys_examined",
+            "execution_time_ms",
+            "selectivity",
+        ],
+    )
     for s in summaries:
         if s.flags:
             print(f"{mongo.summaries_frame([s]).source[0]}: {'; '.join(s.flags)}")
@@ -90,8 +124,16 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _print_tree(node: Any, depth: int = 0) -> None:
-    stats = [f"{k}={v}" for k, v in (("returned", node.n_returned), ("docs", node.docs_examined),
-                                     ("keys", node.keys_examined), ("ms", node.time_ms)) if v is not None]
+    stats = [
+        f"{k}={v}"
+        for k, v in (
+            ("returned", node.n_returned),
+            ("docs", node.docs_examined),
+            ("keys", node.keys_examined),
+            ("ms", node.time_ms),
+        )
+        if v is not None
+    ]
     where = f" [{node.shard}]" if node.shard else ""
     unknown = " (unknown stage)" if not node.known else ""
     print(f"{'  ' * (depth + 1)}{node.label}{unknown}{where} {' '.join(stats)}".rstrip())
@@ -99,9 +141,23 @@ def _print_tree(node: Any, depth: int = 0) -> None:
         _print_tree(c, depth + 1)
 
 
-_SHAPE_COLUMNS = ["source", "namespace", "operation", "pattern", "sort", "count", "min_ms", "mean_ms",
-                  "p95_ms", "max_ms", "total_ms", "docs_examined", "n_returned", "plan_summary",
-                  "advised_index"]
+_SHAPE_COLUMNS = [
+    "source",
+    "namespace",
+    "operation",
+    "pattern",
+    "sort",
+    "count",
+    "min_ms",
+    "mean_ms",
+    "p95_ms",
+    "max_ms",
+    "total_ms",
+    "docs_examined",
+    "n_returned",
+    "plan_summary",
+    "advised_index",
+]
 
 
 def _shapes_out(args: argparse.Namespace, ops: list[Any], head: dict[str, Any]) -> int:
@@ -125,9 +181,18 @@ def _log(args: argparse.Namespace) -> int:
 
     reads = [mongo.read_slow_log(f) for f in args.files]
     ops = [op for r in reads for op in r.operations]
-    head = {"files": [{"path": r.path, "lines": r.lines, "json_lines": r.json_lines,
-                       "slow_queries": len(r.operations)} for r in reads],
-            "slow_queries": len(ops)}
+    head = {
+        "files": [
+            {
+                "path": r.path,
+                "lines": r.lines,
+                "json_lines": r.json_lines,
+                "slow_queries": len(r.operations),
+            }
+            for r in reads
+        ],
+        "slow_queries": len(ops),
+    }
     return _shapes_out(args, ops, head)
 
 
@@ -161,18 +226,25 @@ def _indexes(args: argparse.Namespace) -> int:
     colls = {}
     for f in args.files:
         docs = mongo.read_documents(f)
-        if not docs or not all(isinstance(d, dict) and "accesses" in d and "key" in d for d in docs):
+        if not docs or not all(
+            isinstance(d, dict) and "accesses" in d and "key" in d for d in docs
+        ):
             raise InputFileError(f, "not $indexStats output (objects with name, key, accesses)")
         colls[Path(f).stem] = docs
     frame = mongo.index_stats_report(colls)
     unused = frame[frame.unused].name.tolist()
     redundant = frame[frame.redundant_with.notna()].name.tolist()
     if args.json:
-        _print_json({"indexes": frame.to_dict(orient="records"), "unused": unused,
-                     "redundant": redundant})
+        _print_json(
+            {"indexes": frame.to_dict(orient="records"), "unused": unused, "redundant": redundant}
+        )
         return 0
-    _print_table(frame, ["collection", "name", "key", "ops", "since", "unused", "redundant_with", "advice"])
-    print(f"unused: {', '.join(unused) or 'none'}; redundant prefixes: {', '.join(redundant) or 'none'}")
+    _print_table(
+        frame, ["collection", "name", "key", "ops", "since", "unused", "redundant_with", "advice"]
+    )
+    print(
+        f"unused: {', '.join(unused) or 'none'}; redundant prefixes: {', '.join(redundant) or 'none'}"
+    )
     return 0
 
 
@@ -192,13 +264,19 @@ def _advise(args: argparse.Namespace) -> int:
     if args.contexts:
         advice = mongo.contexts_advice(existing)
     else:
-        advice = mongo.advise_index(_json_arg("filter", args.filter), _json_arg("sort", args.sort),
-                                    _json_arg("projection", args.projection), existing)
+        advice = mongo.advise_index(
+            _json_arg("filter", args.filter),
+            _json_arg("sort", args.sort),
+            _json_arg("projection", args.projection),
+            existing,
+        )
     if args.json:
         _print_json(advice.to_dict())
         return 0
     print(f"index:  {advice.key_text}")
-    print(f"status: {'already served by ' + advice.served_by if advice.served_by else 'create it' if advice.needed else 'nothing to index'}")
+    print(
+        f"status: {'already served by ' + advice.served_by if advice.served_by else 'create it' if advice.needed else 'nothing to index'}"
+    )
     print(f"why:    {advice.reason}")
     if advice.redundant_after:
         print(f"then drop (prefixes of it): {', '.join(advice.redundant_after)}")

@@ -18,5 +18,10 @@ def _serve(args: argparse.Namespace) -> int:
     from axon_lab.config import get_settings
 
     s = get_settings()
-    serve(args.host or s.host, args.port or s.port, allow_remote=args.allow_remote, log_level=s.log_level)
+    serve(
+        args.host or s.host,
+        args.port or s.port,
+        allow_remote=args.allow_remote,
+        log_level=s.log_level,
+    )
     return 0

@@ -55,11 +55,15 @@ class FaultRun:
 
     def __repr__(self) -> str:
         p = self.plan
-        during = self.phases.set_index("phase").get("error_rate", pd.Series(dtype=float)).get("during")
+        during = (
+            self.phases.set_index("phase").get("error_rate", pd.Series(dtype=float)).get("during")
+        )
         rec = self.recovery.get("recovery_s")
-        return (f"<FaultRun {p['backend']} {p['mode']} at {p['at_s']:g}s for {p['for_s']:g}s: "
-                f"{len(self.records)} requests, error rate during {_fmt_rate(during)}, "
-                f"recovered in {'-' if rec is None else f'{rec:.2f}s'}>")
+        return (
+            f"<FaultRun {p['backend']} {p['mode']} at {p['at_s']:g}s for {p['for_s']:g}s: "
+            f"{len(self.records)} requests, error rate during {_fmt_rate(during)}, "
+            f"recovered in {'-' if rec is None else f'{rec:.2f}s'}>"
+        )
 
 
 def _fmt_rate(v: Any) -> str:
@@ -77,26 +81,43 @@ def _started_unix(summary: Mapping[str, Any], events: list[dict[str, Any]]) -> f
     raise InputFileError("fault run", "no start time (neither a summary nor a schedule event)")
 
 
-def analyze(plan: Mapping[str, Any], records: pd.DataFrame, health: pd.DataFrame, events: list[dict[str, Any]],
-            summary: Mapping[str, Any], *, out_dir: Path | None = None) -> FaultRun:
+def analyze(
+    plan: Mapping[str, Any],
+    records: pd.DataFrame,
+    health: pd.DataFrame,
+    events: list[dict[str, Any]],
+    summary: Mapping[str, Any],
+    *,
+    out_dir: Path | None = None,
+) -> FaultRun:
     """Align the records, health samples and fault events on the run's clock and analyze them."""
     t0 = _started_unix(summary, events)
     ev = {e["event"]: e["unix"] - t0 for e in events}
     # start/end: when the fault was begun/ended; restored: when the backend was back (a killed
     # Redis answers again) — recovery is timed from there.
-    fault = {"start_s": ev.get("fault_start"), "end_s": ev.get("fault_end"),
-             "restored_s": ev.get("fault_cleared", ev.get("fault_end"))}
+    fault = {
+        "start_s": ev.get("fault_start"),
+        "end_s": ev.get("fault_end"),
+        "restored_s": ev.get("fault_cleared", ev.get("fault_end")),
+    }
     recs = records.copy()
-    sent = recs["sent_ns"].where(recs["sent_ns"] >= 0, recs["intended_ns"]) if len(recs) else recs["sent_ns"]
+    sent = (
+        recs["sent_ns"].where(recs["sent_ns"] >= 0, recs["intended_ns"])
+        if len(recs)
+        else recs["sent_ns"]
+    )
     recs["t_s"] = sent.astype("float64") / 1e9
     recs["end_s"] = recs["end_ns"].where(recs["end_ns"] >= 0).astype("float64") / 1e9
     cache_cols = [c for c in recs.columns if c.startswith("cache.")]
     if cache_cols:
-        recs["degraded"] = np.logical_or.reduce([recs[c].astype("string").fillna("").eq("degraded").to_numpy()
-                                                 for c in cache_cols])
+        recs["degraded"] = np.logical_or.reduce(
+            [recs[c].astype("string").fillna("").eq("degraded").to_numpy() for c in cache_cols]
+        )
     else:
         recs["degraded"] = False
-    recs["healthy"] = recs["outcome"].astype(str).eq("ok") & recs["status"].eq(200) & ~recs["degraded"]
+    recs["healthy"] = (
+        recs["outcome"].astype(str).eq("ok") & recs["status"].eq(200) & ~recs["degraded"]
+    )
     recs["phase"] = _phase(recs["t_s"], fault, recs["end_s"])
     h = health.copy()
     h["t_s"] = h["unix"] - t0 if len(h) else pd.Series(dtype=float)
@@ -132,16 +153,22 @@ def phase_table(records: pd.DataFrame) -> pd.DataFrame:
         g = records[records["phase"] == phase]
         n = len(g)
         ok = g["outcome"].astype(str).eq("ok") & g["status"].eq(200) if n else pd.Series(dtype=bool)
-        timed = g[g["outcome"].astype(str).isin(["ok", "http_error", "timeout"])]["response_ms"].dropna()
+        timed = g[g["outcome"].astype(str).isin(["ok", "http_error", "timeout"])][
+            "response_ms"
+        ].dropna()
         span = float(g["t_s"].max() - g["t_s"].min()) if n > 1 else 0.0
-        row = {"phase": phase, "requests": n, "rps": n / span if span > 0 else None,
-               "errors": int(n - ok.sum()) if n else 0,
-               "error_rate": float(1 - ok.mean()) if n else None,
-               "server_errors": int((g["status"] >= 500).sum()) if n else 0,
-               "status_503": int((g["status"] == 503).sum()) if n else 0,
-               "timeouts": int(g["outcome"].astype(str).eq("timeout").sum()) if n else 0,
-               "degraded": int(g["degraded"].sum()) if n else 0,
-               "degraded_share": float(g["degraded"].mean()) if n else None}
+        row = {
+            "phase": phase,
+            "requests": n,
+            "rps": n / span if span > 0 else None,
+            "errors": int(n - ok.sum()) if n else 0,
+            "error_rate": float(1 - ok.mean()) if n else None,
+            "server_errors": int((g["status"] >= 500).sum()) if n else 0,
+            "status_503": int((g["status"] == 503).sum()) if n else 0,
+            "timeouts": int(g["outcome"].astype(str).eq("timeout").sum()) if n else 0,
+            "degraded": int(g["degraded"].sum()) if n else 0,
+            "degraded_share": float(g["degraded"].mean()) if n else None,
+        }
         for q in (50, 95, 99):
             row[f"p{q}_ms"] = stats.percentile(timed.to_numpy(), q) if len(timed) else None
         row["max_ms"] = float(timed.max()) if len(timed) else None
@@ -149,7 +176,9 @@ def phase_table(records: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, float | None]) -> dict[str, Any]:
+def recovery(
+    records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, float | None]
+) -> dict[str, Any]:
     """Detection and recovery times (s) around the fault.
 
     * ``detection_s``: fault start → the first unhealthy answer (completed after the start);
@@ -165,11 +194,18 @@ def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, fl
     """
     start, end = fault.get("start_s"), fault.get("end_s")
     restored = fault.get("restored_s", end)
-    out: dict[str, Any] = {"fault_start_s": start, "fault_end_s": end, "restored_s": restored, "detection_s": None,
-                           "recovery_s": None, "recovered": False, "health_recovery_s": None,
-                           "latency_recovery_s": None,
-                           "unhealthy_requests": int((~records["healthy"]).sum()) if len(records) else 0,
-                           "max_error_answer_ms": None}
+    out: dict[str, Any] = {
+        "fault_start_s": start,
+        "fault_end_s": end,
+        "restored_s": restored,
+        "detection_s": None,
+        "recovery_s": None,
+        "recovered": False,
+        "health_recovery_s": None,
+        "latency_recovery_s": None,
+        "unhealthy_requests": int((~records["healthy"]).sum()) if len(records) else 0,
+        "max_error_answer_ms": None,
+    }
     if start is None or not len(records):
         return out
     r = records.sort_values("t_s")
@@ -194,8 +230,13 @@ def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, fl
         # latency back to normal: the first request sent after the end answered within the
         # baseline's p95 (before the fault)
         base = r[(r["phase"] == "before") & r["healthy"]]["response_ms"].dropna()
-        fast = after[after["healthy"] & (after["response_ms"] <= stats.percentile(base.to_numpy(), 95))] \
-            if len(base) >= 5 else after.iloc[0:0]
+        fast = (
+            after[
+                after["healthy"] & (after["response_ms"] <= stats.percentile(base.to_numpy(), 95))
+            ]
+            if len(base) >= 5
+            else after.iloc[0:0]
+        )
         if len(fast):
             out["latency_recovery_s"] = max(0.0, float(fast["t_s"].iloc[0]) - restored)
     if len(health):
@@ -212,29 +253,66 @@ def recovery(records: pd.DataFrame, health: pd.DataFrame, fault: Mapping[str, fl
 def timeline(run: FaultRun, bucket_s: float = 1.0) -> pd.DataFrame:
     """Per time bucket (by send time): requests, errors, 503s, degraded, p50/p95/max response (ms)."""
     r = run.records
-    cols = ["t_s", "requests", "errors", "status_503", "degraded", "error_rate", "p50_ms", "p95_ms", "max_ms"]
+    cols = [
+        "t_s",
+        "requests",
+        "errors",
+        "status_503",
+        "degraded",
+        "error_rate",
+        "p50_ms",
+        "p95_ms",
+        "max_ms",
+    ]
     if r.empty:
         return pd.DataFrame(columns=cols)
-    df = pd.DataFrame({"t_s": (r["t_s"] // bucket_s) * bucket_s, "bad": ~(r["outcome"].astype(str).eq("ok") & r["status"].eq(200)),
-                       "s503": r["status"].eq(503), "deg": r["degraded"], "ms": r["response_ms"]})
+    df = pd.DataFrame(
+        {
+            "t_s": (r["t_s"] // bucket_s) * bucket_s,
+            "bad": ~(r["outcome"].astype(str).eq("ok") & r["status"].eq(200)),
+            "s503": r["status"].eq(503),
+            "deg": r["degraded"],
+            "ms": r["response_ms"],
+        }
+    )
     g = df.groupby("t_s")
-    out = pd.DataFrame({
-        "requests": g.size(), "errors": g["bad"].sum(), "status_503": g["s503"].sum(), "degraded": g["deg"].sum(),
-        "p50_ms": g["ms"].agg(lambda v: stats.percentile(v.dropna(), 50) if v.notna().any() else np.nan),
-        "p95_ms": g["ms"].agg(lambda v: stats.percentile(v.dropna(), 95) if v.notna().any() else np.nan),
-        "max_ms": g["ms"].max(),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "requests": g.size(),
+            "errors": g["bad"].sum(),
+            "status_503": g["s503"].sum(),
+            "degraded": g["deg"].sum(),
+            "p50_ms": g["ms"].agg(
+                lambda v: stats.percentile(v.dropna(), 50) if v.notna().any() else np.nan
+            ),
+            "p95_ms": g["ms"].agg(
+                lambda v: stats.percentile(v.dropna(), 95) if v.notna().any() else np.nan
+            ),
+            "max_ms": g["ms"].max(),
+        }
+    ).reset_index()
     out["error_rate"] = out["errors"] / out["requests"]
     return out[cols]
 
 
 def results(run: FaultRun) -> dict[str, Any]:
     """JSON-able results: the plan, the fault's actual times, phases, recovery, errors seen."""
-    errs = run.records["error"].dropna().astype(str).value_counts().head(5) if len(run.records) else pd.Series(dtype=int)
-    return {"plan": run.plan, "fault": run.fault, "phases": run.phases.to_dict(orient="records"),
-            "recovery": run.recovery, "requests": int(len(run.records)),
-            "incomplete": bool(run.summary.get("incomplete")), "top_errors": {str(k): int(v) for k, v in errs.items()},
-            "health_samples": int(len(run.health)), "error": run.error}
+    errs = (
+        run.records["error"].dropna().astype(str).value_counts().head(5)
+        if len(run.records)
+        else pd.Series(dtype=int)
+    )
+    return {
+        "plan": run.plan,
+        "fault": run.fault,
+        "phases": run.phases.to_dict(orient="records"),
+        "recovery": run.recovery,
+        "requests": int(len(run.records)),
+        "incomplete": bool(run.summary.get("incomplete")),
+        "top_errors": {str(k): int(v) for k, v in errs.items()},
+        "health_samples": int(len(run.health)),
+        "error": run.error,
+    }
 
 
 def verdict(run: FaultRun, *, max_error_rate: float | None = None) -> dict[str, str]:
@@ -255,7 +333,12 @@ def verdict(run: FaultRun, *, max_error_rate: float | None = None) -> dict[str, 
         if during is not None and not np.isnan(during) and during >= limit:
             status = "fail"
             parts.append(f"(limit {100 * limit:g}%: Redis must only degrade the service)")
-    elif max_error_rate is not None and during is not None and not np.isnan(during) and during >= max_error_rate:
+    elif (
+        max_error_rate is not None
+        and during is not None
+        and not np.isnan(during)
+        and during >= max_error_rate
+    ):
         status = "fail"
     if rec.get("max_error_answer_ms") is not None:
         parts.append(f"slowest failure {rec['max_error_answer_ms']:.0f} ms")
@@ -274,4 +357,3 @@ def verdict(run: FaultRun, *, max_error_rate: float | None = None) -> dict[str, 
         status = "fail"
         parts.append(f"schedule error: {run.error}")
     return {"status": status, "summary": "; ".join(parts)}
-

@@ -23,15 +23,29 @@ def _fault_window(ax: Any, fault: Mapping[str, float | None], *, label: bool = F
     start, end = fault.get("start_s"), fault.get("end_s")
     if start is None:
         return
-    ax.axvspan(start, end if end is not None else ax.get_xlim()[1], color="#ffcdd2", alpha=0.5,
-               label="fault" if label else None, lw=0)
+    ax.axvspan(
+        start,
+        end if end is not None else ax.get_xlim()[1],
+        color="#ffcdd2",
+        alpha=0.5,
+        label="fault" if label else None,
+        lw=0,
+    )
     restored = fault.get("restored_s")
     if restored is not None:
-        ax.axvline(restored, color="#2e7d32", ls=":", lw=1, label="backend restored" if label else None)
+        ax.axvline(
+            restored, color="#2e7d32", ls=":", lw=1, label="backend restored" if label else None
+        )
 
 
-def fault_timeline(records: pd.DataFrame, timeline: pd.DataFrame, health: pd.DataFrame,
-                   fault: Mapping[str, float | None], *, title: str = "Fault experiment") -> Figure:
+def fault_timeline(
+    records: pd.DataFrame,
+    timeline: pd.DataFrame,
+    health: pd.DataFrame,
+    fault: Mapping[str, float | None],
+    *,
+    title: str = "Fault experiment",
+) -> Figure:
     """Three panels sharing the time axis (s since the load started).
 
     1. every request's response time (log scale) by send time — healthy, degraded, failed;
@@ -44,13 +58,22 @@ def fault_timeline(records: pd.DataFrame, timeline: pd.DataFrame, health: pd.Dat
         ax1.text(0.5, 0.5, "no requests", ha="center", transform=ax1.transAxes)
         return fig
     ok = records["outcome"].astype(str).eq("ok") & records["status"].eq(200)
-    groups = [("healthy", ok & ~records["degraded"], "#1565c0", "."),
-              ("degraded (no cache)", ok & records["degraded"], "#f9a825", "."),
-              ("failed (non-200 / no answer)", ~ok, "#c62828", "x")]
+    groups = [
+        ("healthy", ok & ~records["degraded"], "#1565c0", "."),
+        ("degraded (no cache)", ok & records["degraded"], "#f9a825", "."),
+        ("failed (non-200 / no answer)", ~ok, "#c62828", "x"),
+    ]
     for name, mask, color, marker in groups:
         g = records[mask & records["response_ms"].notna()]
         if len(g):
-            ax1.scatter(g["t_s"], g["response_ms"], s=10, color=color, marker=marker, label=f"{name} ({len(g)})")
+            ax1.scatter(
+                g["t_s"],
+                g["response_ms"],
+                s=10,
+                color=color,
+                marker=marker,
+                label=f"{name} ({len(g)})",
+            )
     ax1.set_yscale("log")
     ax1.set_ylabel("response ms (log)")
     _fault_window(ax1, fault, label=True)
@@ -58,7 +81,13 @@ def fault_timeline(records: pd.DataFrame, timeline: pd.DataFrame, health: pd.Dat
     ax1.set_title(title)
     if not timeline.empty:
         share_deg = 100 * timeline["degraded"] / timeline["requests"]
-        ax2.step(timeline["t_s"], 100 * timeline["error_rate"], where="post", color="#c62828", label="errors %")
+        ax2.step(
+            timeline["t_s"],
+            100 * timeline["error_rate"],
+            where="post",
+            color="#c62828",
+            label="errors %",
+        )
         ax2.step(timeline["t_s"], share_deg, where="post", color="#f9a825", label="degraded %")
     ax2.axhline(1.0, color="#616161", ls="--", lw=0.8, label="1% error budget")
     ax2.set_ylabel("% of requests / s")
@@ -66,8 +95,12 @@ def fault_timeline(records: pd.DataFrame, timeline: pd.DataFrame, health: pd.Dat
     _fault_window(ax2, fault)
     ax2.legend(fontsize=7, loc="upper left")
     if not health.empty:
-        ax3.scatter(health["t_s"], health["code"], s=8,
-                    c=np.where(health["code"].eq(200), "#2e7d32", "#c62828"))
+        ax3.scatter(
+            health["t_s"],
+            health["code"],
+            s=8,
+            c=np.where(health["code"].eq(200), "#2e7d32", "#c62828"),
+        )
     ax3.set_yticks([0, 200, 503])
     ax3.set_yticklabels(["no answer", "200", "503"])
     ax3.set_ylim(-60, 580)
@@ -78,7 +111,9 @@ def fault_timeline(records: pd.DataFrame, timeline: pd.DataFrame, health: pd.Dat
     return fig
 
 
-def phase_comparison(phases: pd.DataFrame, *, title: str = "Before / during / after the fault") -> Figure:
+def phase_comparison(
+    phases: pd.DataFrame, *, title: str = "Before / during / after the fault"
+) -> Figure:
     """Per phase: response-time p50/p95/p99 (bars, log) and error rate / degraded share (%)."""
     fig = Figure(figsize=(11, 3.8))
     ax1, ax2 = fig.subplots(1, 2)
@@ -86,8 +121,13 @@ def phase_comparison(phases: pd.DataFrame, *, title: str = "Before / during / af
     width = 0.26
     for i, q in enumerate(("p50_ms", "p95_ms", "p99_ms")):
         vals = pd.to_numeric(phases[q], errors="coerce").to_numpy(dtype=float)
-        ax1.bar(x + (i - 1) * width, np.nan_to_num(vals, nan=0.0), width, label=q.replace("_ms", ""),
-                color=["#90caf9", "#1e88e5", "#0d47a1"][i])
+        ax1.bar(
+            x + (i - 1) * width,
+            np.nan_to_num(vals, nan=0.0),
+            width,
+            label=q.replace("_ms", ""),
+            color=["#90caf9", "#1e88e5", "#0d47a1"][i],
+        )
     ax1.set_xticks(x)
     ax1.set_xticklabels(phases["phase"])
     ax1.set_yscale("log")
@@ -110,7 +150,9 @@ def phase_comparison(phases: pd.DataFrame, *, title: str = "Before / during / af
     return fig
 
 
-def latency_drift(windows: pd.DataFrame, drift: Mapping[str, Any], *, title: str = "Latency over the soak") -> Figure:
+def latency_drift(
+    windows: pd.DataFrame, drift: Mapping[str, Any], *, title: str = "Latency over the soak"
+) -> Figure:
     """Per-window p50/p95/p99 over the run with the fitted p50 trend (should be flat)."""
     fig = Figure(figsize=(9, 3.4))
     ax = fig.subplots()
@@ -123,8 +165,16 @@ def latency_drift(windows: pd.DataFrame, drift: Mapping[str, Any], *, title: str
     if drift.get("p50_slope_ms_per_min") is not None:
         xs = np.array([0.0, float(minutes.iloc[-1])])
         ys = drift["p50_intercept_ms"] + drift["p50_slope_ms_per_min"] * xs
-        flag = {True: "DRIFT SUSPECTED", False: "no drift", None: "too short to judge"}[drift.get("drift_suspected")]
-        ax.plot(xs, ys, color="#c62828", ls="--", label=f"p50 trend {drift['p50_slope_ms_per_min']:+.2f} ms/min ({flag})")
+        flag = {True: "DRIFT SUSPECTED", False: "no drift", None: "too short to judge"}[
+            drift.get("drift_suspected")
+        ]
+        ax.plot(
+            xs,
+            ys,
+            color="#c62828",
+            ls="--",
+            label=f"p50 trend {drift['p50_slope_ms_per_min']:+.2f} ms/min ({flag})",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("minutes")
     ax.set_ylabel("response ms (log)")

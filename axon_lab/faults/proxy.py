@@ -36,12 +36,25 @@ class LatencyProxy:
     def start(self, timeout_s: float = 30.0) -> LatencyProxy:
         """Start the proxy on a free loopback port; returns when it listens."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "axon_lab.faults.proxy", "proxy", "--upstream",
-             f"{self.upstream[0]}:{self.upstream[1]}"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+            [
+                sys.executable,
+                "-m",
+                "axon_lab.faults.proxy",
+                "proxy",
+                "--upstream",
+                f"{self.upstream[0]}:{self.upstream[1]}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
         box: dict[str, str] = {}
-        reader = threading.Thread(target=lambda: box.setdefault("line", self.proc.stdout.readline()),  # type: ignore[union-attr]
-                                  daemon=True)
+        reader = threading.Thread(
+            target=lambda: box.setdefault("line", self.proc.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
         reader.start()
         reader.join(timeout_s)
         line = box.get("line", "")
@@ -77,7 +90,9 @@ class LatencyProxy:
 async def _proxy_serve(upstream: tuple[str, int], state: dict[str, float]) -> None:
     """The proxy's event loop: accept, connect upstream, pump both ways (client→upstream delayed)."""
 
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delayed: bool) -> None:
+    async def pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delayed: bool
+    ) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
         async def sender() -> None:
@@ -115,8 +130,9 @@ async def _proxy_serve(upstream: tuple[str, int], state: dict[str, float]) -> No
         except OSError:  # upstream down: the client sees its connection closed
             cwriter.close()
             return
-        await asyncio.gather(pump(creader, uwriter, True), pump(ureader, cwriter, False),
-                             return_exceptions=True)
+        await asyncio.gather(
+            pump(creader, uwriter, True), pump(ureader, cwriter, False), return_exceptions=True
+        )
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -141,7 +157,9 @@ def _main(argv: list[str] | None = None) -> int:
     """``python -m axon_lab.faults.proxy proxy --upstream HOST:PORT`` (used by :class:`LatencyProxy`)."""
     parser = argparse.ArgumentParser(prog="axon_lab.faults.proxy")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    px = sub.add_parser("proxy", help="loopback TCP proxy with an adjustable delay (stdin: 'delay MS')")
+    px = sub.add_parser(
+        "proxy", help="loopback TCP proxy with an adjustable delay (stdin: 'delay MS')"
+    )
     px.add_argument("--upstream", required=True, help="HOST:PORT (loopback only)")
     args = parser.parse_args(argv)
     host, _, port = args.upstream.rpartition(":")

@@ -97,7 +97,9 @@ class FaultTarget:
                 self.redis.pause()
             else:
                 if self.proxy is None:
-                    raise ConfigError("redis latency needs the proxy (start_fault_target(proxy=True))")
+                    raise ConfigError(
+                        "redis latency needs the proxy (start_fault_target(proxy=True))"
+                    )
                 self.proxy.set_delay(latency_ms)
             return
         self._faults_call("PUT", backend, {"mode": mode, "latency_ms": latency_ms})
@@ -168,7 +170,9 @@ class FaultTarget:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<FaultTarget {self.url} redis={self.redis.public_url} proxy={self.proxy is not None}>"
+        return (
+            f"<FaultTarget {self.url} redis={self.redis.public_url} proxy={self.proxy is not None}>"
+        )
 
 
 def _check(backend: str, mode: str, latency_ms: float) -> None:
@@ -180,8 +184,14 @@ def _check(backend: str, mode: str, latency_ms: float) -> None:
         raise ConfigError("latency mode needs latency_ms > 0")
 
 
-def start_fault_target(*, options: Any = None, proxy: bool = True, env: Mapping[str, str] | None = None,
-                       log_path: Path | str | None = None, timeout_s: float = 300.0) -> FaultTarget:
+def start_fault_target(
+    *,
+    options: Any = None,
+    proxy: bool = True,
+    env: Mapping[str, str] | None = None,
+    log_path: Path | str | None = None,
+    timeout_s: float = 300.0,
+) -> FaultTarget:
     """Start Redis (+ the latency proxy) and the embedded Axon with fault injection on.
 
     Parameters
@@ -221,7 +231,6 @@ def start_fault_target(*, options: Any = None, proxy: bool = True, env: Mapping[
     except BaseException:
         stack.close()
         raise
-
 
 
 # --- the fault schedule -----------------------------------------------------------------------
@@ -289,11 +298,25 @@ def default_prompts(backend: str) -> str:
     return "mix" if backend == "redis" else "distinct"
 
 
-def run_fault(target: FaultTarget, *, backend: str = "redis", mode: str = "stop", at_s: float = 10.0,
-              for_s: float = 10.0, duration_s: float = 40.0, latency_ms: float = 200.0, rate: float = 5.0,
-              connections: int = 64, prompts: str | None = None, workspace: str = "test",
-              timeout_s: float = 15.0, health_interval_s: float = 0.25, out_dir: Path | str | None = None,
-              progress: bool = False, smoke: bool = False) -> FaultRun:
+def run_fault(
+    target: FaultTarget,
+    *,
+    backend: str = "redis",
+    mode: str = "stop",
+    at_s: float = 10.0,
+    for_s: float = 10.0,
+    duration_s: float = 40.0,
+    latency_ms: float = 200.0,
+    rate: float = 5.0,
+    connections: int = 64,
+    prompts: str | None = None,
+    workspace: str = "test",
+    timeout_s: float = 15.0,
+    health_interval_s: float = 0.25,
+    out_dir: Path | str | None = None,
+    progress: bool = False,
+    smoke: bool = False,
+) -> FaultRun:
     """Run a load at a constant arrival rate and inject one fault into it.
 
     Parameters
@@ -328,7 +351,9 @@ def run_fault(target: FaultTarget, *, backend: str = "redis", mode: str = "stop"
     if smoke:
         at_s, for_s, duration_s = min(at_s, 2.5), min(for_s, 2.5), min(duration_s, 9.0)
     if not (0 < at_s and for_s > 0 and at_s + for_s < duration_s):
-        raise ConfigError(f"the fault (at {at_s:g}s for {for_s:g}s) must end before the run does ({duration_s:g}s)")
+        raise ConfigError(
+            f"the fault (at {at_s:g}s for {for_s:g}s) must end before the run does ({duration_s:g}s)"
+        )
     prompts = prompts or default_prompts(backend)
     n = max(100, int(rate * duration_s * 1.2) + 10)
     if prompts == "distinct":
@@ -346,18 +371,40 @@ def run_fault(target: FaultTarget, *, backend: str = "redis", mode: str = "stop"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    plan = {"backend": backend, "mode": mode, "at_s": float(at_s), "for_s": float(for_s),
-            "duration_s": float(duration_s), "latency_ms": float(latency_ms) if mode == "latency" else None,
-            "rate": float(rate), "connections": int(connections), "prompts": prompts, "timeout_s": float(timeout_s),
-            "target": target.label, "policies": _safe_policies(target), "smoke": smoke}
-    runner = LoadRunner(url=f"{target.url}{PROCESS_PATH}", method="POST",
-                        bodies=workload.prompt_bodies(texts, workspace), rate=rate,
-                        duration_s=duration_s, connections=connections, timeout_s=timeout_s, out_dir=out,
-                        name=f"fault {backend} {mode}", checks=["status==200"], progress=progress,
-                        abort_unreachable_s=max(10.0, for_s + 5.0),
-                        parameters={"fault": {k: v for k, v in plan.items() if k != "policies"}})
+    plan = {
+        "backend": backend,
+        "mode": mode,
+        "at_s": float(at_s),
+        "for_s": float(for_s),
+        "duration_s": float(duration_s),
+        "latency_ms": float(latency_ms) if mode == "latency" else None,
+        "rate": float(rate),
+        "connections": int(connections),
+        "prompts": prompts,
+        "timeout_s": float(timeout_s),
+        "target": target.label,
+        "policies": _safe_policies(target),
+        "smoke": smoke,
+    }
+    runner = LoadRunner(
+        url=f"{target.url}{PROCESS_PATH}",
+        method="POST",
+        bodies=workload.prompt_bodies(texts, workspace),
+        rate=rate,
+        duration_s=duration_s,
+        connections=connections,
+        timeout_s=timeout_s,
+        out_dir=out,
+        name=f"fault {backend} {mode}",
+        checks=["status==200"],
+        progress=progress,
+        abort_unreachable_s=max(10.0, for_s + 5.0),
+        parameters={"fault": {k: v for k, v in plan.items() if k != "policies"}},
+    )
     sampler = HealthSampler(target.url, interval_s=health_interval_s).start()
-    schedule = _Schedule(target, {k: v for k, v in plan.items() if k != "policies"}, out / EVENTS_NAME).start()
+    schedule = _Schedule(
+        target, {k: v for k, v in plan.items() if k != "policies"}, out / EVENTS_NAME
+    ).start()
     error = None
     try:
         result = runner.run()
@@ -397,8 +444,13 @@ def read_fault_run(path: Path | str) -> FaultRun:
     except InputFileError:
         raise
     except Exception as exc:  # a records file cut short or overwritten: name it, one line
-        raise InputFileError(p / "records.parquet", f"unreadable records ({type(exc).__name__}: {exc})") from None
+        raise InputFileError(
+            p / "records.parquet", f"unreadable records ({type(exc).__name__}: {exc})"
+        ) from None
     hp = p / HEALTH_NAME
-    health = pd.read_parquet(hp) if hp.exists() else pd.DataFrame(columns=[HealthSampler.clock, *HealthSampler.columns])
+    health = (
+        pd.read_parquet(hp)
+        if hp.exists()
+        else pd.DataFrame(columns=[HealthSampler.clock, *HealthSampler.columns])
+    )
     return analyze(doc["plan"], records, health, doc["events"], summary, out_dir=p)
-

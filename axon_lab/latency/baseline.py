@@ -14,7 +14,11 @@ from axon_lab import goals, stats
 
 #: Percentiles shown in the baseline table, with the target each is judged against.
 PERCENTILE_TARGETS: dict[str, str | None] = {
-    "p50": None, "p90": None, "p95": "full_orchestration", "p99": "full_orchestration_p99", "p999": None,
+    "p50": None,
+    "p90": None,
+    "p95": "full_orchestration",
+    "p99": "full_orchestration_p99",
+    "p999": None,
 }
 
 
@@ -29,8 +33,9 @@ def _ok_times(records: pd.DataFrame, column: str = "response_ms") -> np.ndarray:
     return df[column].dropna().to_numpy(dtype=float)
 
 
-def percentile_table(records: pd.DataFrame, *, scenario: str | None = None,
-                     column: str = "response_ms") -> pd.DataFrame:
+def percentile_table(
+    records: pd.DataFrame, *, scenario: str | None = None, column: str = "response_ms"
+) -> pd.DataFrame:
     """Each percentile with its 95% CI and a ✅/⚠️/❌ verdict judged on the CI's upper bound.
 
     p95 is judged against the scenario's expectation (``goals.SCENARIO_EXPECTATIONS``) when
@@ -45,18 +50,30 @@ def percentile_table(records: pd.DataFrame, *, scenario: str | None = None,
         tname = PERCENTILE_TARGETS.get(name)
         target = goals.get(tname) if tname else None
         if name == "p95" and exp is not None and exp.p95_ms is not None and target is not None:
-            target = goals.goal(f"{scenario}_p95", f"{scenario} p95", exp.p95_ms,
-                                max(exp.p95_ms, target.critical), "ms")
+            target = goals.goal(
+                f"{scenario}_p95",
+                f"{scenario} p95",
+                exp.p95_ms,
+                max(exp.p95_ms, target.critical),
+                "ms",
+            )
         bounds = (ci.low, ci.high) if ci.low is not None and ci.high is not None else None
         status = target.judge(ci.estimate, bounds) if target else "info"
         if target and ci.high is None and status == "pass":
             status = "warn"  # too few samples to bound the tail: not a pass
-        rows.append({
-            "percentile": name, "ms": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
-            "target_ms": target.target if target else None,
-            "critical_ms": target.critical if target else None,
-            "verdict": goals.SYMBOLS[status], "status": status, "warning": ci.warning,
-        })
+        rows.append(
+            {
+                "percentile": name,
+                "ms": ci.estimate,
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+                "target_ms": target.target if target else None,
+                "critical_ms": target.critical if target else None,
+                "verdict": goals.SYMBOLS[status],
+                "status": status,
+                "warning": ci.warning,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -65,18 +82,30 @@ def timeseries(records: pd.DataFrame, bucket_s: float = 1.0) -> pd.DataFrame:
     from axon_lab.load.records import FAILED_OUTCOMES
 
     if records.empty:
-        return pd.DataFrame(columns=["t_s", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms"])
+        return pd.DataFrame(
+            columns=["t_s", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms"]
+        )
     end = records["end_ns"].where(records["end_ns"] >= 0, records.get("intended_ns"))
     t = (end.astype("int64") / 1e9 // bucket_s) * bucket_s
-    failed = records["outcome"].isin(FAILED_OUTCOMES) if "outcome" in records else pd.Series(False, index=records.index)
+    failed = (
+        records["outcome"].isin(FAILED_OUTCOMES)
+        if "outcome" in records
+        else pd.Series(False, index=records.index)
+    )
     df = pd.DataFrame({"t_s": t, "failed": failed, "ms": records.get("response_ms")})
     g = df.groupby("t_s")
-    out = pd.DataFrame({
-        "requests": g.size(),
-        "errors": g["failed"].sum(),
-        "p50_ms": g["ms"].agg(lambda v: stats.percentile(v.dropna(), 50) if v.notna().any() else np.nan),
-        "p95_ms": g["ms"].agg(lambda v: stats.percentile(v.dropna(), 95) if v.notna().any() else np.nan),
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "requests": g.size(),
+            "errors": g["failed"].sum(),
+            "p50_ms": g["ms"].agg(
+                lambda v: stats.percentile(v.dropna(), 50) if v.notna().any() else np.nan
+            ),
+            "p95_ms": g["ms"].agg(
+                lambda v: stats.percentile(v.dropna(), 95) if v.notna().any() else np.nan
+            ),
+        }
+    ).reset_index()
     out["rps"] = out["requests"] / bucket_s
     out["error_rate"] = out["errors"] / out["requests"]
     return out[["t_s", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms"]]
@@ -106,29 +135,43 @@ def diagnose(
     err_max = exp.max_error_rate if exp else 0.01
     over = []
     if stage_table is not None and not stage_table.empty:
-        over = [f"{r.stage} p95 {r.p95_ms:.0f} ms > budget {r.budget_ms:.0f} ms"
-                for r in stage_table.itertuples() if r.status in ("warn", "fail") and r.stage != "total"]
+        over = [
+            f"{r.stage} p95 {r.p95_ms:.0f} ms > budget {r.budget_ms:.0f} ms"
+            for r in stage_table.itertuples()
+            if r.status in ("warn", "fail") and r.stage != "total"
+        ]
     checks = {
         "High p95 latency": (
             p95_ms is not None and p95_ms > p95_limit,
             f"p95 {p95_ms:.0f} ms vs {p95_limit:.0f} ms" if p95_ms is not None else "no samples",
         ),
         "High p99 latency": (
-            p99_ms is not None and (p99_ms > goals.get("full_orchestration_p99").target
-                                    or (p50_ms is not None and p50_ms > 0 and p99_ms > 5 * p50_ms)),
-            f"p99 {p99_ms:.0f} ms" + (f" = {p99_ms / p50_ms:.1f}x p50" if p50_ms else "") if p99_ms is not None else "no samples",
+            p99_ms is not None
+            and (
+                p99_ms > goals.get("full_orchestration_p99").target
+                or (p50_ms is not None and p50_ms > 0 and p99_ms > 5 * p50_ms)
+            ),
+            f"p99 {p99_ms:.0f} ms" + (f" = {p99_ms / p50_ms:.1f}x p50" if p50_ms else "")
+            if p99_ms is not None
+            else "no samples",
         ),
         "Low throughput": (
             rps is not None and rps_min is not None and rps < rps_min,
-            f"{rps:.1f} req/s vs {rps_min} req/s expected" if rps is not None and rps_min else "no throughput expectation",
+            f"{rps:.1f} req/s vs {rps_min} req/s expected"
+            if rps is not None and rps_min
+            else "no throughput expectation",
         ),
         "Memory growth": (
             memory_slope_mb_per_min is not None and memory_slope_mb_per_min > 1.0,
-            f"RSS slope {memory_slope_mb_per_min:.2f} MB/min" if memory_slope_mb_per_min is not None else "not measured",
+            f"RSS slope {memory_slope_mb_per_min:.2f} MB/min"
+            if memory_slope_mb_per_min is not None
+            else "not measured",
         ),
         "High error rate": (
             error_rate is not None and error_rate > err_max,
-            f"{error_rate:.2%} vs {err_max:.0%} allowed" if error_rate is not None else "no samples",
+            f"{error_rate:.2%} vs {err_max:.0%} allowed"
+            if error_rate is not None
+            else "no samples",
         ),
     }
     rows = []
@@ -137,9 +180,19 @@ def diagnose(
         if detected and symptom in ("High p95 latency", "Low throughput") and over:
             evidence += "; " + "; ".join(over)
         if detected and symptom == "Low throughput" and client_bound:
-            cause, solution = "Load generator saturated (client-bound run)", "Use more generator processes or machines"
-        rows.append({"symptom": symptom, "detected": bool(detected), "evidence": evidence,
-                     "likely cause": cause, "what to try": solution})
+            cause, solution = (
+                "Load generator saturated (client-bound run)",
+                "Use more generator processes or machines",
+            )
+        rows.append(
+            {
+                "symptom": symptom,
+                "detected": bool(detected),
+                "evidence": evidence,
+                "likely cause": cause,
+                "what to try": solution,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -152,13 +205,28 @@ def overview(runs: Mapping[str, Any]) -> pd.DataFrame:
         s = run.summary
         ci = s.get("ci", {}).get("p95") or [None, None]
         failed = [t["expr"] for t in s.get("thresholds", []) if not t.get("ok")]
-        status = "fail" if failed else ("warn" if s.get("incomplete") or s.get("warnings") and ci[1] is None else "pass")
-        rows.append({
-            "scenario": name, "loop": s.get("loop"), "requests": s.get("count"), "rps": s.get("rps"),
-            "error_rate": s.get("error_rate"), "p50_ms": s.get("p50"), "p95_ms": s.get("p95"),
-            "p95_ci_high": ci[1], "p99_ms": s.get("p99"), "verdict": goals.SYMBOLS[status],
-            "status": status, "failed_thresholds": "; ".join(failed), "incomplete": s.get("incomplete"),
-        })
+        status = (
+            "fail"
+            if failed
+            else ("warn" if s.get("incomplete") or s.get("warnings") and ci[1] is None else "pass")
+        )
+        rows.append(
+            {
+                "scenario": name,
+                "loop": s.get("loop"),
+                "requests": s.get("count"),
+                "rps": s.get("rps"),
+                "error_rate": s.get("error_rate"),
+                "p50_ms": s.get("p50"),
+                "p95_ms": s.get("p95"),
+                "p95_ci_high": ci[1],
+                "p99_ms": s.get("p99"),
+                "verdict": goals.SYMBOLS[status],
+                "status": status,
+                "failed_thresholds": "; ".join(failed),
+                "incomplete": s.get("incomplete"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -181,11 +249,18 @@ def common_issues(runs: Mapping[str, Any]) -> pd.DataFrame:
     frames = []
     for name, run in runs.items():
         s = run.summary
-        frames.append(diagnose(
-            p50_ms=s.get("p50"), p95_ms=s.get("p95"), p99_ms=s.get("p99"), rps=s.get("rps"),
-            error_rate=s.get("error_rate"), scenario=name, stage_table=stage_table(run.records),
-            client_bound=bool(s.get("client", {}).get("client_bound")),
-        ).assign(scenario=name))
+        frames.append(
+            diagnose(
+                p50_ms=s.get("p50"),
+                p95_ms=s.get("p95"),
+                p99_ms=s.get("p99"),
+                rps=s.get("rps"),
+                error_rate=s.get("error_rate"),
+                scenario=name,
+                stage_table=stage_table(run.records),
+                client_bound=bool(s.get("client", {}).get("client_bound")),
+            ).assign(scenario=name)
+        )
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -196,8 +271,11 @@ def verdict(table: pd.DataFrame, issues: pd.DataFrame) -> dict[str, str]:
         if st == "fail" or (st == "warn" and worst == "pass"):
             worst = st
     found = sorted(set(issues.loc[issues.detected, "symptom"])) if not issues.empty else []
-    parts = [f"{r.scenario}: p95 {r.p95_ms:.0f} ms, {r.rps:.1f} req/s, errors {r.error_rate:.1%} {r.verdict}"
-             for r in table.itertuples() if r.p95_ms is not None and r.rps is not None and r.error_rate is not None]
+    parts = [
+        f"{r.scenario}: p95 {r.p95_ms:.0f} ms, {r.rps:.1f} req/s, errors {r.error_rate:.1%} {r.verdict}"
+        for r in table.itertuples()
+        if r.p95_ms is not None and r.rps is not None and r.error_rate is not None
+    ]
     if found:
         parts.append("issues: " + ", ".join(found))
     return {"status": worst, "summary": "; ".join(parts) or "no samples"}
@@ -221,17 +299,40 @@ def text_report(runs: Mapping[str, Any]) -> str:
     return "\n\n".join(f"== {name} ==\n{run.table()}" for name, run in runs.items())
 
 
-def results(runs: Mapping[str, Any], table: pd.DataFrame, issues: pd.DataFrame, target: Any = None) -> dict[str, Any]:
+def results(
+    runs: Mapping[str, Any], table: pd.DataFrame, issues: pd.DataFrame, target: Any = None
+) -> dict[str, Any]:
     """JSON-able results for the sidecar: per scenario the headline figures, thresholds, issues."""
     out: dict[str, Any] = {"target": getattr(target, "label", None), "scenarios": {}}
     for name, run in runs.items():
         s = run.summary
         out["scenarios"][name] = {
-            k: s.get(k) for k in ("loop", "count", "rps", "errors", "error_rate", "p50", "p90", "p95",
-                                  "p99", "p999", "max", "ci", "incomplete", "passed")
-        } | {"thresholds": s.get("thresholds"), "warnings": s.get("warnings"),
-             "out_dir": str(getattr(run, "out_dir", "") or "")}
-    out["issues_detected"] = issues.loc[issues.detected, ["scenario", "symptom", "evidence"]].to_dict("records") \
-        if not issues.empty else []
+            k: s.get(k)
+            for k in (
+                "loop",
+                "count",
+                "rps",
+                "errors",
+                "error_rate",
+                "p50",
+                "p90",
+                "p95",
+                "p99",
+                "p999",
+                "max",
+                "ci",
+                "incomplete",
+                "passed",
+            )
+        } | {
+            "thresholds": s.get("thresholds"),
+            "warnings": s.get("warnings"),
+            "out_dir": str(getattr(run, "out_dir", "") or ""),
+        }
+    out["issues_detected"] = (
+        issues.loc[issues.detected, ["scenario", "symptom", "evidence"]].to_dict("records")
+        if not issues.empty
+        else []
+    )
     out["overview"] = table.to_dict("records")
     return out

@@ -26,7 +26,11 @@ def stage_frame(records: pd.DataFrame) -> pd.DataFrame:
     cols = [c for c in ok.columns if c.startswith("stage.")]
     if not cols:
         return pd.DataFrame(columns=["request", "stage", "ms"])
-    long = ok[cols].reset_index(names="request").melt(id_vars="request", var_name="stage", value_name="ms")
+    long = (
+        ok[cols]
+        .reset_index(names="request")
+        .melt(id_vars="request", var_name="stage", value_name="ms")
+    )
     long["stage"] = long["stage"].str.removeprefix("stage.")
     return long.dropna(subset=["ms"]).reset_index(drop=True)
 
@@ -35,24 +39,37 @@ def stage_table(records: pd.DataFrame) -> pd.DataFrame:
     """Per stage: count, mean, p50, p95, p99, max (ms), the guide's budget, verdict and share of total."""
     long = stage_frame(records)
     rows = []
-    total_mean = long.loc[long.stage == "total", "ms"].mean() if (long.stage == "total").any() else np.nan
+    total_mean = (
+        long.loc[long.stage == "total", "ms"].mean() if (long.stage == "total").any() else np.nan
+    )
     names = [s for s in ORDER if s in set(long.stage)] + sorted(set(long.stage) - set(ORDER))
     for stage in names:
         v = long.loc[long.stage == stage, "ms"].to_numpy(dtype=float)
         p95 = float(np.percentile(v, 95))
         budget = STAGE_BUDGET_MS.get(stage)
-        rows.append({
-            "stage": stage, "count": int(v.size), "mean_ms": float(v.mean()),
-            "p50_ms": float(np.percentile(v, 50)), "p95_ms": p95, "p99_ms": float(np.percentile(v, 99)),
-            "max_ms": float(v.max()), "budget_ms": budget,
-            "budget_used": p95 / budget if budget else np.nan,
-            "status": stage_status(stage, p95) if budget else "info",
-            "share_of_total": float(v.mean() / total_mean) if total_mean and stage != "total" else np.nan,
-        })
+        rows.append(
+            {
+                "stage": stage,
+                "count": int(v.size),
+                "mean_ms": float(v.mean()),
+                "p50_ms": float(np.percentile(v, 50)),
+                "p95_ms": p95,
+                "p99_ms": float(np.percentile(v, 99)),
+                "max_ms": float(v.max()),
+                "budget_ms": budget,
+                "budget_used": p95 / budget if budget else np.nan,
+                "status": stage_status(stage, p95) if budget else "info",
+                "share_of_total": float(v.mean() / total_mean)
+                if total_mean and stage != "total"
+                else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def pick_requests(records: pd.DataFrame, quantiles: tuple[float, ...] = (0.5, 0.95)) -> dict[str, int]:
+def pick_requests(
+    records: pd.DataFrame, quantiles: tuple[float, ...] = (0.5, 0.95)
+) -> dict[str, int]:
     """Index of the request whose total is nearest each quantile ("typical" = p50, "p95" ...)."""
     if "stage.total" in records.columns:
         total = records["stage.total"]
@@ -79,13 +96,25 @@ def waterfall(records: pd.DataFrame, index: int) -> pd.DataFrame:
         ms = row.get(f"stage.{stage}")
         if ms is None or pd.isna(ms):
             continue
-        rows.append({"stage": stage, "start_ms": start, "duration_ms": float(ms),
-                     "budget_ms": STAGE_BUDGET_MS.get(stage)})
+        rows.append(
+            {
+                "stage": stage,
+                "start_ms": start,
+                "duration_ms": float(ms),
+                "budget_ms": STAGE_BUDGET_MS.get(stage),
+            }
+        )
         start += float(ms)
     total = row.get("stage.total")
     if total is not None and not pd.isna(total) and total > start:
-        rows.append({"stage": "(unaccounted)", "start_ms": start, "duration_ms": float(total) - start,
-                     "budget_ms": None})
+        rows.append(
+            {
+                "stage": "(unaccounted)",
+                "start_ms": start,
+                "duration_ms": float(total) - start,
+                "budget_ms": None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,8 +138,9 @@ def _depth(df: pd.DataFrame, i: int) -> int:
     return depth
 
 
-def fetch_timeline(base_url: str, prompt: str, workspace_id: str = "test", *,
-                   timeout_s: float = 30.0) -> dict[str, Any]:
+def fetch_timeline(
+    base_url: str, prompt: str, workspace_id: str = "test", *, timeout_s: float = 30.0
+) -> dict[str, Any]:
     """POST one prompt with ``X-Axon-Trace: 1`` and return its timeline and Server-Timing.
 
     A deployment that does not return ``metadata.timeline`` gets a sequential timeline
@@ -120,9 +150,12 @@ def fetch_timeline(base_url: str, prompt: str, workspace_id: str = "test", *,
 
     from axon_lab.load.servertiming import parse_server_timing
 
-    r = httpx.post(f"{base_url.rstrip('/')}/api/v1/prompts/process", timeout=timeout_s,
-                   json=prompt_bodies([prompt], workspace_id)[0],
-                   headers={"X-Axon-Trace": "1"})
+    r = httpx.post(
+        f"{base_url.rstrip('/')}/api/v1/prompts/process",
+        timeout=timeout_s,
+        json=prompt_bodies([prompt], workspace_id)[0],
+        headers={"X-Axon-Trace": "1"},
+    )
     r.raise_for_status()
     timing = parse_server_timing(r.headers.get("server-timing", ""))
     tl = r.json().get("metadata", {}).get("timeline")
@@ -131,8 +164,16 @@ def fetch_timeline(base_url: str, prompt: str, workspace_id: str = "test", *,
         tl, start = [], 0.0
         for stage in STAGES:
             if stage in timing:
-                tl.append({"name": stage, "parent": None, "start_ms": start, "end_ms": start + timing[stage],
-                           "duration_ms": timing[stage], "outcome": "ok"})
+                tl.append(
+                    {
+                        "name": stage,
+                        "parent": None,
+                        "start_ms": start,
+                        "end_ms": start + timing[stage],
+                        "duration_ms": timing[stage],
+                        "outcome": "ok",
+                    }
+                )
                 start += timing[stage]
     return {"timeline": tl, "server_timing": timing, "reconstructed": reconstructed}
 
@@ -156,12 +197,16 @@ def verdict(table: pd.DataFrame) -> dict[str, str]:
     return {"status": status, "summary": "; ".join(parts)}
 
 
-def results(table: pd.DataFrame, run: Any, timeline: dict[str, Any] | None = None) -> dict[str, Any]:
+def results(
+    table: pd.DataFrame, run: Any, timeline: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """JSON-able results for the sidecar."""
     return {
         "stages": table.to_dict("records"),
-        "requests": run.summary.get("count"), "rps": run.summary.get("rps"),
-        "p95_ms": run.summary.get("p95"), "error_rate": run.summary.get("error_rate"),
+        "requests": run.summary.get("count"),
+        "rps": run.summary.get("rps"),
+        "p95_ms": run.summary.get("p95"),
+        "error_rate": run.summary.get("error_rate"),
         "timeline_reconstructed": (timeline or {}).get("reconstructed"),
         "timeline_spans": len((timeline or {}).get("timeline") or []),
     }

@@ -27,13 +27,16 @@ from axon_lab.metrics import Metric, declare
 from axon_lab.registry import Registry
 
 #: The guide's "Measuring Success" rows.
-MEASURES: Registry[Metric] = declare("measure", [
-    Metric("p95_latency", "p95 Latency", "ms"),
-    Metric("throughput", "Throughput", "req/s", better="higher"),
-    Metric("memory", "Memory Usage", "MB"),
-    Metric("cache_hit_rate", "Cache Hit Rate", "ratio", better="higher"),
-    Metric("error_rate", "Error Rate", "ratio"),
-])
+MEASURES: Registry[Metric] = declare(
+    "measure",
+    [
+        Metric("p95_latency", "p95 Latency", "ms"),
+        Metric("throughput", "Throughput", "req/s", better="higher"),
+        Metric("memory", "Memory Usage", "MB"),
+        Metric("cache_hit_rate", "Cache Hit Rate", "ratio", better="higher"),
+        Metric("error_rate", "Error Rate", "ratio"),
+    ],
+)
 
 
 def _welch(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -50,7 +53,9 @@ def _welch(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tuple[floa
     return diff, diff - t * se, diff + t * se
 
 
-def _two_prop(ka: int, na: int, kb: int, nb: int, confidence: float = 0.95) -> tuple[float, float, float]:
+def _two_prop(
+    ka: int, na: int, kb: int, nb: int, confidence: float = 0.95
+) -> tuple[float, float, float]:
     if na == 0 or nb == 0:
         return math.nan, math.nan, math.nan
     pa, pb = ka / na, kb / nb
@@ -87,20 +92,40 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
     rows.append(("p95_latency", pa.a, pa.b, pa.diff, pa.low, pa.high, "; ".join(pa.warnings)))
     ta, tb = _per_second(before.records), _per_second(after.records)
     d, lo, hi = _welch(ta, tb, confidence)
-    rows.append(("throughput", before.summary.get("rps"), after.summary.get("rps"), d, lo, hi,
-                 "" if min(ta.size, tb.size) >= 5 else "fewer than 5 one-second buckets"))
+    rows.append(
+        (
+            "throughput",
+            before.summary.get("rps"),
+            after.summary.get("rps"),
+            d,
+            lo,
+            hi,
+            "" if min(ta.size, tb.size) >= 5 else "fewer than 5 one-second buckets",
+        )
+    )
     ra = getattr(before, "resources", None)
     rb = getattr(after, "resources", None)
     if ra is not None and rb is not None and not ra.empty and not rb.empty:
         d, lo, hi = _welch(ra["rss_mb"].to_numpy(float), rb["rss_mb"].to_numpy(float), confidence)
-        rows.append(("memory", float(ra["rss_mb"].mean()), float(rb["rss_mb"].mean()), d, lo, hi, ""))
+        rows.append(
+            ("memory", float(ra["rss_mb"].mean()), float(rb["rss_mb"].mean()), d, lo, hi, "")
+        )
     else:
         rows.append(("memory", None, None, math.nan, math.nan, math.nan, "no /metrics samples"))
     ha, na = _cache_counts(before.summary)
     hb, nb = _cache_counts(after.summary)
     d, lo, hi = _two_prop(ha, na, hb, nb, confidence)
-    rows.append(("cache_hit_rate", ha / na if na else None, hb / nb if nb else None, d, lo, hi,
-                 "" if na and nb else "no cache header in one run"))
+    rows.append(
+        (
+            "cache_hit_rate",
+            ha / na if na else None,
+            hb / nb if nb else None,
+            d,
+            lo,
+            hi,
+            "" if na and nb else "no cache header in one run",
+        )
+    )
     rq_a, rq_b = before.summary.get("requests", {}), after.summary.get("requests", {})
     ea, eb = int(before.summary.get("errors") or 0), int(after.summary.get("errors") or 0)
     nra = int(rq_a.get("sent") or before.summary.get("count") or 0)
@@ -110,7 +135,9 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
     out = []
     for key, a, b, diff, lo, hi, warn in rows:
         measure = MEASURES.get(key)
-        improvement = ((b - a) / a) if (a not in (None, 0) and b is not None and not _nan(a)) else math.nan
+        improvement = (
+            ((b - a) / a) if (a not in (None, 0) and b is not None and not _nan(a)) else math.nan
+        )
         real = not (_nan(lo) or _nan(hi)) and (lo > 0 or hi < 0)
         if "too few samples" in warn:
             verdict = "too few samples"
@@ -119,12 +146,26 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
         else:
             verdict = "improved" if measure.improved(diff) else "regressed"
         arrow = "" if _nan(improvement) else ("↓" if improvement < 0 else "↑")
-        out.append({"metric": measure.label, "unit": measure.unit, "before": a, "after": b, "difference": diff,
-                    "ci_low": lo, "ci_high": hi,
-                    "improvement": f"{abs(improvement):.0%} {arrow}" if not _nan(improvement) else "n/a",
-                    "verdict": verdict, "warning": warn})
+        out.append(
+            {
+                "metric": measure.label,
+                "unit": measure.unit,
+                "before": a,
+                "after": b,
+                "difference": diff,
+                "ci_low": lo,
+                "ci_high": hi,
+                "improvement": f"{abs(improvement):.0%} {arrow}"
+                if not _nan(improvement)
+                else "n/a",
+                "verdict": verdict,
+                "warning": warn,
+            }
+        )
     df = pd.DataFrame(out)
-    mw = provenance.machine_warning(before.summary.get("provenance"), after.summary.get("provenance"))
+    mw = provenance.machine_warning(
+        before.summary.get("provenance"), after.summary.get("provenance")
+    )
     df.attrs["warnings"] = [mw] if mw else []
     return df
 
@@ -161,13 +202,21 @@ def latency_samples(before: Any, after: Any) -> dict[str, np.ndarray]:
     return {"before": _lat(before), "after": _lat(after)}
 
 
-def results(table: pd.DataFrame, before: Any, after: Any, before_spec: str, after_spec: str) -> dict[str, Any]:
+def results(
+    table: pd.DataFrame, before: Any, after: Any, before_spec: str, after_spec: str
+) -> dict[str, Any]:
     """JSON-able results for the sidecar."""
     return {
-        "before": {"spec": before_spec, "requests": before.summary.get("count"),
-                   "out_dir": str(getattr(before, "out_dir", "") or "")},
-        "after": {"spec": after_spec, "requests": after.summary.get("count"),
-                  "out_dir": str(getattr(after, "out_dir", "") or "")},
+        "before": {
+            "spec": before_spec,
+            "requests": before.summary.get("count"),
+            "out_dir": str(getattr(before, "out_dir", "") or ""),
+        },
+        "after": {
+            "spec": after_spec,
+            "requests": after.summary.get("count"),
+            "out_dir": str(getattr(after, "out_dir", "") or ""),
+        },
         "measuring_success": table.to_dict("records"),
         "warnings": table.attrs.get("warnings", []),
     }

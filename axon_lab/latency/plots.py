@@ -26,15 +26,26 @@ def _lines(ax, target_ms: float | None, critical_ms: float | None) -> None:
     if target_ms:
         ax.axvline(target_ms, color="#f9a825", ls="--", lw=1.5, label=f"target {target_ms:g} ms")
     if critical_ms:
-        ax.axvline(critical_ms, color="#c62828", ls="--", lw=1.5, label=f"critical {critical_ms:g} ms")
+        ax.axvline(
+            critical_ms, color="#c62828", ls="--", lw=1.5, label=f"critical {critical_ms:g} ms"
+        )
 
 
-def latency_distribution(samples: Mapping[str, np.ndarray], *, target_ms: float | None = None,
-                         critical_ms: float | None = None, title: str = "Response time") -> Figure:
+def latency_distribution(
+    samples: Mapping[str, np.ndarray],
+    *,
+    target_ms: float | None = None,
+    critical_ms: float | None = None,
+    title: str = "Response time",
+) -> Figure:
     """Histogram (log-spaced bins) and empirical CDF (log x axis), one series per run."""
     fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
-    allv = np.concatenate([np.asarray(v, float) for v in samples.values() if len(v)]) if samples else np.array([])
+    allv = (
+        np.concatenate([np.asarray(v, float) for v in samples.values() if len(v)])
+        if samples
+        else np.array([])
+    )
     if allv.size == 0:
         ax1.text(0.5, 0.5, "no samples", ha="center", transform=ax1.transAxes)
         return fig
@@ -90,14 +101,25 @@ def before_after(table: pd.DataFrame) -> Figure:
     """Relative change per metric with its 95% CI (green improved, red regressed, grey noise)."""
     fig = Figure(figsize=(9, 3.2))
     ax = fig.subplots()
-    colors = {"improved": "#2e7d32", "regressed": "#c62828", "noise": "#9e9e9e", "unknown": "#bdbdbd"}
+    colors = {
+        "improved": "#2e7d32",
+        "regressed": "#c62828",
+        "noise": "#9e9e9e",
+        "unknown": "#bdbdbd",
+    }
     for i, r in enumerate(table.itertuples()):
         base = r.before if r.before not in (None, 0) and not pd.isna(r.before) else None
         if base is None or pd.isna(r.difference):
             continue
         rel, lo, hi = r.difference / base, r.ci_low / base, r.ci_high / base
-        ax.errorbar(rel * 100, i, xerr=[[max(rel - lo, 0) * 100], [max(hi - rel, 0) * 100]], fmt="o",
-                    color=colors.get(r.verdict, "black"), capsize=4)
+        ax.errorbar(
+            rel * 100,
+            i,
+            xerr=[[max(rel - lo, 0) * 100], [max(hi - rel, 0) * 100]],
+            fmt="o",
+            color=colors.get(r.verdict, "black"),
+            capsize=4,
+        )
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(table)))
     ax.set_yticklabels(table["metric"])
@@ -109,7 +131,13 @@ def before_after(table: pd.DataFrame) -> Figure:
 
 
 # --- stage breakdown ---------------------------------------------------------------------------
-COLORS = {"pass": "#2e7d32", "warn": "#f9a825", "fail": "#c62828", "info": "#607d8b", "unknown": "#9e9e9e"}
+COLORS = {
+    "pass": "#2e7d32",
+    "warn": "#f9a825",
+    "fail": "#c62828",
+    "info": "#607d8b",
+    "unknown": "#9e9e9e",
+}
 
 
 def stage_distributions(long: pd.DataFrame, table: pd.DataFrame) -> Figure:
@@ -118,8 +146,14 @@ def stage_distributions(long: pd.DataFrame, table: pd.DataFrame) -> Figure:
     fig = Figure(figsize=(10, 0.45 * len(stages) + 1.5))
     ax = fig.subplots()
     data = [np.clip(long.loc[long.stage == s, "ms"].to_numpy(), 1e-3, None) for s in stages]
-    ax.boxplot(data, vert=False, tick_labels=stages, showfliers=True, whis=(5, 95),
-               flierprops={"markersize": 2, "alpha": 0.4})
+    ax.boxplot(
+        data,
+        vert=False,
+        tick_labels=stages,
+        showfliers=True,
+        whis=(5, 95),
+        flierprops={"markersize": 2, "alpha": 0.4},
+    )
     t = table.set_index("stage")
     for i, s in enumerate(stages, start=1):
         b = t.loc[s, "budget_ms"] if s in t.index else None
@@ -142,11 +176,19 @@ def waterfalls(frames: dict[str, pd.DataFrame]) -> Figure:
     cmap = matplotlib.colormaps.get_cmap("tab10")
     for ax, (label, wf) in zip(axes[:, 0], frames.items(), strict=True):
         for i, r in enumerate(wf.itertuples()):
-            ax.barh(0, r.duration_ms, left=r.start_ms, color=cmap(i % 10), edgecolor="white",
-                    label=f"{r.stage} {r.duration_ms:.1f} ms")
+            ax.barh(
+                0,
+                r.duration_ms,
+                left=r.start_ms,
+                color=cmap(i % 10),
+                edgecolor="white",
+                label=f"{r.stage} {r.duration_ms:.1f} ms",
+            )
         ax.set_yticks([])
         ax.set_title(f"{label} request: {wf.duration_ms.sum():.1f} ms", loc="left", fontsize=10)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8, frameon=False)
+        ax.legend(
+            loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8, frameon=False
+        )
         ax.set_xlabel("ms since request start")
     fig.tight_layout()
     return fig
@@ -157,11 +199,19 @@ def span_timeline(tl: pd.DataFrame, title: str = "One request's spans") -> Figur
     fig = Figure(figsize=(10, 0.32 * max(len(tl), 4) + 1.2))
     ax = fig.subplots()
     for i, r in enumerate(tl.itertuples()):
-        ax.barh(i, max(r.end_ms - r.start_ms, 0.01), left=r.start_ms,
-                color=matplotlib.colormaps.get_cmap("tab20")(int(r.depth) % 20), edgecolor="black", lw=0.3)
+        ax.barh(
+            i,
+            max(r.end_ms - r.start_ms, 0.01),
+            left=r.start_ms,
+            color=matplotlib.colormaps.get_cmap("tab20")(int(r.depth) % 20),
+            edgecolor="black",
+            lw=0.3,
+        )
         ax.text(r.end_ms, i, f" {r.duration_ms:.2f} ms", va="center", fontsize=7)
     ax.set_yticks(range(len(tl)))
-    ax.set_yticklabels(["  " * int(d) + n for n, d in zip(tl["name"], tl["depth"], strict=True)], fontsize=8)
+    ax.set_yticklabels(
+        ["  " * int(d) + n for n, d in zip(tl["name"], tl["depth"], strict=True)], fontsize=8
+    )
     ax.invert_yaxis()
     ax.set_xlabel("ms since request start")
     ax.set_title(title)

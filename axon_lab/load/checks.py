@@ -23,8 +23,14 @@ class CheckResponse:
 
     __slots__ = ("status", "headers", "body", "service_ms", "response_ms", "_json", "_parsed")
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes, service_ms: float,
-                 response_ms: float) -> None:
+    def __init__(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        service_ms: float,
+        response_ms: float,
+    ) -> None:
         self.status = status
         self.headers = headers
         self.body = body
@@ -74,7 +80,11 @@ def _json_path(doc: Any, path: str) -> tuple[bool, Any]:
     for part in path.split("."):
         if isinstance(cur, dict) and part in cur:
             cur = cur[part]
-        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+        elif (
+            isinstance(cur, list)
+            and part.lstrip("-").isdigit()
+            and -len(cur) <= int(part) < len(cur)
+        ):
             cur = cur[int(part)]
         else:
             return False, None
@@ -82,14 +92,20 @@ def _json_path(doc: Any, path: str) -> tuple[bool, Any]:
 
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
+    "<=": lambda a, b: a <= b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    ">": lambda a, b: a > b,
 }
 _CMP = re.compile(r"^(status|duration|response_time)\s*(<=|>=|==|!=|<|>)\s*(\d+(?:\.\d+)?)$")
 
-CHECK_SYNTAX = ("status==200 | status<400 | status in 200,201 | duration<3000 (ms, from send) | "
-                "response_time<3000 (ms, from intended start) | json:FIELD[.SUB] | "
-                "header:NAME | body~REGEX")
+CHECK_SYNTAX = (
+    "status==200 | status<400 | status in 200,201 | duration<3000 (ms, from send) | "
+    "response_time<3000 (ms, from intended start) | json:FIELD[.SUB] | "
+    "header:NAME | body~REGEX"
+)
 
 
 def parse_check(expr: str) -> Check:
@@ -129,8 +145,11 @@ def parse_check(expr: str) -> Check:
             rx = re.compile(e[5:].strip().strip('"').encode())
         except re.error as exc:
             raise ConfigError(f"bad check regex {e[5:]!r}: {exc}") from None
-        return Check(f"body matches {e[5:].strip()}", lambda r: rx.search(r.body) is not None,
-                     needs_body=True)
+        return Check(
+            f"body matches {e[5:].strip()}",
+            lambda r: rx.search(r.body) is not None,
+            needs_body=True,
+        )
     raise ConfigError(f"cannot parse check {expr!r}; use {CHECK_SYNTAX}")
 
 

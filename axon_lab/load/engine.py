@@ -251,9 +251,17 @@ class AsyncioEngine:
     def progress(self) -> dict[str, Any]:
         """Counters for a progress bar."""
         elapsed = (_now() - self.t0_ns) / 1e9 if self.started else 0.0
-        return {"elapsed_s": elapsed, "sent": self.sent, "done": self.done, "errors": self.errors,
-                "inflight": self.inflight, "backlog": len(self._backlog), "dropped": self.dropped,
-                "vus": self._active_vus, "late": self.late}
+        return {
+            "elapsed_s": elapsed,
+            "sent": self.sent,
+            "done": self.done,
+            "errors": self.errors,
+            "inflight": self.inflight,
+            "backlog": len(self._backlog),
+            "dropped": self.dropped,
+            "vus": self._active_vus,
+            "late": self.late,
+        }
 
     # -- main -----------------------------------------------------------------------------------
     async def _main(self) -> EngineOutcome:
@@ -264,13 +272,17 @@ class AsyncioEngine:
         try:
             first = await self._connect()
         except (TimeoutError, OSError) as exc:
-            raise BackendUnavailable("load target", f"{plan.target.base_url}: {_err(exc)}") from None
+            raise BackendUnavailable(
+                "load target", f"{plan.target.base_url}: {_err(exc)}"
+            ) from None
         warm = [first]
         if plan.shape.is_open:
             # Open a few more pool connections before the clock starts, so the first requests
             # do not pay connect time as schedule lag (the pool still grows on demand).
-            extra = await asyncio.gather(*(self._connect() for _ in range(min(plan.connections, 16) - 1)),
-                                         return_exceptions=True)
+            extra = await asyncio.gather(
+                *(self._connect() for _ in range(min(plan.connections, 16) - 1)),
+                return_exceptions=True,
+            )
             warm += [c for c in extra if isinstance(c, HttpConnection)]
         self.t0_ns = _now()
         started_utc = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
@@ -331,9 +343,15 @@ class AsyncioEngine:
 
     async def _connect(self) -> HttpConnection:
         plan = self.plan
-        conn = await open_connection(plan.target, self._conn_ids, self._on_done, self._on_lost,
-                                     keep_body=plan.keep_body, ssl_context=plan.ssl_context,
-                                     timeout_s=plan.connect_timeout_s)
+        conn = await open_connection(
+            plan.target,
+            self._conn_ids,
+            self._on_done,
+            self._on_lost,
+            keep_body=plan.keep_body,
+            ssl_context=plan.ssl_context,
+            timeout_s=plan.connect_timeout_s,
+        )
         self._conn_ids += 1
         self._all_conns.add(conn)
         self._progress_ok()
@@ -349,8 +367,9 @@ class AsyncioEngine:
         checks = self.plan.checks
         if checks and outcome not in (DROPPED, INTERRUPTED):
             service = (ex.end_ns - ex.sent_ns) / 1e6 if ex.sent_ns >= 0 else math.nan
-            resp = CheckResponse(ex.status, ex.headers, ex.body, service,
-                                 (ex.end_ns - ex.intended_ns) / 1e6)
+            resp = CheckResponse(
+                ex.status, ex.headers, ex.body, service, (ex.end_ns - ex.intended_ns) / 1e6
+            )
             counts = self._check_counts
             for c in checks:
                 if c(resp):
@@ -370,11 +389,24 @@ class AsyncioEngine:
                     caches = parse_cache_headers(headers, self.plan.cache_headers)
                     break
         self.sink.add(
-            ex.seq, ex.stage, ex.conn_id, ex.intended_ns - t0, sent,
+            ex.seq,
+            ex.stage,
+            ex.conn_id,
+            ex.intended_ns - t0,
+            sent,
             ex.first_ns - t0 if ex.first_ns >= 0 else -1,
             ex.end_ns - t0 if ex.end_ns >= 0 else -1,
-            ex.connect_ns, ex.status, outcome, ex.error, ex.nbytes, ex.queued, late,
-            -1 if not checks else passed, -1 if not checks else failed, stages, caches,
+            ex.connect_ns,
+            ex.status,
+            outcome,
+            ex.error,
+            ex.nbytes,
+            ex.queued,
+            late,
+            -1 if not checks else passed,
+            -1 if not checks else failed,
+            stages,
+            caches,
         )
         self.done += 1
         if late:
@@ -404,8 +436,13 @@ class AsyncioEngine:
     def _on_done(self, conn: HttpConnection, ex: Exchange) -> None:
         self._busy.discard(conn)
         self.inflight -= 1
-        if (ex.outcome == IO_ERROR and ex.first_ns < 0 and conn.requests > 0 and not ex.retried
-                and self._issuing):
+        if (
+            ex.outcome == IO_ERROR
+            and ex.first_ns < 0
+            and conn.requests > 0
+            and not ex.retried
+            and self._issuing
+        ):
             # A reused keep-alive connection the server had already closed: retry once on a
             # fresh connection, as browsers and HTTP libraries do. The clock keeps running.
             ex.retried = True
@@ -452,10 +489,13 @@ class AsyncioEngine:
             ex = conn.current
             if ex is not None and now - ex.sent_ns > limit:
                 conn.abort(TIMEOUT, f"timeout after {self.plan.timeout_s:g}s")
-        if (self._failures_since_progress
-                and now - self._last_progress_ns > self.plan.abort_unreachable_s * 1e9):
-            self._stop_now(f"target unreachable for {self.plan.abort_unreachable_s:g}s "
-                           f"({self._last_failure})")
+        if (
+            self._failures_since_progress
+            and now - self._last_progress_ns > self.plan.abort_unreachable_s * 1e9
+        ):
+            self._stop_now(
+                f"target unreachable for {self.plan.abort_unreachable_s:g}s ({self._last_failure})"
+            )
 
     # -- open loop --------------------------------------------------------------------------------
     def _open_start(self, warm: int) -> None:
@@ -481,8 +521,11 @@ class AsyncioEngine:
             return False
         times = times[:room]
         self._batch_ns = self.t0_ns + np.rint(times * 1e9).astype(np.int64)
-        self._batch_stage = np.clip(np.searchsorted(self._bounds, times, side="right") - 1, 0,
-                                    len(self.plan.shape.stages) - 1)
+        self._batch_stage = np.clip(
+            np.searchsorted(self._bounds, times, side="right") - 1,
+            0,
+            len(self.plan.shape.stages) - 1,
+        )
         self._bi = 0
         return True
 
@@ -623,8 +666,12 @@ class AsyncioEngine:
         fut = self._finished
         if fut is None or fut.done() or self._issuing:
             return
-        if force or (not self._busy and not self._backlog and not self._connecting
-                     and not any(v.connecting for v in self._vus)):
+        if force or (
+            not self._busy
+            and not self._backlog
+            and not self._connecting
+            and not any(v.connecting for v in self._vus)
+        ):
             self._end_ns = _now()
             if self._grace_handle is not None:
                 self._grace_handle.cancel()
@@ -696,8 +743,9 @@ class AsyncioEngine:
             self._schedule_done()
             return
         t = (intended_ns - self.t0_ns) / 1e9
-        ex = Exchange(self._seq, intended_ns, self._seq % len(self.plan.payloads),
-                      self.plan.shape.stage_at(t))
+        ex = Exchange(
+            self._seq, intended_ns, self._seq % len(self.plan.payloads), self.plan.shape.stage_at(t)
+        )
         self._seq += 1
         self._scheduled += 1
         conn = vu.conn

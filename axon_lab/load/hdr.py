@@ -94,8 +94,10 @@ class Histogram:
             "min": h.get_min_value() / 1000.0,
             "max": h.get_max_value() / 1000.0,
             **self._mean_stddev_ms(),
-            **{k: h.get_value_at_percentile(q) / 1000.0
-               for k, q in (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p999", 99.9))},
+            **{
+                k: h.get_value_at_percentile(q) / 1000.0
+                for k, q in (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99), ("p999", 99.9))
+            },
         }
 
     def _mean_stddev_ms(self) -> dict[str, float]:
@@ -107,8 +109,10 @@ class Histogram:
         h = self.hdr
         idx = np.flatnonzero(self._counts)
         counts = self._counts[idx].astype(np.float64)
-        mids = np.array([h._hdr_median_equiv_value(h.get_value_from_index(int(i))) for i in idx],
-                        dtype=np.float64)
+        mids = np.array(
+            [h._hdr_median_equiv_value(h.get_value_from_index(int(i))) for i in idx],
+            dtype=np.float64,
+        )
         total = counts.sum()
         mean = float((counts * mids).sum() / total)
         std = math.sqrt(float((counts * (mids - mean) ** 2).sum() / total))
@@ -135,10 +139,15 @@ def write_histograms(path: Path | str, histograms: Mapping[str, Histogram]) -> P
     """Write ``{name: histogram}`` as JSON (encoded histograms, unit µs); returns the path."""
     from axon_lab import jsonutil
 
-    doc = {"schema": SCHEMA, "unit": "us", "lowest": LOWEST_US, "highest": HIGHEST_US,
-           "significant_digits": SIGNIFICANT_DIGITS,
-           "histograms": {k: h.encode() for k, h in histograms.items() if h.count},
-           "counts": {k: h.count for k, h in histograms.items()}}
+    doc = {
+        "schema": SCHEMA,
+        "unit": "us",
+        "lowest": LOWEST_US,
+        "highest": HIGHEST_US,
+        "significant_digits": SIGNIFICANT_DIGITS,
+        "histograms": {k: h.encode() for k, h in histograms.items() if h.count},
+        "counts": {k: h.count for k, h in histograms.items()},
+    }
     return jsonutil.write_json(path, doc)
 
 

@@ -77,7 +77,9 @@ class Endpoint:
 
     def with_path(self, path: str) -> Endpoint:
         """The same server with another path."""
-        return Endpoint(self.scheme, self.host, self.port, path if path.startswith("/") else "/" + path)
+        return Endpoint(
+            self.scheme, self.host, self.port, path if path.startswith("/") else "/" + path
+        )
 
 
 def resolved_addresses(host: str) -> list[str]:
@@ -128,8 +130,11 @@ def build_request(
     method = method.upper()
     if isinstance(body, str):
         body = body.encode("utf-8")
-    hdrs = {"host": ("Host", target.host_header), "user-agent": ("User-Agent", "axon-lab-load/1"),
-            "accept": ("Accept", "*/*")}
+    hdrs = {
+        "host": ("Host", target.host_header),
+        "user-agent": ("User-Agent", "axon-lab-load/1"),
+        "accept": ("Accept", "*/*"),
+    }
     for k, v in (headers or {}).items():
         if "\r" in k or "\n" in k or "\r" in str(v) or "\n" in str(v):
             raise ConfigError(f"header {k!r} contains a line break")
@@ -140,7 +145,9 @@ def build_request(
         hdrs["content-length"] = ("Content-Length", str(len(body)))
         if "content-type" not in hdrs and body[:1] in (b"{", b"["):
             hdrs["content-type"] = ("Content-Type", "application/json")
-    head = f"{method} {target.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.values())
+    head = f"{method} {target.path} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in hdrs.values()
+    )
     return head.encode("latin-1") + b"\r\n" + (body or b"")
 
 
@@ -153,8 +160,23 @@ class Exchange:
     """
 
     __slots__ = (
-        "seq", "stage", "intended_ns", "sent_ns", "first_ns", "end_ns", "connect_ns", "status",
-        "headers", "body", "nbytes", "outcome", "error", "conn_id", "queued", "payload", "retried",
+        "seq",
+        "stage",
+        "intended_ns",
+        "sent_ns",
+        "first_ns",
+        "end_ns",
+        "connect_ns",
+        "status",
+        "headers",
+        "body",
+        "nbytes",
+        "outcome",
+        "error",
+        "conn_id",
+        "queued",
+        "payload",
+        "retried",
         "head_method",
     )
 
@@ -264,7 +286,9 @@ class HttpConnection(asyncio.Protocol):
         ex = self.current
         if ex is not None and self._head_done and self._until_close:
             self.reusable = False
-            self._finish(ex, bytes(self._buf[self._body_start:]) if self.keep_body else b"", len(self._buf))
+            self._finish(
+                ex, bytes(self._buf[self._body_start :]) if self.keep_body else b"", len(self._buf)
+            )
         self.reusable = False
         return None
 
@@ -273,7 +297,11 @@ class HttpConnection(asyncio.Protocol):
         ex = self.current
         if ex is not None:
             if self._head_done and self._until_close:
-                self._finish(ex, bytes(self._buf[self._body_start:]) if self.keep_body else b"", len(self._buf))
+                self._finish(
+                    ex,
+                    bytes(self._buf[self._body_start :]) if self.keep_body else b"",
+                    len(self._buf),
+                )
             else:
                 why = f"{type(exc).__name__}: {exc}" if exc else "connection closed by server"
                 self._fail(IO_ERROR, why)
@@ -340,7 +368,7 @@ class HttpConnection(asyncio.Protocol):
         if self._length >= 0:
             start = self._body_start
             if len(buf) - start >= self._length:
-                body = bytes(buf[start:start + self._length]) if self.keep_body else b""
+                body = bytes(buf[start : start + self._length]) if self.keep_body else b""
                 self._finish(ex, body, start + self._length)
             return
         # no length, not chunked: the body runs until the server closes (eof_received).
@@ -398,7 +426,7 @@ class HttpConnection(asyncio.Protocol):
             if size == 0:
                 # Trailer section ends with an empty line.
                 tend = buf.find(b"\r\n\r\n", eol)
-                if eol + 2 <= len(buf) and buf[eol:eol + 4] == b"\r\n\r\n":
+                if eol + 2 <= len(buf) and buf[eol : eol + 4] == b"\r\n\r\n":
                     tend = eol
                 if tend < 0:
                     break
@@ -408,7 +436,7 @@ class HttpConnection(asyncio.Protocol):
             if len(buf) < data_end + 2:
                 break
             if self.keep_body:
-                self._chunks.append(bytes(buf[eol + 2:data_end]))
+                self._chunks.append(bytes(buf[eol + 2 : data_end]))
             pos = data_end + 2
         self._chunk_pos = pos - self._body_start
 
@@ -431,7 +459,9 @@ async def open_connection(
     _, proto = await asyncio.wait_for(
         loop.create_connection(
             lambda: HttpConnection(conn_id, on_done, on_lost, keep_body=keep_body),
-            target.host, target.port, ssl=ssl_arg,
+            target.host,
+            target.port,
+            ssl=ssl_arg,
             server_hostname=target.host if ssl_arg else None,
         ),
         timeout_s,

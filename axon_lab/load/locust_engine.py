@@ -67,20 +67,33 @@ def plan_document(plan: Plan, *, method: str = "GET") -> dict[str, Any]:
     """
     shape = plan.shape
     if shape.is_open:
-        raise ConfigError("the locust engine runs closed-loop users (constant-vus/ramping-vus); "
-                          "use --engine asyncio for arrival-rate (open-loop) shapes")
+        raise ConfigError(
+            "the locust engine runs closed-loop users (constant-vus/ramping-vus); "
+            "use --engine asyncio for arrival-rate (open-loop) shapes"
+        )
     if plan.target.scheme != "http":
         raise ConfigError("the locust engine sends plain http only; use --engine asyncio for https")
     checks = [check_expression(c) for c in plan.checks]
-    first = plan.payloads[0].split(b" ", 1)[0].decode("ascii", "replace") if plan.payloads else method
+    first = (
+        plan.payloads[0].split(b" ", 1)[0].decode("ascii", "replace") if plan.payloads else method
+    )
     return {
-        "host": plan.target.host, "port": plan.target.port, "path": plan.target.path,
-        "method": first, "payloads": [p.hex() for p in plan.payloads],
-        "stages": [list(s) for s in shape.stages], "start": shape.start,
-        "ramping": shape.executor == "ramping-vus", "think_time_s": shape.think_time_s,
-        "timeout_s": plan.timeout_s, "connect_timeout_s": plan.connect_timeout_s,
-        "grace_s": plan.grace_s, "max_requests": plan.max_requests, "late_ms": plan.late_ms,
-        "cache_headers": list(plan.cache_headers), "checks": checks,
+        "host": plan.target.host,
+        "port": plan.target.port,
+        "path": plan.target.path,
+        "method": first,
+        "payloads": [p.hex() for p in plan.payloads],
+        "stages": [list(s) for s in shape.stages],
+        "start": shape.start,
+        "ramping": shape.executor == "ramping-vus",
+        "think_time_s": shape.think_time_s,
+        "timeout_s": plan.timeout_s,
+        "connect_timeout_s": plan.connect_timeout_s,
+        "grace_s": plan.grace_s,
+        "max_requests": plan.max_requests,
+        "late_ms": plan.late_ms,
+        "cache_headers": list(plan.cache_headers),
+        "checks": checks,
     }
 
 
@@ -96,20 +109,22 @@ def check_expression(check: Check) -> str:
     expr = None
     m = re.match(r"^(status|duration|response_time) (<=|>=|==|!=|<|>) ([\d.]+)(ms)?$", n)
     if n.startswith("status is "):
-        expr = "status==" + n[len("status is "):]
+        expr = "status==" + n[len("status is ") :]
     elif m:
         expr = f"{m.group(1)}{m.group(2)}{m.group(3)}"
     elif n.startswith("status in "):
         expr = n
     elif n.startswith("response has "):
-        expr = "json:" + n[len("response has "):]
+        expr = "json:" + n[len("response has ") :]
     elif n.startswith("has header "):
-        expr = "header:" + n[len("has header "):]
+        expr = "header:" + n[len("has header ") :]
     elif n.startswith("body matches "):
-        expr = "body~" + n[len("body matches "):]
+        expr = "body~" + n[len("body matches ") :]
     if expr is None or parse_check(expr).name != n:
-        raise ConfigError(f"the locust engine runs built-in checks only (CLI syntax); {n!r} is a "
-                          "custom check: use --engine asyncio")
+        raise ConfigError(
+            f"the locust engine runs built-in checks only (CLI syntax); {n!r} is a "
+            "custom check: use --engine asyncio"
+        )
     return expr
 
 
@@ -120,8 +135,17 @@ def _free_port() -> int:
 
 
 def _locust_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-            "--loglevel", os.environ.get("AXON_LOCUST_LOGLEVEL", "WARNING"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--loglevel",
+        os.environ.get("AXON_LOCUST_LOGLEVEL", "WARNING"),
+        *args,
+    ]
 
 
 def _env(plan_path: Path, run_dir: Path) -> dict[str, str]:
@@ -156,10 +180,18 @@ class LocustEngine:
 
     name = "locust"
 
-    def __init__(self, plan: Plan, sink: RecordSink, *, use_uvloop: bool = False,
-                 workers: int = 1, expect_workers: int | None = None,
-                 master_bind: str = "127.0.0.1", master_port: int | None = None,
-                 connect_wait_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        sink: RecordSink,
+        *,
+        use_uvloop: bool = False,
+        workers: int = 1,
+        expect_workers: int | None = None,
+        master_bind: str = "127.0.0.1",
+        master_port: int | None = None,
+        connect_wait_s: float = 60.0,
+    ) -> None:
         self.plan = plan
         self.sink = sink
         self.doc = plan_document(plan)
@@ -168,7 +200,9 @@ class LocustEngine:
         if self.n_workers < 1:
             raise ConfigError("workers must be >= 1")
         if not self.remote and master_bind not in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigError("local workers use the loopback master; use expect_workers for remote ones")
+            raise ConfigError(
+                "local workers use the loopback master; use expect_workers for remote ones"
+            )
         self.master_bind = master_bind
         self.master_port = master_port
         self.connect_wait_s = connect_wait_s
@@ -193,8 +227,9 @@ class LocustEngine:
         """Start master (and local workers), ingest their chunks until the master exits."""
         plan = self.plan
         try:
-            socket.create_connection((plan.target.host, plan.target.port),
-                                     timeout=plan.connect_timeout_s).close()
+            socket.create_connection(
+                (plan.target.host, plan.target.port), timeout=plan.connect_timeout_s
+            ).close()
         except OSError as exc:
             raise BackendUnavailable("load target", f"{plan.target.base_url}: {exc}") from None
         if self.run_dir.exists():  # an earlier run's parts must not be ingested
@@ -207,24 +242,45 @@ class LocustEngine:
         logs = self.run_dir / "logs"
         logs.mkdir(exist_ok=True)
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        master = self._spawn(_locust_cmd(
-            "--master", "--master-bind-host", self.master_bind, "--master-bind-port", str(port),
-            "--expect-workers", str(self.n_workers),
-            "--expect-workers-max-wait", str(int(self.connect_wait_s)),
-            "--csv", str(self.run_dir / "locust"), "--only-summary",
-            # Ramp-down lets a retiring user finish its request (k6's graceful ramp-down)
-            # instead of killing it mid-flight.
-            "--stop-timeout", f"{max(1.0, plan.timeout_s):g}"), env, logs / "master.log")
+        master = self._spawn(
+            _locust_cmd(
+                "--master",
+                "--master-bind-host",
+                self.master_bind,
+                "--master-bind-port",
+                str(port),
+                "--expect-workers",
+                str(self.n_workers),
+                "--expect-workers-max-wait",
+                str(int(self.connect_wait_s)),
+                "--csv",
+                str(self.run_dir / "locust"),
+                "--only-summary",
+                # Ramp-down lets a retiring user finish its request (k6's graceful ramp-down)
+                # instead of killing it mid-flight.
+                "--stop-timeout",
+                f"{max(1.0, plan.timeout_s):g}",
+            ),
+            env,
+            logs / "master.log",
+        )
         if not self.remote:
             for i in range(self.n_workers):
-                self._spawn(_locust_cmd("--worker", "--master-host", "127.0.0.1", "--master-port",
-                                        str(port)), env, logs / f"worker-{i}.log")
+                self._spawn(
+                    _locust_cmd(
+                        "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)
+                    ),
+                    env,
+                    logs / f"worker-{i}.log",
+                )
         launched_ns = time.perf_counter_ns()
         self.t0_ns = launched_ns
         self.t0_wall_ns = time.time_ns()
         started_utc = _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
         self._started_utc = started_utc
-        hard_end = time.monotonic() + self.connect_wait_s + plan.shape.duration_s + plan.grace_s + 60
+        hard_end = (
+            time.monotonic() + self.connect_wait_s + plan.shape.duration_s + plan.grace_s + 60
+        )
         try:
             while master.poll() is None:
                 if not self.started:
@@ -261,12 +317,17 @@ class LocustEngine:
         done = self.info["workers_done"]
         reason = self.stop_reason
         if reason is None and len(done) < self.n_workers:
-            reason = (f"only {len(done)} of {self.n_workers} locust workers reported "
-                      f"(see {logs})")
+            reason = f"only {len(done)} of {self.n_workers} locust workers reported (see {logs})"
         scheduled = sum(int(d.get("scheduled", 0)) for d in done.values())
-        ended_by = "stop" if self.stop_reason else (
-            "max_requests" if done and all(d.get("reason") == "max_requests" for d in done.values())
-            else "duration")
+        ended_by = (
+            "stop"
+            if self.stop_reason
+            else (
+                "max_requests"
+                if done and all(d.get("reason") == "max_requests" for d in done.values())
+                else "duration"
+            )
+        )
         window = plan.shape.duration_s
         if ended_by == "max_requests":
             window = min(window, elapsed)
@@ -277,11 +338,18 @@ class LocustEngine:
                 if name in checks:
                     checks[name]["passes"] += int(passes)
                     checks[name]["fails"] += int(fails)
-        return EngineOutcome(started_utc=self._started_utc, elapsed_s=elapsed, window_s=window,
-                             scheduled=scheduled, stop_reason=reason, monitor=ClientMonitor(),
-                             checks=checks,
-                             connections_opened=sum(int(d.get("connections", 0)) for d in done.values()),
-                             peak_vus=int(plan.shape.peak), ended_by=ended_by)
+        return EngineOutcome(
+            started_utc=self._started_utc,
+            elapsed_s=elapsed,
+            window_s=window,
+            scheduled=scheduled,
+            stop_reason=reason,
+            monitor=ClientMonitor(),
+            checks=checks,
+            connections_opened=sum(int(d.get("connections", 0)) for d in done.values()),
+            peak_vus=int(plan.shape.peak),
+            ended_by=ended_by,
+        )
 
     def request_stop(self, reason: str) -> None:
         """Stop soon: the master is sent SIGTERM and the run ends incomplete."""
@@ -290,8 +358,17 @@ class LocustEngine:
     def progress(self) -> dict[str, Any]:
         """Counters for the progress bar (updated as chunks arrive, about once a second)."""
         elapsed = (time.perf_counter_ns() - self.t0_ns) / 1e9 if self.started else 0.0
-        return {"elapsed_s": elapsed, "sent": self.done, "done": self.done, "errors": self.errors,
-                "inflight": 0, "backlog": 0, "dropped": 0, "vus": 0, "late": 0}
+        return {
+            "elapsed_s": elapsed,
+            "sent": self.done,
+            "done": self.done,
+            "errors": self.errors,
+            "inflight": 0,
+            "backlog": 0,
+            "dropped": 0,
+            "vus": 0,
+            "late": 0,
+        }
 
     def summary_extra(self) -> dict[str, Any]:
         """The ``locust`` block for the summary (Locust's own statistics, workers, client CPU).
@@ -300,16 +377,21 @@ class LocustEngine:
         workers and connections.
         """
         done = self.info.get("workers_done") or {}
-        engine = {"name": self.name, "uvloop": False, "workers": self.n_workers,
-                  "peak_vus": int(self.plan.shape.peak),
-                  "connections_opened": sum(int(d.get("connections", 0)) for d in done.values())}
+        engine = {
+            "name": self.name,
+            "uvloop": False,
+            "workers": self.n_workers,
+            "peak_vus": int(self.plan.shape.peak),
+            "connections_opened": sum(int(d.get("connections", 0)) for d in done.values()),
+        }
         return {"locust": self.info, "engine": engine}
 
     # -- internals ----------------------------------------------------------------------------
     def _spawn(self, cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         with open(log, "wb") as fh:
-            p = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL)
+            p = subprocess.Popen(
+                cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         self._procs.append(p)
         return p
 
@@ -323,7 +405,8 @@ class LocustEngine:
         self.t0_ns = time.perf_counter_ns() - (time.time_ns() - wall)
         self.t0_wall_ns = wall
         self._started_utc = _dt.datetime.fromtimestamp(wall / 1e9, _dt.UTC).isoformat(
-            timespec="milliseconds")
+            timespec="milliseconds"
+        )
         self.started = True
 
     def _ingest(self) -> None:
@@ -356,12 +439,26 @@ class LocustEngine:
         conn_base = worker * 1_000_000
         for i in range(n):
             it, st, fb, en = (int(t[i]) for t in times)
-            add(self._seq, stage_i[i], conn_base + conns[i] if conns[i] >= 0 else -1,
-                it + shift, st + shift if st >= 0 else -1, fb + shift if fb >= 0 else -1,
-                en + shift if en >= 0 else -1, connect[i], status[i], outcome[i], errors[i],
-                nbytes[i], False, bool(late[i]), cpass[i], cfail[i],
+            add(
+                self._seq,
+                stage_i[i],
+                conn_base + conns[i] if conns[i] >= 0 else -1,
+                it + shift,
+                st + shift if st >= 0 else -1,
+                fb + shift if fb >= 0 else -1,
+                en + shift if en >= 0 else -1,
+                connect[i],
+                status[i],
+                outcome[i],
+                errors[i],
+                nbytes[i],
+                False,
+                bool(late[i]),
+                cpass[i],
+                cfail[i],
                 {k: v[i] for k, v in stages.items() if v[i] == v[i]} or None,
-                {k: v[i] for k, v in caches.items() if v[i] is not None} or None)
+                {k: v[i] for k, v in caches.items() if v[i] is not None} or None,
+            )
             self._seq += 1
             if en >= 0 and en + shift > self._last_end_ns:
                 self._last_end_ns = en + shift
@@ -372,8 +469,9 @@ class LocustEngine:
         timed = (o <= 2) & (np.asarray(times[1]) >= 0)
         resp = (np.asarray(times[3]) - np.asarray(times[0]))[timed] / 1e6
         serv = (np.asarray(times[3]) - np.asarray(times[1]))[timed] / 1e6
-        h = self._worker_hist.setdefault(worker, {"http_req_duration": Histogram(),
-                                                  "http_req_service_duration": Histogram()})
+        h = self._worker_hist.setdefault(
+            worker, {"http_req_duration": Histogram(), "http_req_service_duration": Histogram()}
+        )
         h["http_req_duration"].record_ms(resp)
         h["http_req_service_duration"].record_ms(serv)
         self.done += n
@@ -397,7 +495,9 @@ class LocustEngine:
             "workers_done": done,
             # Records the master received per worker (must equal what each worker recorded).
             "records_by_worker": {str(k): v for k, v in sorted(self._worker_counts.items())},
-            "recorded_by_worker": {str(k): int(v.get("recorded", 0)) for k, v in sorted(done.items())},
+            "recorded_by_worker": {
+                str(k): int(v.get("recorded", 0)) for k, v in sorted(done.items())
+            },
             "merged_histogram_count": {k: h.count for k, h in merged.items()},
             "client_cpu_s": round(cpu_s, 3),
             "client_cpu_pct": round(100.0 * cpu_s / elapsed, 1),
@@ -415,8 +515,13 @@ def _locust_version() -> str | None:
         return None
 
 
-def run_worker(plan: Plan, *, master_host: str, master_port: int = DEFAULT_MASTER_PORT,
-               run_dir: Path | str | None = None) -> int:
+def run_worker(
+    plan: Plan,
+    *,
+    master_host: str,
+    master_port: int = DEFAULT_MASTER_PORT,
+    run_dir: Path | str | None = None,
+) -> int:
     """Run one Locust worker for ``plan`` against a master elsewhere (blocking).
 
     The worker builds its plan from the same scenario arguments as the master side, sends its
@@ -444,7 +549,9 @@ def run_worker(plan: Plan, *, master_host: str, master_port: int = DEFAULT_MASTE
         d.mkdir(parents=True, exist_ok=True)
         plan_path = d / "plan.json"
         plan_path.write_text(json.dumps(doc), encoding="utf-8")
-        cmd = _locust_cmd("--worker", "--master-host", master_host, "--master-port", str(master_port))
+        cmd = _locust_cmd(
+            "--worker", "--master-host", master_host, "--master-port", str(master_port)
+        )
         return subprocess.call(cmd, env=_env(plan_path, d))
 
 

@@ -66,8 +66,22 @@ CHECKS = [_checks.parse_check(e) for e in PLAN["checks"]]
 KEEP_BODY = any(c.needs_body for c in CHECKS)
 # Outcome codes (same order as axon_lab.load.records.OUTCOMES).
 OK, HTTP_ERROR, TIMEOUT, CONNECT_ERROR, IO_ERROR, PROTOCOL_ERROR, INTERRUPTED = range(7)
-_INT_COLUMNS = ("seq", "shape_stage", "conn", "intended_ns", "sent_ns", "first_byte_ns", "end_ns",
-                "connect_ns", "status", "outcome", "bytes", "late", "checks_passed", "checks_failed")
+_INT_COLUMNS = (
+    "seq",
+    "shape_stage",
+    "conn",
+    "intended_ns",
+    "sent_ns",
+    "first_byte_ns",
+    "end_ns",
+    "connect_ns",
+    "status",
+    "outcome",
+    "bytes",
+    "late",
+    "checks_passed",
+    "checks_failed",
+)
 
 
 def _stage_at(t: float) -> int:
@@ -104,8 +118,13 @@ class _Recorder:
         self.stages: dict[str, list[float]] = {}
         self.caches: dict[str, list[str | None]] = {}
 
-    def add(self, row: tuple[int, ...], error: str | None, stages: dict[str, float],
-            caches: dict[str, str]) -> None:
+    def add(
+        self,
+        row: tuple[int, ...],
+        error: str | None,
+        stages: dict[str, float],
+        caches: dict[str, str],
+    ) -> None:
         n = len(self.errors)
         for k, v in zip(_INT_COLUMNS, row, strict=True):
             self.cols[k].append(v)
@@ -129,9 +148,15 @@ class _Recorder:
         if not self.errors or runner is None:
             return
         self.parts += 1
-        data = {"worker": self.worker, "part": self.parts, "t0_wall_ns": self.t0_wall_ns,
-                "cols": self.cols, "error": self.errors, "stages": self.stages,
-                "caches": self.caches}
+        data = {
+            "worker": self.worker,
+            "part": self.parts,
+            "t0_wall_ns": self.t0_wall_ns,
+            "cols": self.cols,
+            "error": self.errors,
+            "stages": self.stages,
+            "caches": self.caches,
+        }
         self._new_chunk()
         runner.send_message("axon_part", msgpack.packb(data, use_bin_type=True))
 
@@ -140,8 +165,9 @@ REC: _Recorder | None = None
 _ENV: Any = None
 
 
-def _read_response(sock: socket.socket, buf: bytearray,
-                   mark: list[int]) -> tuple[int, dict[str, str], int, bytearray, bytes]:
+def _read_response(
+    sock: socket.socket, buf: bytearray, mark: list[int]
+) -> tuple[int, dict[str, str], int, bytearray, bytes]:
     """Read one response: status, lower-case headers, total bytes, leftover, body.
 
     ``mark[0]`` is set to the first byte's ``perf_counter_ns``.
@@ -156,7 +182,7 @@ def _read_response(sock: socket.socket, buf: bytearray,
         if len(buf) > 65536 and b"\r\n\r\n" not in buf:
             raise ValueError("response head too large")
     head_end = buf.index(b"\r\n\r\n") + 4
-    lines = bytes(buf[:head_end - 4]).decode("latin-1").split("\r\n")
+    lines = bytes(buf[: head_end - 4]).decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     status = int(parts[1])
     headers: dict[str, str] = {}
@@ -185,7 +211,7 @@ def _read_response(sock: socket.socket, buf: bytearray,
                     raise ConnectionError("connection closed in a chunked body")
                 rest += more
             total += need
-            body += rest[i + 2:i + 2 + size]
+            body += rest[i + 2 : i + 2 + size]
             rest = rest[need:]
             if size == 0:
                 return status, headers, total, rest, bytes(body)
@@ -257,12 +283,17 @@ class AxonUser(User):
             if self.sock is None:
                 t = _now()
                 try:
-                    self.sock = socket.create_connection((PLAN["host"], PLAN["port"]),
-                                                         timeout=PLAN["connect_timeout_s"])
+                    self.sock = socket.create_connection(
+                        (PLAN["host"], PLAN["port"]), timeout=PLAN["connect_timeout_s"]
+                    )
                     self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 except OSError as exc:
                     connect_ns = _now() - t
-                    outcome, error, end = CONNECT_ERROR, f"connect: {type(exc).__name__}: {exc}", _now()
+                    outcome, error, end = (
+                        CONNECT_ERROR,
+                        f"connect: {type(exc).__name__}: {exc}",
+                        _now(),
+                    )
                     gevent.sleep(0.1)  # a dead server is not hammered
                     return
                 connect_ns = _now() - t
@@ -285,7 +316,8 @@ class AxonUser(User):
                     sock.close()
                     t = _now()
                     sock = self.sock = socket.create_connection(
-                        (PLAN["host"], PLAN["port"]), timeout=PLAN["connect_timeout_s"])
+                        (PLAN["host"], PLAN["port"]), timeout=PLAN["connect_timeout_s"]
+                    )
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     connect_ns = _now() - t
                     rec.conns += 1
@@ -298,8 +330,13 @@ class AxonUser(User):
                 end = _now()
                 first = mark[0]
                 if CHECKS:
-                    resp = _checks.CheckResponse(status, headers, body if KEEP_BODY else b"",
-                                                 (end - sent) / 1e6, (end - intended) / 1e6)
+                    resp = _checks.CheckResponse(
+                        status,
+                        headers,
+                        body if KEEP_BODY else b"",
+                        (end - sent) / 1e6,
+                        (end - intended) / 1e6,
+                    )
                     for c in CHECKS:
                         ok = c(resp)
                         rec.check_counts[c.name][0 if ok else 1] += 1
@@ -333,19 +370,37 @@ class AxonUser(User):
             self.ready_ns = end
             t0 = rec.t0_ns
             lag = sent - intended if sent >= 0 else 0
-            rec.add((seq, _stage_at((intended - t0) / 1e9), self.conn_id, intended - t0,
-                     sent - t0 if sent >= 0 else -1, first - t0 if first >= 0 else -1, end - t0,
-                     connect_ns, status, outcome, nbytes, int(lag > rec.late_ns),
-                     c_pass if outcome in (OK, HTTP_ERROR) else -1,
-                     c_fail if outcome in (OK, HTTP_ERROR) else -1),
-                    error, stages, caches)
+            rec.add(
+                (
+                    seq,
+                    _stage_at((intended - t0) / 1e9),
+                    self.conn_id,
+                    intended - t0,
+                    sent - t0 if sent >= 0 else -1,
+                    first - t0 if first >= 0 else -1,
+                    end - t0,
+                    connect_ns,
+                    status,
+                    outcome,
+                    nbytes,
+                    int(lag > rec.late_ns),
+                    c_pass if outcome in (OK, HTTP_ERROR) else -1,
+                    c_fail if outcome in (OK, HTTP_ERROR) else -1,
+                ),
+                error,
+                stages,
+                caches,
+            )
             if outcome != INTERRUPTED and _ENV is not None:
                 # Locust's own statistics (it rounds to ~2 significant digits), for comparison.
                 _ENV.events.request.fire(
-                    request_type=PLAN["method"], name=PLAN["path"],
+                    request_type=PLAN["method"],
+                    name=PLAN["path"],
                     response_time=(end - (sent if sent >= 0 else intended)) / 1e6,
-                    response_length=nbytes, context={},
-                    exception=None if outcome == OK else RuntimeError(error or "error"))
+                    response_length=nbytes,
+                    context={},
+                    exception=None if outcome == OK else RuntimeError(error or "error"),
+                )
             if rec.seq >= rec.quota and rec.inflight == 0:
                 _finish("max_requests")
 
@@ -363,12 +418,19 @@ def _finish(reason: str) -> None:
         while rec.inflight > 0 and time.monotonic() < deadline:
             gevent.sleep(0.02)
         rec.flush()
-        _ENV.runner.send_message("axon_done", {"worker": rec.worker, "recorded": rec.recorded,
-                                               "scheduled": rec.seq, "reason": reason,
-                                               "inflight_left": rec.inflight,
-                                               "connections": rec.conns,
-                                               "checks": rec.check_counts,
-                                               "t0_wall_ns": rec.t0_wall_ns})
+        _ENV.runner.send_message(
+            "axon_done",
+            {
+                "worker": rec.worker,
+                "recorded": rec.recorded,
+                "scheduled": rec.seq,
+                "reason": reason,
+                "inflight_left": rec.inflight,
+                "connections": rec.conns,
+                "checks": rec.check_counts,
+                "t0_wall_ns": rec.t0_wall_ns,
+            },
+        )
 
     gevent.spawn(wait_and_send)
 
@@ -484,12 +546,17 @@ def _on_quitting(environment: Any, **_: Any) -> None:
     total = environment.stats.total
     qs = (0.5, 0.9, 0.95, 0.99, 0.999)
     stats = {
-        "count": total.num_requests, "failures": total.num_failures,
+        "count": total.num_requests,
+        "failures": total.num_failures,
         "min": total.min_response_time if total.num_requests else None,
         "max": total.max_response_time if total.num_requests else None,
         "mean": total.avg_response_time if total.num_requests else None,
-        "percentiles": {f"p{q * 100:g}".replace(".", ""): (
-            total.get_response_time_percentile(q) if total.num_requests else None) for q in qs},
+        "percentiles": {
+            f"p{q * 100:g}".replace(".", ""): (
+                total.get_response_time_percentile(q) if total.num_requests else None
+            )
+            for q in qs
+        },
         "rps": total.total_rps,
         "workers_done": sorted(MASTER.done),
     }

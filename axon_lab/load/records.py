@@ -51,24 +51,50 @@ import numpy as np
 from axon_lab.errors import InputFileError
 from axon_lab.load.hdr import Histogram
 
-OUTCOMES: tuple[str, ...] = ("ok", "http_error", "timeout", "connect_error", "io_error",
-                             "protocol_error", "interrupted", "dropped")
+OUTCOMES: tuple[str, ...] = (
+    "ok",
+    "http_error",
+    "timeout",
+    "connect_error",
+    "io_error",
+    "protocol_error",
+    "interrupted",
+    "dropped",
+)
 #: Outcomes whose latency is measured (a response came, or it timed out).
 TIMED_OUTCOMES: tuple[str, ...] = ("ok", "http_error", "timeout")
 #: Outcomes counted by ``http_req_failed`` (k6: status >= 400 or no response).
-FAILED_OUTCOMES: tuple[str, ...] = ("http_error", "timeout", "connect_error", "io_error",
-                                    "protocol_error")
+FAILED_OUTCOMES: tuple[str, ...] = (
+    "http_error",
+    "timeout",
+    "connect_error",
+    "io_error",
+    "protocol_error",
+)
 
 RECORDS_NAME = "records.parquet"
-_INT_COLS = {"seq": np.int64, "shape_stage": np.int16, "conn": np.int32, "intended_ns": np.int64,
-             "sent_ns": np.int64, "first_byte_ns": np.int64, "end_ns": np.int64,
-             "status": np.int16, "outcome": np.int8, "bytes": np.int64,
-             "checks_passed": np.int16, "checks_failed": np.int16}
+_INT_COLS = {
+    "seq": np.int64,
+    "shape_stage": np.int16,
+    "conn": np.int32,
+    "intended_ns": np.int64,
+    "sent_ns": np.int64,
+    "first_byte_ns": np.int64,
+    "end_ns": np.int64,
+    "status": np.int16,
+    "outcome": np.int8,
+    "bytes": np.int64,
+    "checks_passed": np.int16,
+    "checks_failed": np.int16,
+}
 _BOOL_COLS = ("queued", "late")
 #: Histogram name (metric) → records column.
-HISTOGRAM_COLUMNS: dict[str, str] = {"http_req_duration": "response_ms",
-                                     "http_req_service_duration": "service_ms",
-                                     "http_req_waiting": "ttfb_ms", "schedule_lag": "lag_ms"}
+HISTOGRAM_COLUMNS: dict[str, str] = {
+    "http_req_duration": "response_ms",
+    "http_req_service_duration": "service_ms",
+    "http_req_waiting": "ttfb_ms",
+    "schedule_lag": "lag_ms",
+}
 
 
 class _Chunk:
@@ -98,8 +124,13 @@ class RecordSink:
         Called with the exception if the writer fails (the run is then incomplete).
     """
 
-    def __init__(self, directory: Path, *, chunk_rows: int = 8192,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        chunk_rows: int = 8192,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.directory = Path(directory)
         self.parts_dir = self.directory / RECORDS_NAME
         if self.parts_dir.is_file():
@@ -125,11 +156,27 @@ class RecordSink:
         self._thread.start()
 
     # -- engine thread ------------------------------------------------------------------
-    def add(self, seq: int, shape_stage: int, conn: int, intended_ns: int, sent_ns: int,
-            first_ns: int, end_ns: int, connect_ns: int, status: int, outcome: int,
-            error: str | None, nbytes: int, queued: bool, late: bool, checks_passed: int,
-            checks_failed: int, stages: dict[str, float] | None,
-            caches: dict[str, str] | None) -> None:
+    def add(
+        self,
+        seq: int,
+        shape_stage: int,
+        conn: int,
+        intended_ns: int,
+        sent_ns: int,
+        first_ns: int,
+        end_ns: int,
+        connect_ns: int,
+        status: int,
+        outcome: int,
+        error: str | None,
+        nbytes: int,
+        queued: bool,
+        late: bool,
+        checks_passed: int,
+        checks_failed: int,
+        stages: dict[str, float] | None,
+        caches: dict[str, str] | None,
+    ) -> None:
         """Append one record (times in ns since the run start, ``-1`` if absent)."""
         c = self._chunk
         i = c.n
@@ -225,12 +272,19 @@ def chunk_arrays(c: _Chunk) -> dict[str, Any]:
     n = c.n
     ints = {k: v[:n] for k, v in c.ints.items()}
     outcome = ints["outcome"]
-    intended, sent, first, end = (ints[k] for k in ("intended_ns", "sent_ns", "first_byte_ns", "end_ns"))
+    intended, sent, first, end = (
+        ints[k] for k in ("intended_ns", "sent_ns", "first_byte_ns", "end_ns")
+    )
     timed = (outcome <= 2) & (sent >= 0) & (end >= 0)  # ok, http_error, timeout
     has_first = (outcome <= 1) & (first >= 0) & (sent >= 0)
     data: dict[str, Any] = {
-        "seq": ints["seq"], "shape_stage": ints["shape_stage"], "conn": ints["conn"],
-        "intended_ns": intended, "sent_ns": sent, "first_byte_ns": first, "end_ns": end,
+        "seq": ints["seq"],
+        "shape_stage": ints["shape_stage"],
+        "conn": ints["conn"],
+        "intended_ns": intended,
+        "sent_ns": sent,
+        "first_byte_ns": first,
+        "end_ns": end,
         "response_ms": np.where(timed, (end - intended) / 1e6, np.nan),
         "service_ms": np.where(timed, (end - sent) / 1e6, np.nan),
         "ttfb_ms": np.where(has_first, (first - sent) / 1e6, np.nan),
@@ -240,8 +294,10 @@ def chunk_arrays(c: _Chunk) -> dict[str, Any]:
         "outcome": outcome,
         "error": c.error[:n],
         "bytes": ints["bytes"],
-        "queued": c.bools["queued"][:n], "late": c.bools["late"][:n],
-        "checks_passed": ints["checks_passed"], "checks_failed": ints["checks_failed"],
+        "queued": c.bools["queued"][:n],
+        "late": c.bools["late"][:n],
+        "checks_passed": ints["checks_passed"],
+        "checks_failed": ints["checks_failed"],
     }
     for name, col in sorted(c.stages.items()):
         data[f"stage.{name}"] = col[:n]
@@ -261,8 +317,9 @@ def chunk_table(data: dict[str, Any]):  # -> pyarrow.Table
     cols = {}
     for k, v in data.items():
         if k == "outcome":
-            cols[k] = pa.DictionaryArray.from_arrays(pa.array(v, pa.int8()),
-                                                     pa.array(OUTCOMES, pa.string()))
+            cols[k] = pa.DictionaryArray.from_arrays(
+                pa.array(v, pa.int8()), pa.array(OUTCOMES, pa.string())
+            )
         elif k == "error" or k.startswith("cache."):
             cols[k] = pa.array(v, pa.string())
         else:
@@ -326,5 +383,7 @@ def read_records(path: Path | str):  # -> pandas.DataFrame
                 frames.append(pd.read_parquet(part))
             except Exception:  # a part cut short by a kill: skip it, keep the rest
                 continue
-        return normalize(pd.concat(frames, ignore_index=True, sort=False) if frames else empty_frame())
+        return normalize(
+            pd.concat(frames, ignore_index=True, sort=False) if frames else empty_frame()
+        )
     raise InputFileError(p, "no records (expected records.parquet)")

@@ -128,16 +128,20 @@ class LoadResult:
         """Raise :class:`ThresholdsFailed` (exit 99) naming the failed thresholds."""
         failed = self.failed_thresholds
         if failed:
-            raise ThresholdsFailed("thresholds failed: " + "; ".join(
-                f"{t.threshold.expr} ({t.reason})" for t in failed))
+            raise ThresholdsFailed(
+                "thresholds failed: "
+                + "; ".join(f"{t.threshold.expr} ({t.reason})" for t in failed)
+            )
 
     def __repr__(self) -> str:
         s = self.summary
         p95 = s.get("p95")
-        return (f"<LoadResult {s.get('loop')} loop, {s.get('count', 0)} requests, "
-                f"p95={p95 if p95 is None else round(p95, 2)} ms, rps={round(s.get('rps') or 0, 1)}, "
-                f"errors={s.get('errors')}, passed={self.passed}"
-                f"{', INCOMPLETE' if self.incomplete else ''}>")
+        return (
+            f"<LoadResult {s.get('loop')} loop, {s.get('count', 0)} requests, "
+            f"p95={p95 if p95 is None else round(p95, 2)} ms, rps={round(s.get('rps') or 0, 1)}, "
+            f"errors={s.get('errors')}, passed={self.passed}"
+            f"{', INCOMPLETE' if self.incomplete else ''}>"
+        )
 
 
 class LoadRunner:
@@ -265,15 +269,18 @@ class LoadRunner:
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
         if url is None:
-            raise ConfigError("a target URL is required (the CLI starts the embedded API when "
-                              "none is given)")
+            raise ConfigError(
+                "a target URL is required (the CLI starts the embedded API when none is given)"
+            )
         sc = get_scenario(scenario) if isinstance(scenario, str) else scenario
         target = Endpoint.parse(url)
         if sc is not None:
             target = target.with_path(sc.path)
         if not allow_remote and not is_loopback_host(target.host):
-            raise ConfigError(f"refusing to load non-loopback target {target.host!r} without "
-                              "allow_remote (--allow-remote): load tests can hurt shared services")
+            raise ConfigError(
+                f"refusing to load non-loopback target {target.host!r} without "
+                "allow_remote (--allow-remote): load tests can hurt shared services"
+            )
         self.target = target
         self.scenario = sc
         self.engine = engine
@@ -290,18 +297,25 @@ class LoadRunner:
             payload_bodies = [sc.body_bytes]
         else:
             payload_bodies = [None]
-        self.method = (method or (sc.method if sc else None)
-                       or ("POST" if payload_bodies[0] is not None else "GET")).upper()
+        self.method = (
+            method
+            or (sc.method if sc else None)
+            or ("POST" if payload_bodies[0] is not None else "GET")
+        ).upper()
         self.headers = dict(headers or {})
-        self.payloads = [build_request(self.method, target, headers=self.headers, body=b)
-                         for b in payload_bodies]
+        self.payloads = [
+            build_request(self.method, target, headers=self.headers, body=b) for b in payload_bodies
+        ]
         self.bodies = payload_bodies
         # -- shape -------------------------------------------------------------------------
-        self.shape = self._resolve_shape(shape, sc, connections, duration_s, stages, rate,
-                                         arrival, start, think_time_s, scale)
+        self.shape = self._resolve_shape(
+            shape, sc, connections, duration_s, stages, rate, arrival, start, think_time_s, scale
+        )
         if self.shape.duration_s > max_duration_s:
-            raise ConfigError(f"run of {self.shape.duration_s:g}s exceeds max_duration_s "
-                              f"{max_duration_s:g}s (raise it explicitly for longer runs)")
+            raise ConfigError(
+                f"run of {self.shape.duration_s:g}s exceeds max_duration_s "
+                f"{max_duration_s:g}s (raise it explicitly for longer runs)"
+            )
         if max_requests < 1:
             raise ConfigError("max_requests must be >= 1")
         if self.shape.is_open:
@@ -345,10 +359,18 @@ class LoadRunner:
         self._stop_reason: str | None = None
 
     @staticmethod
-    def _resolve_shape(shape: _shapes.Shape | None, sc: Scenario | None, connections: int | None,
-                       duration_s: float | None, stages: Sequence[tuple[float, float]] | None,
-                       rate: float | None, arrival: str | None, start: float | None,
-                       think_time_s: float | None, scale: float) -> _shapes.Shape:
+    def _resolve_shape(
+        shape: _shapes.Shape | None,
+        sc: Scenario | None,
+        connections: int | None,
+        duration_s: float | None,
+        stages: Sequence[tuple[float, float]] | None,
+        rate: float | None,
+        arrival: str | None,
+        start: float | None,
+        think_time_s: float | None,
+        scale: float,
+    ) -> _shapes.Shape:
         """The shape from the arguments; ``scale`` then multiplies every duration."""
         if arrival is not None and arrival not in _shapes.ARRIVALS:
             raise ConfigError(f"unknown arrival {arrival!r}; valid: {', '.join(_shapes.ARRIVALS)}")
@@ -370,11 +392,15 @@ class LoadRunner:
                 d = duration_s or (sc.shape.duration_s if sc else DEFAULT_DURATION_S)
                 s = _shapes.constant_rate(rate, d, arrival=arr)  # type: ignore[arg-type]
         elif stages:
-            s = _shapes.ramping_vus(stages, start=1.0 if start is None else start, think_time_s=think)
+            s = _shapes.ramping_vus(
+                stages, start=1.0 if start is None else start, think_time_s=think
+            )
         elif sc is not None and sc.shape.executor != "constant-vus":
             if connections is not None or duration_s is not None:
-                raise ConfigError(f"scenario {sc.name} ramps through stages; change them with "
-                                  "stages (--stages), not connections/duration")
+                raise ConfigError(
+                    f"scenario {sc.name} ramps through stages; change them with "
+                    "stages (--stages), not connections/duration"
+                )
             s = replace(sc.shape, think_time_s=think)
         else:
             c = connections or (int(sc.shape.peak) if sc else DEFAULT_CONNECTIONS)
@@ -386,14 +412,23 @@ class LoadRunner:
     def parameters(self) -> dict[str, Any]:
         """The run's parameters (recorded in provenance)."""
         return {
-            "url": self.target.url, "method": self.method,
+            "url": self.target.url,
+            "method": self.method,
             "scenario": self.scenario.name if self.scenario else None,
-            "shape": self.shape.to_dict(), "connections": self.connections,
-            "timeout_s": self.timeout_s, "grace_s": self.grace_s,
-            "max_requests": self.max_requests, "max_duration_s": self.max_duration_s,
-            "engine": self.engine, "engine_options": self.engine_options, "seed": self.seed, "late_ms": self.late_ms,
-            "max_backlog": self.max_backlog, "bodies": len(self.bodies),
-            "headers": sorted(self.headers), "checks": [c.name for c in self.checks],
+            "shape": self.shape.to_dict(),
+            "connections": self.connections,
+            "timeout_s": self.timeout_s,
+            "grace_s": self.grace_s,
+            "max_requests": self.max_requests,
+            "max_duration_s": self.max_duration_s,
+            "engine": self.engine,
+            "engine_options": self.engine_options,
+            "seed": self.seed,
+            "late_ms": self.late_ms,
+            "max_backlog": self.max_backlog,
+            "bodies": len(self.bodies),
+            "headers": sorted(self.headers),
+            "checks": [c.name for c in self.checks],
             "thresholds": [t.expr for t in self.thresholds if t.source != "builtin"],
             "insecure_tls": self.insecure,
             **self.extra_parameters,
@@ -402,12 +437,20 @@ class LoadRunner:
     def plan(self) -> Plan:
         """The engine plan."""
         return Plan(
-            target=self.target, payloads=self.payloads, shape=self.shape,
-            connections=self.connections, timeout_s=self.timeout_s,
-            max_requests=self.max_requests, grace_s=self.grace_s, late_ms=self.late_ms,
-            checks=self.checks, keep_body=any(c.needs_body for c in self.checks),
-            seed=self.seed, max_backlog=self.max_backlog,
-            abort_unreachable_s=self.abort_unreachable_s, ssl_context=self.ssl_context,
+            target=self.target,
+            payloads=self.payloads,
+            shape=self.shape,
+            connections=self.connections,
+            timeout_s=self.timeout_s,
+            max_requests=self.max_requests,
+            grace_s=self.grace_s,
+            late_ms=self.late_ms,
+            checks=self.checks,
+            keep_body=any(c.needs_body for c in self.checks),
+            seed=self.seed,
+            max_backlog=self.max_backlog,
+            abort_unreachable_s=self.abort_unreachable_s,
+            ssl_context=self.ssl_context,
         )
 
     def stop(self, reason: str = "stopped") -> None:
@@ -433,16 +476,27 @@ class LoadRunner:
             out = self.out_dir
             out.mkdir(parents=True, exist_ok=True)
         params = self.parameters()
-        target_info = {"url": self.target.url, "method": self.method,
-                       "scenario": self.scenario.name if self.scenario else None,
-                       "engine": self.engine}
+        target_info = {
+            "url": self.target.url,
+            "method": self.method,
+            "scenario": self.scenario.name if self.scenario else None,
+            "engine": self.engine,
+        }
         if tmp is None:
-            jsonutil.write_json(out / SUMMARY_NAME, stub_summary(
-                target=target_info, shape=self.shape.to_dict(), parameters=params, name=self.name))
+            jsonutil.write_json(
+                out / SUMMARY_NAME,
+                stub_summary(
+                    target=target_info,
+                    shape=self.shape.to_dict(),
+                    parameters=params,
+                    name=self.name,
+                ),
+            )
         writer_errors: list[BaseException] = []
         sink = RecordSink(out, on_error=writer_errors.append)
-        engine = ENGINES.get(self.engine)(self.plan(), sink, use_uvloop=self.use_uvloop,
-                                          **self.engine_options)
+        engine = ENGINES.get(self.engine)(
+            self.plan(), sink, use_uvloop=self.use_uvloop, **self.engine_options
+        )
         self._engine = engine
         if self._stop_reason:
             engine.request_stop(self._stop_reason)
@@ -484,8 +538,19 @@ class LoadRunner:
         outcome: EngineOutcome | None = box.get("outcome")
         error: BaseException | None = box.get("error")
         try:
-            result = self._finish(out, frame, sink, outcome, error, writer_errors, params,
-                                  target_info, interrupted, keep_files=tmp is None, extra=extra)
+            result = self._finish(
+                out,
+                frame,
+                sink,
+                outcome,
+                error,
+                writer_errors,
+                params,
+                target_info,
+                interrupted,
+                keep_files=tmp is None,
+                extra=extra,
+            )
         finally:
             if tmp is not None:
                 tmp.cleanup()
@@ -493,17 +558,34 @@ class LoadRunner:
             raise error
         return result
 
-    def _finish(self, out: Path, frame: Any, sink: RecordSink, outcome: EngineOutcome | None,
-                error: BaseException | None, writer_errors: list[BaseException],
-                params: dict[str, Any], target_info: dict[str, Any], interrupted: bool,
-                *, keep_files: bool, extra: Mapping[str, Any] | None = None) -> LoadResult:
+    def _finish(
+        self,
+        out: Path,
+        frame: Any,
+        sink: RecordSink,
+        outcome: EngineOutcome | None,
+        error: BaseException | None,
+        writer_errors: list[BaseException],
+        params: dict[str, Any],
+        target_info: dict[str, Any],
+        interrupted: bool,
+        *,
+        keep_files: bool,
+        extra: Mapping[str, Any] | None = None,
+    ) -> LoadResult:
         reason: str | None = None
         if error is not None:
-            reason = str(error) if isinstance(error, AxonLabError) else f"{type(error).__name__}: {error}"
+            reason = (
+                str(error)
+                if isinstance(error, AxonLabError)
+                else f"{type(error).__name__}: {error}"
+            )
         elif outcome is not None and outcome.stop_reason:
             reason = outcome.stop_reason
         if writer_errors:
-            reason = (reason + "; " if reason else "") + f"records writer failed: {writer_errors[0]}"
+            reason = (
+                reason + "; " if reason else ""
+            ) + f"records writer failed: {writer_errors[0]}"
         if outcome is not None:
             elapsed, window, scheduled = outcome.elapsed_s, outcome.window_s, outcome.scheduled
             started, checks = outcome.started_utc, outcome.checks
@@ -513,9 +595,13 @@ class LoadRunner:
             elapsed, window, scheduled, started = 0.0, self.shape.duration_s, 0, utc_now()
             checks = {c.name: {"passes": 0, "fails": 0} for c in self.checks}
         by_window = outcome is not None and outcome.ended_by == "duration"
-        metrics = RunMetrics(frame, elapsed_s=elapsed, window_s=window + self.late_ms / 1000.0,
-                             scheduled_in_window=scheduled if self.shape.is_open else None,
-                             rate_window_s=window if by_window else None)
+        metrics = RunMetrics(
+            frame,
+            elapsed_s=elapsed,
+            window_s=window + self.late_ms / 1000.0,
+            scheduled_in_window=scheduled if self.shape.is_open else None,
+            rate_window_s=window if by_window else None,
+        )
         results = evaluate(self.thresholds, metrics)
         if outcome is not None:
             lag = None
@@ -525,28 +611,51 @@ class LoadRunner:
             client = outcome.monitor.summary(lag)
         else:
             client = {}
-        files = {"records": RECORDS_NAME, "histograms": HISTOGRAMS_NAME, "hgrm": HGRM_NAME} \
-            if keep_files else {}
+        files = (
+            {"records": RECORDS_NAME, "histograms": HISTOGRAMS_NAME, "hgrm": HGRM_NAME}
+            if keep_files
+            else {}
+        )
         summary = build_summary(
-            frame, metrics=metrics, thresholds=results, target=target_info,
-            shape=self.shape.to_dict(), started_utc=started, elapsed_s=elapsed, window_s=window,
-            scheduled=scheduled, target_rps=self.shape.mean_rate() if self.shape.is_open else None,
-            checks=checks, client=client, incomplete_reason=reason, parameters=params,
-            name=self.name, files=files,
-            engine={"name": self.engine, "uvloop": self.use_uvloop,
-                    "peak_vus": outcome.peak_vus if outcome else 0,
-                    "connections_opened": outcome.connections_opened if outcome else 0},
+            frame,
+            metrics=metrics,
+            thresholds=results,
+            target=target_info,
+            shape=self.shape.to_dict(),
+            started_utc=started,
+            elapsed_s=elapsed,
+            window_s=window,
+            scheduled=scheduled,
+            target_rps=self.shape.mean_rate() if self.shape.is_open else None,
+            checks=checks,
+            client=client,
+            incomplete_reason=reason,
+            parameters=params,
+            name=self.name,
+            files=files,
+            engine={
+                "name": self.engine,
+                "uvloop": self.use_uvloop,
+                "peak_vus": outcome.peak_vus if outcome else 0,
+                "connections_opened": outcome.connections_opened if outcome else 0,
+            },
         )
         summary.update(extra or {})
         hist = sink.histograms
         if keep_files:
             write_histograms(out / HISTOGRAMS_NAME, hist)
-            (out / HGRM_NAME).write_text(hist["http_req_duration"].percentile_distribution(),
-                                         encoding="ascii")
+            (out / HGRM_NAME).write_text(
+                hist["http_req_duration"].percentile_distribution(), encoding="ascii"
+            )
             jsonutil.write_json(out / SUMMARY_NAME, summary)
-        return LoadResult(summary=summary, records=frame, histograms=hist, thresholds=results,
-                          out_dir=out if keep_files else None,
-                          interrupted=interrupted or bool(self._stop_reason))
+        return LoadResult(
+            summary=summary,
+            records=frame,
+            histograms=hist,
+            thresholds=results,
+            out_dir=out if keep_files else None,
+            interrupted=interrupted or bool(self._stop_reason),
+        )
 
 
 class _Progress:
@@ -559,8 +668,13 @@ class _Progress:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=round(total_s, 1), unit="s", desc="load", leave=False,
-                                bar_format="{desc} {bar} {n:.0f}/{total:.0f}s {postfix}")
+                self.bar = tqdm(
+                    total=round(total_s, 1),
+                    unit="s",
+                    desc="load",
+                    leave=False,
+                    bar_format="{desc} {bar} {n:.0f}/{total:.0f}s {postfix}",
+                )
             except Exception:  # no tqdm or no terminal: run without a bar
                 self.bar = None
 
@@ -572,8 +686,11 @@ class _Progress:
             self.bar.update(t - self.last)
             self.last = t
         rps = p["done"] / p["elapsed_s"] if p["elapsed_s"] > 0 else 0.0
-        self.bar.set_postfix_str(f"{p['done']:,} req · {rps:,.0f}/s · {p['errors']:,} err · "
-                                 f"{p['inflight']} in flight · {p['backlog']} queued", refresh=False)
+        self.bar.set_postfix_str(
+            f"{p['done']:,} req · {rps:,.0f}/s · {p['errors']:,} err · "
+            f"{p['inflight']} in flight · {p['backlog']} queued",
+            refresh=False,
+        )
 
     def close(self) -> None:
         if self.bar is not None:

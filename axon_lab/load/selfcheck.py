@@ -111,18 +111,26 @@ class ClientMonitor:
         }
         reasons = []
         if lag.size and out["loop_lag_ms"]["p99"] > LOOP_LAG_LIMIT_MS:
-            reasons.append(f"event-loop lag p99 {out['loop_lag_ms']['p99']:.1f} ms > {LOOP_LAG_LIMIT_MS:g} ms")
+            reasons.append(
+                f"event-loop lag p99 {out['loop_lag_ms']['p99']:.1f} ms > {LOOP_LAG_LIMIT_MS:g} ms"
+            )
         if self.thread_cpu:
             busy = float(np.mean(np.asarray(self.thread_cpu) >= CPU_SATURATED_PCT))
             if busy >= 0.25:
-                reasons.append(f"generator thread at >= {CPU_SATURATED_PCT:g}% CPU in {busy:.0%} of samples")
+                reasons.append(
+                    f"generator thread at >= {CPU_SATURATED_PCT:g}% CPU in {busy:.0%} of samples"
+                )
         d = out["dispatch_lag_ms"]
         if d and d["count"] and d["p99"] > DISPATCH_LAG_LIMIT_MS:
-            reasons.append(f"dispatch lag p99 {d['p99']:.1f} ms > {DISPATCH_LAG_LIMIT_MS:g} ms "
-                           "(requests left late with a connection free)")
+            reasons.append(
+                f"dispatch lag p99 {d['p99']:.1f} ms > {DISPATCH_LAG_LIMIT_MS:g} ms "
+                "(requests left late with a connection free)"
+            )
         m = out["machine_cpu_pct"]
         if m["mean"] is not None and m["mean"] >= MACHINE_SATURATED_PCT:
-            reasons.append(f"machine CPU {m['mean']:.0f}% on average: client and server compete for cores")
+            reasons.append(
+                f"machine CPU {m['mean']:.0f}% on average: client and server compete for cores"
+            )
         out["client_bound"] = bool(reasons)
         out["reasons"] = reasons
         return out
@@ -152,8 +160,12 @@ def _pcts(x: np.ndarray | None) -> dict[str, Any]:
     arr = arr[np.isfinite(arr)]
     if arr.size == 0:
         return {"count": 0, "p50": None, "p99": None, "max": None}
-    return {"count": int(arr.size), "p50": percentile(arr, 50), "p99": percentile(arr, 99),
-            "max": float(arr.max())}
+    return {
+        "count": int(arr.size),
+        "p50": percentile(arr, 50),
+        "p99": percentile(arr, 99),
+        "max": float(arr.max()),
+    }
 
 
 def _mean_max(x: list[float]) -> dict[str, float | None]:

@@ -96,8 +96,9 @@ def parse_cache_header(name: str, value: str) -> dict[str, str]:
     return out
 
 
-def parse_cache_headers(headers: Mapping[str, str],
-                        names: tuple[str, ...] = CACHE_HEADERS) -> dict[str, str]:
+def parse_cache_headers(
+    headers: Mapping[str, str], names: tuple[str, ...] = CACHE_HEADERS
+) -> dict[str, str]:
     """Every cache outcome found in ``headers`` (lower-case names) → ``{cache_name: outcome}``."""
     out: dict[str, str] = {}
     for h in names:

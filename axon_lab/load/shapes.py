@@ -146,7 +146,8 @@ class Shape:
             txt = f"{self.executor} {t:g}{unit} for {d:g}s"
         else:
             txt = f"{self.executor} from {self.start:g}: " + ", ".join(
-                f"{d:g}s→{t:g}" for d, t in self.stages)
+                f"{d:g}s→{t:g}" for d, t in self.stages
+            )
         if self.is_open:
             txt += f" ({self.arrival})"
         elif self.think_time_s:
@@ -155,10 +156,15 @@ class Shape:
 
     def to_dict(self) -> dict:
         """Plain data for summaries."""
-        return {"executor": self.executor, "stages": [list(s) for s in self.stages],
-                "start": self.start, "arrival": self.arrival if self.is_open else None,
-                "think_time_s": self.think_time_s, "duration_s": self.duration_s,
-                "open_loop": self.is_open}
+        return {
+            "executor": self.executor,
+            "stages": [list(s) for s in self.stages],
+            "start": self.start,
+            "arrival": self.arrival if self.is_open else None,
+            "think_time_s": self.think_time_s,
+            "duration_s": self.duration_s,
+            "open_loop": self.is_open,
+        }
 
     # -- open-loop schedule ------------------------------------------------------------------
     def _segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -224,24 +230,34 @@ class Shape:
 
 def constant_vus(connections: int, duration_s: float, *, think_time_s: float = 0.0) -> Shape:
     """Closed loop: ``connections`` each sending back to back for ``duration_s``."""
-    return Shape("constant-vus", ((float(duration_s), float(connections)),),
-                 start=float(connections), think_time_s=think_time_s)
+    return Shape(
+        "constant-vus",
+        ((float(duration_s), float(connections)),),
+        start=float(connections),
+        think_time_s=think_time_s,
+    )
 
 
-def ramping_vus(stages: Sequence[tuple[float, float]], *, start: float = 1.0,
-                think_time_s: float = 0.0) -> Shape:
+def ramping_vus(
+    stages: Sequence[tuple[float, float]], *, start: float = 1.0, think_time_s: float = 0.0
+) -> Shape:
     """Closed loop: VUs ramped through ``stages`` (k6 ``ramping-vus``; ``startVUs`` = 1)."""
     return Shape("ramping-vus", _stages(stages), start=float(start), think_time_s=think_time_s)
 
 
 def constant_rate(rate: float, duration_s: float, *, arrival: Arrival = "constant") -> Shape:
     """Open loop: ``rate`` requests/s for ``duration_s``, constant or Poisson arrivals."""
-    return Shape("constant-arrival-rate", ((float(duration_s), float(rate)),), start=float(rate),
-                 arrival=arrival)
+    return Shape(
+        "constant-arrival-rate",
+        ((float(duration_s), float(rate)),),
+        start=float(rate),
+        arrival=arrival,
+    )
 
 
-def ramping_rate(stages: Sequence[tuple[float, float]], *, start: float = 0.0,
-                 arrival: Arrival = "constant") -> Shape:
+def ramping_rate(
+    stages: Sequence[tuple[float, float]], *, start: float = 0.0, arrival: Arrival = "constant"
+) -> Shape:
     """Open loop: arrival rate ramped through ``stages`` (k6 ``ramping-arrival-rate``)."""
     return Shape("ramping-arrival-rate", _stages(stages), start=float(start), arrival=arrival)
 

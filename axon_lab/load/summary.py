@@ -58,10 +58,12 @@ SUMMARY_NAME = "summary.json"
 HISTOGRAMS_NAME = "histograms.json"
 HGRM_NAME = "response_time.hgrm"
 HEADLINE = "http_req_duration"
-CLOSED_LOOP_NOTE = ("closed loop: each connection waits for its previous response, so a server "
-                    "stall delays the requests that would have been sent during it and they are "
-                    "never measured (coordinated omission); use an arrival rate (--rate) to see "
-                    "what users would see")
+CLOSED_LOOP_NOTE = (
+    "closed loop: each connection waits for its previous response, so a server "
+    "stall delays the requests that would have been sent during it and they are "
+    "never measured (coordinated omission); use an arrival rate (--rate) to see "
+    "what users would see"
+)
 
 
 def _trend_stats(metrics: RunMetrics, name: str) -> dict[str, Any]:
@@ -79,11 +81,16 @@ def _per_second(frame, elapsed_s: float) -> dict[str, Any]:
         return {"count": 0}
     secs = (end[timed] // 1_000_000_000).astype(np.int64)
     counts = np.bincount(secs[secs < full], minlength=full)[:full].astype(float)
-    return {"count": int(counts.size), "min": float(counts.min()),
-            "p1": percentile(counts, 1), "p2_5": percentile(counts, 2.5),
-            "p50": percentile(counts, 50), "p97_5": percentile(counts, 97.5),
-            "mean": float(counts.mean()),
-            "stddev": float(counts.std(ddof=1)) if counts.size > 1 else 0.0}
+    return {
+        "count": int(counts.size),
+        "min": float(counts.min()),
+        "p1": percentile(counts, 1),
+        "p2_5": percentile(counts, 2.5),
+        "p50": percentile(counts, 50),
+        "p97_5": percentile(counts, 97.5),
+        "mean": float(counts.mean()),
+        "stddev": float(counts.std(ddof=1)) if counts.size > 1 else 0.0,
+    }
 
 
 def _drift(frame, window_s: float) -> dict[str, Any]:
@@ -96,9 +103,11 @@ def _drift(frame, window_s: float) -> dict[str, Any]:
     first = percentile(rt[t < tenth], 95)
     last = percentile(rt[t >= window_s - tenth], 95)
     ok = np.isfinite(first) and np.isfinite(last) and first > 0
-    return {"p95_first_ms": first if np.isfinite(first) else None,
-            "p95_last_ms": last if np.isfinite(last) else None,
-            "ratio": last / first if ok else None}
+    return {
+        "p95_first_ms": first if np.isfinite(first) else None,
+        "p95_last_ms": last if np.isfinite(last) else None,
+        "ratio": last / first if ok else None,
+    }
 
 
 def _caches(frame) -> dict[str, Any]:
@@ -137,7 +146,9 @@ def build_summary(
     """Assemble the summary (see the module docstring for the schema)."""
     outcome = frame["outcome"].astype(str) if len(frame) else frame["outcome"]
     oc = {k: int(v) for k, v in outcome.value_counts().items()} if len(frame) else {}
-    status = frame.loc[frame["status"] > 0, "status"].value_counts().sort_index() if len(frame) else {}
+    status = (
+        frame.loc[frame["status"] > 0, "status"].value_counts().sort_index() if len(frame) else {}
+    )
     err_text = frame["error"].dropna().value_counts().head(10) if len(frame) else {}
     failed, attempted = metrics.rate("http_req_failed")
     open_loop = bool(shape.get("open_loop"))
@@ -207,9 +218,17 @@ def build_summary(
         "cache": _caches(frame),
         "checks": {
             "rate": passes / (passes + fails) if passes + fails else None,
-            "passes": passes, "fails": fails,
-            "by_name": {k: {**v, "rate": v["passes"] / (v["passes"] + v["fails"])
-                            if v["passes"] + v["fails"] else None} for k, v in checks.items()},
+            "passes": passes,
+            "fails": fails,
+            "by_name": {
+                k: {
+                    **v,
+                    "rate": v["passes"] / (v["passes"] + v["fails"])
+                    if v["passes"] + v["fails"]
+                    else None,
+                }
+                for k, v in checks.items()
+            },
         },
         "thresholds": [t.to_dict() for t in thresholds],
         "client": dict(client),
@@ -221,20 +240,31 @@ def build_summary(
     return summary
 
 
-def stub_summary(*, target: Mapping[str, Any], shape: Mapping[str, Any],
-                 parameters: Mapping[str, Any], name: str | None = None) -> dict[str, Any]:
+def stub_summary(
+    *,
+    target: Mapping[str, Any],
+    shape: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    name: str | None = None,
+) -> dict[str, Any]:
     """The summary written when a run starts: marked incomplete until the run finishes.
 
     If the process is killed outright, this is what remains next to the partial records.
     """
-    return {"schema": SCHEMA, "name": name, "incomplete": True,
-            "incomplete_reason": "run did not finish (still running, or the process was killed); "
-                                 "records.parquet holds every flushed record",
-            "passed": False, "target": dict(target), "shape": dict(shape),
-            "loop": "open" if shape.get("open_loop") else "closed",
-            "percentile_definition": PERCENTILE_DEFINITION,
-            "files": {"records": "records.parquet"},
-            "provenance": provenance.collect(parameters)}
+    return {
+        "schema": SCHEMA,
+        "name": name,
+        "incomplete": True,
+        "incomplete_reason": "run did not finish (still running, or the process was killed); "
+        "records.parquet holds every flushed record",
+        "passed": False,
+        "target": dict(target),
+        "shape": dict(shape),
+        "loop": "open" if shape.get("open_loop") else "closed",
+        "percentile_definition": PERCENTILE_DEFINITION,
+        "files": {"records": "records.parquet"},
+        "provenance": provenance.collect(parameters),
+    }
 
 
 def read_summary(path: Path | str) -> dict[str, Any]:

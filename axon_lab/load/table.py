@@ -5,11 +5,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-_ROWS = (("http_req_duration", "Response time"), ("http_req_service_duration", "Service time"),
-         ("http_req_waiting", "TTFB"), ("schedule_lag", "Schedule lag"),
-         ("http_req_connecting", "Connect"))
-_COLS = (("min", "min"), ("p50", "p50"), ("p90", "p90"), ("p95", "p95"), ("p99", "p99"),
-         ("p999", "p99.9"), ("max", "max"), ("mean", "avg"), ("stddev", "stdev"))
+_ROWS = (
+    ("http_req_duration", "Response time"),
+    ("http_req_service_duration", "Service time"),
+    ("http_req_waiting", "TTFB"),
+    ("schedule_lag", "Schedule lag"),
+    ("http_req_connecting", "Connect"),
+)
+_COLS = (
+    ("min", "min"),
+    ("p50", "p50"),
+    ("p90", "p90"),
+    ("p95", "p95"),
+    ("p99", "p99"),
+    ("p999", "p99.9"),
+    ("max", "max"),
+    ("mean", "avg"),
+    ("stddev", "stdev"),
+)
 
 
 def _num(v: Any, digits: int = 2) -> str:
@@ -34,8 +47,10 @@ def box(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        parts = [f" {str(c):<{w}} " if i == 0 else f" {str(c):>{w}} "
-                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        parts = [
+            f" {str(c):<{w}} " if i == 0 else f" {str(c):>{w}} "
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "│" + "│".join(parts) + "│"
 
     def rule(left: str, mid: str, right: str) -> str:
@@ -62,11 +77,15 @@ def render(summary: Mapping[str, Any]) -> str:
     tgt = s.get("target", {})
     shape = s.get("shape", {})
     loop = s.get("loop", "closed")
-    out.append(f"Running {shape.get('duration_s', 0):g}s test @ {tgt.get('method', 'GET')} "
-               f"{tgt.get('url')}" + (f"  [scenario {tgt['scenario']}]" if tgt.get("scenario") else ""))
-    out.append(f"{loop} loop · {shape.get('executor')} · stages {shape.get('stages')}"
-               + (f" · {shape.get('arrival')} arrivals" if loop == "open" else "")
-               + f" · engine {tgt.get('engine', 'asyncio')}")
+    out.append(
+        f"Running {shape.get('duration_s', 0):g}s test @ {tgt.get('method', 'GET')} "
+        f"{tgt.get('url')}" + (f"  [scenario {tgt['scenario']}]" if tgt.get("scenario") else "")
+    )
+    out.append(
+        f"{loop} loop · {shape.get('executor')} · stages {shape.get('stages')}"
+        + (f" · {shape.get('arrival')} arrivals" if loop == "open" else "")
+        + f" · engine {tgt.get('engine', 'asyncio')}"
+    )
     out.append("")
     metrics = s.get("metrics", {})
     rows = []
@@ -83,41 +102,68 @@ def render(summary: Mapping[str, Any]) -> str:
     stage_rows = []
     for key, st in metrics.items():
         if key.startswith("stage.") and st.get("count"):
-            stage_rows.append([key[6:], *[_num(st.get(k)) for k in ("p50", "p90", "p95", "p99", "max",
-                                                                    "mean")], f"{st['count']:,}"])
+            stage_rows.append(
+                [
+                    key[6:],
+                    *[_num(st.get(k)) for k in ("p50", "p90", "p95", "p99", "max", "mean")],
+                    f"{st['count']:,}",
+                ]
+            )
     if stage_rows:
-        out.append(box(["Server-Timing (ms)", "p50", "p90", "p95", "p99", "max", "avg", "n"],
-                       stage_rows))
+        out.append(
+            box(["Server-Timing (ms)", "p50", "p90", "p95", "p99", "max", "avg", "n"], stage_rows)
+        )
     ps = s.get("throughput", {}).get("per_second", {})
     if ps.get("count"):
-        out.append(box(["Stat", "1%", "2.5%", "50%", "97.5%", "Avg", "Stdev", "Min"],
-                       [["Req/Sec", *[_num(ps.get(k), 1) for k in
-                                      ("p1", "p2_5", "p50", "p97_5", "mean", "stddev", "min")]]]))
+        out.append(
+            box(
+                ["Stat", "1%", "2.5%", "50%", "97.5%", "Avg", "Stdev", "Min"],
+                [
+                    [
+                        "Req/Sec",
+                        *[
+                            _num(ps.get(k), 1)
+                            for k in ("p1", "p2_5", "p50", "p97_5", "mean", "stddev", "min")
+                        ],
+                    ]
+                ],
+            )
+        )
     req = s.get("requests", {})
     out.append("")
     err_rate = s.get("error_rate")
-    out.append(f"{s.get('count', 0):,} requests in {s.get('elapsed_s', 0):.1f}s, "
-               f"{_bytes(req.get('bytes_received', 0))} read · {_num(s.get('rps'), 1)} req/s · "
-               f"{s.get('errors', 0):,} errors ({(err_rate or 0) * 100:.2f}%)")
+    out.append(
+        f"{s.get('count', 0):,} requests in {s.get('elapsed_s', 0):.1f}s, "
+        f"{_bytes(req.get('bytes_received', 0))} read · {_num(s.get('rps'), 1)} req/s · "
+        f"{s.get('errors', 0):,} errors ({(err_rate or 0) * 100:.2f}%)"
+    )
     sc = req.get("status_counts", {})
     if sc:
         out.append("status " + ", ".join(f"{k}: {v:,}" for k, v in sc.items()))
-    extra = {k: req.get(k, 0) for k in ("timeouts", "connect_errors", "io_errors",
-                                         "protocol_errors", "interrupted")}
+    extra = {
+        k: req.get(k, 0)
+        for k in ("timeouts", "connect_errors", "io_errors", "protocol_errors", "interrupted")
+    }
     if any(extra.values()):
         out.append(" · ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in extra.items() if v))
     if loop == "open":
         r = s.get("rate", {})
         ratio = r.get("achieved_rate_ratio")
-        out.append(f"arrivals: target {_num(r.get('target_rps'), 1)}/s, achieved "
-                   f"{_num(r.get('achieved_rps'), 1)}/s ({(ratio or 0) * 100:.1f}% on schedule) · "
-                   f"late {req.get('late', 0):,} · queued {req.get('queued', 0):,} · "
-                   f"dropped {req.get('dropped', 0):,}")
+        out.append(
+            f"arrivals: target {_num(r.get('target_rps'), 1)}/s, achieved "
+            f"{_num(r.get('achieved_rps'), 1)}/s ({(ratio or 0) * 100:.1f}% on schedule) · "
+            f"late {req.get('late', 0):,} · queued {req.get('queued', 0):,} · "
+            f"dropped {req.get('dropped', 0):,}"
+        )
     cache = s.get("cache", {})
     if cache:
-        out.append("cache: " + ", ".join(
-            f"{k} hit {v['hit_rate'] * 100:.1f}%" if v.get("hit_rate") is not None else f"{k} –"
-            for k, v in cache.items()))
+        out.append(
+            "cache: "
+            + ", ".join(
+                f"{k} hit {v['hit_rate'] * 100:.1f}%" if v.get("hit_rate") is not None else f"{k} –"
+                for k, v in cache.items()
+            )
+        )
     ch = s.get("checks", {})
     if ch.get("by_name"):
         out.append("")
@@ -139,8 +185,10 @@ def render(summary: Mapping[str, Any]) -> str:
     if cl:
         lag = cl.get("loop_lag_ms", {}) or {}
         cpu = cl.get("engine_thread_cpu_pct", {}) or {}
-        line = (f"generator: loop lag p99 {_num(lag.get('p99'))} ms · engine thread CPU "
-                f"{_num(cpu.get('mean'), 0)}% avg / {_num(cpu.get('max'), 0)}% max")
+        line = (
+            f"generator: loop lag p99 {_num(lag.get('p99'))} ms · engine thread CPU "
+            f"{_num(cpu.get('mean'), 0)}% avg / {_num(cpu.get('max'), 0)}% max"
+        )
         d = cl.get("dispatch_lag_ms")
         if d and d.get("count"):
             line += f" · dispatch lag p99 {_num(d.get('p99'))} ms"

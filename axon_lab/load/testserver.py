@@ -49,8 +49,16 @@ from pathlib import Path
 from statistics import NormalDist
 
 # Share of the delay per Server-Timing stage (the guide's latency breakdown, normalised).
-STAGE_SHARES = {"collection": 10, "analysis": 200, "retrieval": 500, "vector_search": 200,
-                "synthesis": 100, "injection": 50, "llm": 2000, "postprocessing": 140}
+STAGE_SHARES = {
+    "collection": 10,
+    "analysis": 200,
+    "retrieval": 500,
+    "vector_search": 200,
+    "synthesis": 100,
+    "injection": 50,
+    "llm": 2000,
+    "postprocessing": 140,
+}
 _SHARE_TOTAL = sum(v for k, v in STAGE_SHARES.items() if k != "vector_search")
 
 
@@ -119,11 +127,15 @@ class _State:
             self.stall_handle = None
 
 
-def _response(status: int, body: bytes, *, headers: dict[str, str] | None = None,
-              close: bool = False) -> bytes:
+def _response(
+    status: int, body: bytes, *, headers: dict[str, str] | None = None, close: bool = False
+) -> bytes:
     reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
-    lines = [f"HTTP/1.1 {status} {reason.get(status, 'Status')}", f"Content-Length: {len(body)}",
-             "Content-Type: application/json"]
+    lines = [
+        f"HTTP/1.1 {status} {reason.get(status, 'Status')}",
+        f"Content-Length: {len(body)}",
+        "Content-Type: application/json",
+    ]
     for k, v in (headers or {}).items():
         lines.append(f"{k}: {v}")
     if close:
@@ -171,7 +183,7 @@ class _Handler(asyncio.Protocol):
                     close = True
             if len(self.buf) < end + 4 + length:
                 return
-            body = bytes(self.buf[end + 4:end + 4 + length])
+            body = bytes(self.buf[end + 4 : end + 4 + length])
             del self.buf[: end + 4 + length]
             self.pending.append((method, path, body, close))
             self._next()
@@ -188,7 +200,9 @@ class _Handler(asyncio.Protocol):
         elif path in ("/work", "/api/v1/prompts/process"):
             i, delay = st.next_delay()
             headers = _axon_headers(i, delay) if path.startswith("/api/") else None
-            payload = _response(200, b'{"result":{"text":"ok"},"i":%d}' % i, headers=headers, close=close)
+            payload = _response(
+                200, b'{"result":{"text":"ok"},"i":%d}' % i, headers=headers, close=close
+            )
             t_recv = time.perf_counter()
 
             def respond() -> None:
@@ -221,8 +235,14 @@ class _Handler(asyncio.Protocol):
                 st.set_latency(cmd["latency"])
             self._send(_response(200, b'{"ok":true}', close=close), close)
         elif path == "/__stats":
-            out = json.dumps({"count": st.count, "stalls": st.stalls, "latency": st.latency,
-                              "actual_ms": st.actual_ms}).encode()
+            out = json.dumps(
+                {
+                    "count": st.count,
+                    "stalls": st.stalls,
+                    "latency": st.latency,
+                    "actual_ms": st.actual_ms,
+                }
+            ).encode()
             self._send(_response(200, out, close=close), close)
         else:
             self._send(_response(404, b'{"error":"not found"}', close=close), close)
@@ -238,8 +258,13 @@ class _Handler(asyncio.Protocol):
         self._next()
 
 
-async def serve(port: int, latency: str, stall_at_s: float | None, stall_ms: float,
-                tls: tuple[str, str] | None = None) -> None:
+async def serve(
+    port: int,
+    latency: str,
+    stall_at_s: float | None,
+    stall_ms: float,
+    tls: tuple[str, str] | None = None,
+) -> None:
     """Serve until killed; prints ``READY <port>`` once listening (``tls``: cert and key files)."""
     loop = asyncio.get_running_loop()
     state = _State(latency, stall_at_s, stall_ms)
@@ -249,8 +274,9 @@ async def serve(port: int, latency: str, stall_at_s: float | None, stall_ms: flo
 
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(*tls)
-    server = await loop.create_server(lambda: _Handler(state), "127.0.0.1", port, backlog=4096,
-                                      ssl=ctx)
+    server = await loop.create_server(
+        lambda: _Handler(state), "127.0.0.1", port, backlog=4096, ssl=ctx
+    )
     sock = server.sockets[0]
     print(f"READY {sock.getsockname()[1]}", flush=True)
     await server.serve_forever()
@@ -271,13 +297,26 @@ class LoadServer:
         ``(cert_file, key_file)``: serve https.
     """
 
-    def __init__(self, latency: str = "none", *, stall_at_s: float | None = None,
-                 stall_ms: float = 1400.0, uvloop: bool = False,
-                 tls: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        latency: str = "none",
+        *,
+        stall_at_s: float | None = None,
+        stall_ms: float = 1400.0,
+        uvloop: bool = False,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.latency = latency
         self.scheme = "https" if tls else "http"
-        self.args = [sys.executable, "-P", str(Path(__file__).resolve()), "--latency", latency,
-                     "--stall-ms", str(stall_ms)]
+        self.args = [
+            sys.executable,
+            "-P",
+            str(Path(__file__).resolve()),
+            "--latency",
+            latency,
+            "--stall-ms",
+            str(stall_ms),
+        ]
         if stall_at_s is not None:
             self.args += ["--stall-at", str(stall_at_s)]
         if uvloop:
@@ -299,8 +338,12 @@ class LoadServer:
         return self.proc.pid
 
     def __enter__(self) -> LoadServer:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + 30
         line = ""
@@ -333,8 +376,11 @@ class LoadServer:
 
     def _call(self, method: str, path: str, body: bytes) -> dict:
         with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-                      f"Connection: close\r\n\r\n".encode() + body)
+            s.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n".encode()
+                + body
+            )
             data = b""
             while chunk := s.recv(65536):
                 data += chunk
@@ -352,8 +398,9 @@ def main() -> None:
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     a = p.parse_args()
-    coro = serve(a.port, a.latency, a.stall_at, a.stall_ms,
-                 (a.tls_cert, a.tls_key) if a.tls_cert else None)
+    coro = serve(
+        a.port, a.latency, a.stall_at, a.stall_ms, (a.tls_cert, a.tls_key) if a.tls_cert else None
+    )
     try:
         if a.uvloop:
             import uvloop

@@ -47,22 +47,39 @@ from axon_lab.metrics import Metric, declare
 from axon_lab.registry import Registry
 from axon_lab.stats import percentile
 
-METRICS: Registry[Metric] = declare("metric", [
-    Metric("http_req_duration", "Response time (from intended start)", "ms", kind="trend", column="response_ms"),
-    Metric("http_req_service_duration", "Service time (from send)", "ms", kind="trend", column="service_ms"),
-    Metric("http_req_waiting", "Time to first byte", "ms", kind="trend", column="ttfb_ms"),
-    Metric("http_req_connecting", "Connect time", "ms", kind="trend", column="connect_ms"),
-    Metric("schedule_lag", "Schedule lag", "ms", kind="trend", column="lag_ms"),
-    Metric("http_req_failed", "Failed requests", "ratio", kind="rate"),
-    Metric("checks", "Checks passed", "ratio", kind="rate", better="higher"),
-    Metric("http_reqs", "Requests", "req", kind="counter", better="higher"),
-    Metric("data_received", "Data received", "B", kind="counter", better="higher"),
-    Metric("dropped_requests", "Dropped requests", "req", kind="counter"),
-    Metric("late_requests", "Late requests", "req", kind="counter"),
-    Metric("achieved_rate_ratio", "Achieved / target rate", "ratio", kind="gauge", better="higher"),
-    Metric("stage.<name>", "Server-Timing stage", "ms", kind="trend"),
-    Metric("cache.<name>", "Cache hit rate", "ratio", kind="rate", better="higher"),
-])
+METRICS: Registry[Metric] = declare(
+    "metric",
+    [
+        Metric(
+            "http_req_duration",
+            "Response time (from intended start)",
+            "ms",
+            kind="trend",
+            column="response_ms",
+        ),
+        Metric(
+            "http_req_service_duration",
+            "Service time (from send)",
+            "ms",
+            kind="trend",
+            column="service_ms",
+        ),
+        Metric("http_req_waiting", "Time to first byte", "ms", kind="trend", column="ttfb_ms"),
+        Metric("http_req_connecting", "Connect time", "ms", kind="trend", column="connect_ms"),
+        Metric("schedule_lag", "Schedule lag", "ms", kind="trend", column="lag_ms"),
+        Metric("http_req_failed", "Failed requests", "ratio", kind="rate"),
+        Metric("checks", "Checks passed", "ratio", kind="rate", better="higher"),
+        Metric("http_reqs", "Requests", "req", kind="counter", better="higher"),
+        Metric("data_received", "Data received", "B", kind="counter", better="higher"),
+        Metric("dropped_requests", "Dropped requests", "req", kind="counter"),
+        Metric("late_requests", "Late requests", "req", kind="counter"),
+        Metric(
+            "achieved_rate_ratio", "Achieved / target rate", "ratio", kind="gauge", better="higher"
+        ),
+        Metric("stage.<name>", "Server-Timing stage", "ms", kind="trend"),
+        Metric("cache.<name>", "Cache hit rate", "ratio", kind="rate", better="higher"),
+    ],
+)
 
 AGGREGATIONS: dict[str, tuple[str, ...]] = {
     "trend": ("avg", "min", "max", "med", "p(N)", "count"),
@@ -70,8 +87,14 @@ AGGREGATIONS: dict[str, tuple[str, ...]] = {
     "counter": ("count", "rate"),
     "gauge": ("value",),
 }
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+_OPS = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
 _EXPR = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][\w.\-]*)\s*:\s*(?P<agg>p\(\s*\d+(?:\.\d+)?\s*\)|[a-z]+)\s*"
     r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?\s*$"
@@ -113,15 +136,19 @@ def parse_threshold(expr: str, *, source: str = "user") -> Threshold:
     """
     m = _EXPR.match(expr)
     if not m:
-        raise ConfigError(f"cannot parse threshold {expr!r}; expected METRIC:AGG OP VALUE, "
-                          "e.g. http_req_duration:p(95)<3000 or http_req_failed:rate<0.05")
+        raise ConfigError(
+            f"cannot parse threshold {expr!r}; expected METRIC:AGG OP VALUE, "
+            "e.g. http_req_duration:p(95)<3000 or http_req_failed:rate<0.05"
+        )
     metric = get_metric(m.group("metric"))
     agg = re.sub(r"\s+", "", m.group("agg"))
     valid = AGGREGATIONS[metric.kind]
     ok = agg in valid or (metric.kind == "trend" and re.fullmatch(r"p\(\d+(\.\d+)?\)", agg))
     if not ok:
-        raise ConfigError(f"{metric.name} is a {metric.kind}: aggregation {agg!r} is not valid; "
-                          f"valid: {', '.join(valid)}")
+        raise ConfigError(
+            f"{metric.name} is a {metric.kind}: aggregation {agg!r} is not valid; "
+            f"valid: {', '.join(valid)}"
+        )
     value = float(m.group("value"))
     unit = m.group("unit")
     if unit == "s" and metric.unit == "ms" and agg != "count":
@@ -147,8 +174,17 @@ class ThresholdResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the summary."""
         t = self.threshold
-        return {"expr": t.expr, "metric": t.metric, "agg": t.agg, "op": t.op, "limit": t.limit,
-                "source": t.source, "value": self.value, "ok": self.ok, "reason": self.reason}
+        return {
+            "expr": t.expr,
+            "metric": t.metric,
+            "agg": t.agg,
+            "op": t.op,
+            "limit": t.limit,
+            "source": t.source,
+            "value": self.value,
+            "ok": self.ok,
+            "reason": self.reason,
+        }
 
 
 class RunMetrics:
@@ -171,8 +207,15 @@ class RunMetrics:
         rate). ``None``: per second of ``elapsed_s`` (``max_requests`` runs, stopped runs).
     """
 
-    def __init__(self, frame, *, elapsed_s: float, window_s: float | None = None,
-                 scheduled_in_window: int | None = None, rate_window_s: float | None = None) -> None:
+    def __init__(
+        self,
+        frame,
+        *,
+        elapsed_s: float,
+        window_s: float | None = None,
+        scheduled_in_window: int | None = None,
+        rate_window_s: float | None = None,
+    ) -> None:
         self.frame = frame
         self.elapsed_s = elapsed_s
         self.window_s = window_s
@@ -269,7 +312,11 @@ class RunMetrics:
                 return float(x.size), None
             if x.size == 0:
                 seen = [c for c in self.frame.columns if c.startswith("stage.")]
-                hint = f" (stages seen: {', '.join(seen) or 'none'})" if metric.startswith("stage.") else ""
+                hint = (
+                    f" (stages seen: {', '.join(seen) or 'none'})"
+                    if metric.startswith("stage.")
+                    else ""
+                )
                 return None, f"no samples{hint}"
             if agg == "avg":
                 return float(x.mean()), None

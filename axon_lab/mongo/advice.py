@@ -27,10 +27,32 @@ Key = list[tuple[str, Any]]
 #: Operators that bound a field to one value (or a few: ``$in`` explodes into point ranges).
 EQUALITY_OPS = frozenset({"$eq", "$in"})
 #: Operators that make a range (or cannot use tight bounds).
-RANGE_OPS = frozenset({"$gt", "$gte", "$lt", "$lte", "$ne", "$nin", "$regex", "$exists", "$type",
-                       "$not", "$elemMatch", "$all", "$size", "$mod", "$geoWithin",
-                       "$geoIntersects", "$near", "$nearSphere", "$bitsAllSet", "$bitsAnySet",
-                       "$bitsAllClear", "$bitsAnyClear"})
+RANGE_OPS = frozenset(
+    {
+        "$gt",
+        "$gte",
+        "$lt",
+        "$lte",
+        "$ne",
+        "$nin",
+        "$regex",
+        "$exists",
+        "$type",
+        "$not",
+        "$elemMatch",
+        "$all",
+        "$size",
+        "$mod",
+        "$geoWithin",
+        "$geoIntersects",
+        "$near",
+        "$nearSphere",
+        "$bitsAllSet",
+        "$bitsAnySet",
+        "$bitsAllClear",
+        "$bitsAnyClear",
+    }
+)
 #: The guide's app query on ``contexts``.
 CONTEXTS_FILTER = {"workspaceId": "test", "tier": "workspace"}
 CONTEXTS_SORT = {"confidence": -1}
@@ -75,8 +97,16 @@ def key_pairs(key: Any) -> Key:
 def is_literal_value(v: Any) -> bool:
     if isinstance(v, Mapping):
         return not any(isinstance(k, str) and k.startswith("$") for k in v) or set(v) <= {
-            "$oid", "$date", "$numberLong", "$numberInt", "$numberDouble", "$numberDecimal",
-            "$binary", "$uuid", "$timestamp"}
+            "$oid",
+            "$date",
+            "$numberLong",
+            "$numberInt",
+            "$numberDouble",
+            "$numberDecimal",
+            "$binary",
+            "$uuid",
+            "$timestamp",
+        }
     return True
 
 
@@ -104,8 +134,10 @@ def classify_filter(flt: Any) -> tuple[list[str], list[str], list[str]]:
                 notes.append(f"{k} cannot use index bounds")
             elif is_literal_value(v) or (isinstance(v, Mapping) and set(v) <= EQUALITY_OPS):
                 if isinstance(v, Mapping) and "$in" in v:
-                    notes.append(f"{k}: $in is an equality per value; with a sort the server "
-                                 "merges one sorted run per value")
+                    notes.append(
+                        f"{k}: $in is an equality per value; with a sort the server "
+                        "merges one sorted run per value"
+                    )
                 if k not in eq:
                     eq.append(k)
             elif isinstance(v, Mapping):
@@ -137,7 +169,9 @@ def normalize_indexes(existing: Any) -> list[dict[str, Any]]:
         return out
     if isinstance(existing, Mapping) and "key" in existing:
         items: Iterable[Any] = [existing]
-    elif isinstance(existing, Mapping) and all(isinstance(v, Mapping) and "key" in v for v in existing.values()):
+    elif isinstance(existing, Mapping) and all(
+        isinstance(v, Mapping) and "key" in v for v in existing.values()
+    ):
         items = [{"name": k, **v} for k, v in existing.items()]
     else:
         items = existing
@@ -146,16 +180,28 @@ def normalize_indexes(existing: Any) -> list[dict[str, Any]]:
             spec: Mapping[str, Any] = ix["spec"] if isinstance(ix.get("spec"), Mapping) else ix
             key = key_pairs(ix["key"])
             name = str(ix.get("name") or "_".join(f"{k}_{v}" for k, v in key))
-            out.append({
-                "name": name, "key": key, "unique": bool(spec.get("unique")),
-                "sparse": bool(spec.get("sparse")),
-                "partial": "partialFilterExpression" in spec,
-                "ttl": "expireAfterSeconds" in spec,
-            })
+            out.append(
+                {
+                    "name": name,
+                    "key": key,
+                    "unique": bool(spec.get("unique")),
+                    "sparse": bool(spec.get("sparse")),
+                    "partial": "partialFilterExpression" in spec,
+                    "ttl": "expireAfterSeconds" in spec,
+                }
+            )
         else:
             key = key_pairs(ix)
-            out.append({"name": "_".join(f"{k}_{v}" for k, v in key) or f"index{i}", "key": key,
-                        "unique": False, "sparse": False, "partial": False, "ttl": False})
+            out.append(
+                {
+                    "name": "_".join(f"{k}_{v}" for k, v in key) or f"index{i}",
+                    "key": key,
+                    "unique": False,
+                    "sparse": False,
+                    "partial": False,
+                    "ttl": False,
+                }
+            )
     return out
 
 
@@ -194,13 +240,13 @@ def serves(key: Key, equality: Sequence[str], sort: Key, rng: Sequence[str]) -> 
         return False
     pos = n_eq
     if sort:
-        part = key[pos: pos + len(sort)]
+        part = key[pos : pos + len(sort)]
         if [k for k, _ in part] != [k for k, _ in sort]:
             return False
         if not _dirs_compatible([d for _, d in part], [d for _, d in sort]):
             return False
         pos += len(sort)
-    if rng and set(fields[pos: pos + len(rng)]) != set(rng):
+    if rng and set(fields[pos : pos + len(rng)]) != set(rng):
         return False
     return bool(equality or sort or rng)
 
@@ -260,39 +306,61 @@ class IndexAdvice:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (key as an ordered object and as text)."""
-        return {"key": self.key_dict, "key_text": self.key_text, "name": self.name,
-                "equality": self.equality, "sort": dict(self.sort), "range": self.range,
-                "reason": self.reason, "served_by": self.served_by,
-                "redundant_after": self.redundant_after, "needed": self.needed,
-                "covers_projection": self.covers_projection, "notes": self.notes}
+        return {
+            "key": self.key_dict,
+            "key_text": self.key_text,
+            "name": self.name,
+            "equality": self.equality,
+            "sort": dict(self.sort),
+            "range": self.range,
+            "reason": self.reason,
+            "served_by": self.served_by,
+            "redundant_after": self.redundant_after,
+            "needed": self.needed,
+            "covers_projection": self.covers_projection,
+            "notes": self.notes,
+        }
 
     def __str__(self) -> str:
-        state = (f"already served by {self.served_by}" if self.served_by
-                 else "create it" if self.key else "nothing to index")
+        state = (
+            f"already served by {self.served_by}"
+            if self.served_by
+            else "create it"
+            if self.key
+            else "nothing to index"
+        )
         return f"{self.key_text}: {state}. {self.reason}"
 
 
 def _reason(eq: list[str], srt: Key, rng: list[str]) -> str:
     parts = []
     if eq:
-        parts.append(f"equality on {', '.join(eq)} first: exact matches pin the scan to one "
-                     "contiguous range of keys")
+        parts.append(
+            f"equality on {', '.join(eq)} first: exact matches pin the scan to one "
+            "contiguous range of keys"
+        )
     if srt:
-        parts.append(f"the sort key{'s' if len(srt) > 1 else ''} {format_key(srt)} in sort order: "
-                     "the index returns documents already sorted, so no blocking in-memory SORT")
+        parts.append(
+            f"the sort key{'s' if len(srt) > 1 else ''} {format_key(srt)} in sort order: "
+            "the index returns documents already sorted, so no blocking in-memory SORT"
+        )
     if rng:
         s = "s" if len(rng) > 1 else ""
-        parts.append(f"the range field{s} {', '.join(rng)} last: a range before the sort key "
-                     "would break the index order and force a sort" if srt
-                     else f"the range field{s} {', '.join(rng)}: bounds on the remaining keys")
+        parts.append(
+            f"the range field{s} {', '.join(rng)} last: a range before the sort key "
+            "would break the index order and force a sort"
+            if srt
+            else f"the range field{s} {', '.join(rng)}: bounds on the remaining keys"
+        )
     if not parts:
         return "The filter and sort name no field, so no index can narrow this query."
     text = "; then ".join(parts)
     return text[0].upper() + text[1:] + " (Equality → Sort → Range)."
 
 
-def advise_index(filter: Any = None, sort: Any = None, projection: Any = None,
-                 existing: Any = None) -> IndexAdvice:
+def advise_index(
+    filter: Any = None, sort: Any = None, projection: Any = None, existing: Any = None
+) -> IndexAdvice:
     """A compound index for a query shape by Equality → Sort → Range, with the reason.
 
     Parameters
@@ -318,9 +386,19 @@ def advise_index(filter: Any = None, sort: Any = None, projection: Any = None,
     eq, rng, notes = classify_filter(filter or {})
     srt = [(k, d) for k, d in sort_pairs(sort) if k not in eq]  # an equality field is constant
     rng_after = [r for r in rng if r not in {k for k, _ in srt}]
-    key: Key = [(k, 1) for k in eq] + [(k, d if d in (1, -1) else 1) for k, d in srt] + [(k, 1) for k in rng_after]
-    advice = IndexAdvice(key=key, equality=eq, sort=srt, range=rng_after,
-                         reason=_reason(eq, srt, rng_after), notes=notes)
+    key: Key = (
+        [(k, 1) for k in eq]
+        + [(k, d if d in (1, -1) else 1) for k, d in srt]
+        + [(k, 1) for k in rng_after]
+    )
+    advice = IndexAdvice(
+        key=key,
+        equality=eq,
+        sort=srt,
+        range=rng_after,
+        reason=_reason(eq, srt, rng_after),
+        notes=notes,
+    )
     if isinstance(projection, Mapping) and projection:
         incl = {k for k, v in projection.items() if k != "_id" and v not in (0, False)}
         id_excluded = projection.get("_id") in (0, False)
@@ -328,8 +406,16 @@ def advise_index(filter: Any = None, sort: Any = None, projection: Any = None,
     for ix in normalize_indexes(existing):
         if advice.served_by is None and serves(ix["key"], eq, srt, rng_after):
             advice.served_by = ix["name"]
-        elif (key and ix["name"] != "_id_" and not ix["unique"] and not ix["partial"]
-              and not ix["sparse"] and not ix["ttl"] and ix["key"] != key and is_prefix(ix["key"], key)):
+        elif (
+            key
+            and ix["name"] != "_id_"
+            and not ix["unique"]
+            and not ix["partial"]
+            and not ix["sparse"]
+            and not ix["ttl"]
+            and ix["key"] != key
+            and is_prefix(ix["key"], key)
+        ):
             advice.redundant_after.append(ix["name"])
     if advice.served_by:
         advice.redundant_after = [n for n in advice.redundant_after if n != advice.served_by]
@@ -410,15 +496,45 @@ def index_stats_report(collections: Mapping[str, Any]):  # -> pandas.DataFrame
             protected = name == "_id_" or ix["unique"] or ix["sparse"] or ix["partial"] or ix["ttl"]
             if not protected:
                 for other in norm.values():
-                    if other["name"] != name and len(other["key"]) > len(ix["key"]) and is_prefix(ix["key"], other["key"]):
+                    if (
+                        other["name"] != name
+                        and len(other["key"]) > len(ix["key"])
+                        and is_prefix(ix["key"], other["key"])
+                    ):
                         redundant = other["name"]
                         break
             unused = m["ops"] == 0 and name != "_id_"
-            advice = ("drop: prefix of " + redundant if redundant
-                      else "review: unused since " + str(m["since"]) if unused else "keep")
-            rows.append({"collection": coll, "name": name, "key": format_key(ix["key"]),
-                         "ops": m["ops"], "since": None if m["since"] is None else str(m["since"]),
-                         "hosts": ", ".join(m["hosts"]), "unused": unused,
-                         "redundant_with": redundant, "advice": advice})
-    return pd.DataFrame(rows, columns=["collection", "name", "key", "ops", "since", "hosts",
-                                       "unused", "redundant_with", "advice"])
+            advice = (
+                "drop: prefix of " + redundant
+                if redundant
+                else "review: unused since " + str(m["since"])
+                if unused
+                else "keep"
+            )
+            rows.append(
+                {
+                    "collection": coll,
+                    "name": name,
+                    "key": format_key(ix["key"]),
+                    "ops": m["ops"],
+                    "since": None if m["since"] is None else str(m["since"]),
+                    "hosts": ", ".join(m["hosts"]),
+                    "unused": unused,
+                    "redundant_with": redundant,
+                    "advice": advice,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "collection",
+            "name",
+            "key",
+            "ops",
+            "since",
+            "hosts",
+            "unused",
+            "redundant_with",
+            "advice",
+        ],
+    )

@@ -70,14 +70,50 @@ from axon_lab.mongo.workload import (
 )
 
 __all__ = [
-    "CONTEXTS_FILTER", "CONTEXTS_PROJECTION", "CONTEXTS_SORT", "DIGEST_COLUMNS", "GUIDE_INDEX_NAME",
-    "ExplainSummary", "IndexAdvice", "LiveReport", "MongoAnalysis", "Operation", "PlanNode",
-    "MongoConnection", "advise_index", "analyze", "analyze_files", "classify", "compare_pools", "connect",
-    "contexts_advice", "default_fixture_dir", "digest", "filter_shape", "format_key",
-    "index_stats_report", "is_embedded", "is_prefix", "key_pairs", "live_shapes", "load_explains",
-    "measure_projection", "normalize_indexes", "parse_explain", "plans_table", "profiling_status",
-    "read_documents", "read_profile", "read_slow_log", "recorded_comparison", "run_live",
-    "scan_folder", "serves", "stage_rows", "summaries_frame", "worst_plan",
+    "CONTEXTS_FILTER",
+    "CONTEXTS_PROJECTION",
+    "CONTEXTS_SORT",
+    "DIGEST_COLUMNS",
+    "GUIDE_INDEX_NAME",
+    "ExplainSummary",
+    "IndexAdvice",
+    "LiveReport",
+    "MongoAnalysis",
+    "Operation",
+    "PlanNode",
+    "MongoConnection",
+    "advise_index",
+    "analyze",
+    "analyze_files",
+    "classify",
+    "compare_pools",
+    "connect",
+    "contexts_advice",
+    "default_fixture_dir",
+    "digest",
+    "filter_shape",
+    "format_key",
+    "index_stats_report",
+    "is_embedded",
+    "is_prefix",
+    "key_pairs",
+    "live_shapes",
+    "load_explains",
+    "measure_projection",
+    "normalize_indexes",
+    "parse_explain",
+    "plans_table",
+    "profiling_status",
+    "read_documents",
+    "read_profile",
+    "read_slow_log",
+    "recorded_comparison",
+    "run_live",
+    "scan_folder",
+    "serves",
+    "stage_rows",
+    "summaries_frame",
+    "worst_plan",
 ]
 
 
@@ -86,8 +122,13 @@ def worst_plan(summaries: Sequence[ExplainSummary]) -> ExplainSummary | None:
     with_stats = [s for s in summaries if s.verbosity != "queryPlanner"] or list(summaries)
     if not with_stats:
         return None
-    return max(with_stats, key=lambda s: (len([f for f in s.flags if not f.startswith("queryPlanner")]),
-                                          s.selectivity or 0.0))
+    return max(
+        with_stats,
+        key=lambda s: (
+            len([f for f in s.flags if not f.startswith("queryPlanner")]),
+            s.selectivity or 0.0,
+        ),
+    )
 
 
 def recorded_comparison(summaries: Sequence[ExplainSummary]) -> list[tuple[str, ExplainSummary]]:
@@ -137,8 +178,9 @@ def analyze_files(folder: Path | str | None = None, *, smoke: bool = False) -> F
     if folder in (None, ""):
         folder = default_fixture_dir()
         if folder is None:
-            raise InputFileError("fixtures/mongo", "no folder of recorded MongoDB files found; "
-                                                   "pass fixtures_dir")
+            raise InputFileError(
+                "fixtures/mongo", "no folder of recorded MongoDB files found; pass fixtures_dir"
+            )
     folder = Path(folder)
     kinds = scan_folder(folder)
     out = FilesAnalysis(str(folder), {k: [p.name for p in v] for k, v in kinds.items() if v})
@@ -222,12 +264,17 @@ class MongoAnalysis:
         """``{"status", "summary"}``: pass/warn on a live after-plan, info offline."""
         if self.live is not None and self.live.ran and self.live.after is not None:
             b, a = self.live.before, self.live.after
-            good = (not a.collscan and not a.in_memory_sort
-                    and (a.selectivity is None or a.selectivity <= 2.0))
-            summary = (f"live MongoDB {self.target.get('server_version')}: "
-                       f"{b.plan_summary if b else '?'} → {a.plan_summary}; docs examined "
-                       f"{b.docs_examined if b else '?'} → {a.docs_examined}; "
-                       f"{b.execution_time_ms if b else '?'} → {a.execution_time_ms} ms")
+            good = (
+                not a.collscan
+                and not a.in_memory_sort
+                and (a.selectivity is None or a.selectivity <= 2.0)
+            )
+            summary = (
+                f"live MongoDB {self.target.get('server_version')}: "
+                f"{b.plan_summary if b else '?'} → {a.plan_summary}; docs examined "
+                f"{b.docs_examined if b else '?'} → {a.docs_examined}; "
+                f"{b.execution_time_ms if b else '?'} → {a.execution_time_ms} ms"
+            )
             return {"status": "pass" if good else "warn", "summary": summary}
         n = len(self.plans)
         coll = sum(s.collscan for s in self.plans)
@@ -237,8 +284,10 @@ class MongoAnalysis:
             r = self.shapes.iloc[0]
             top = f"; top shape {r['namespace']} {r['operation']} {r['pattern']} {r['total_ms']:.0f} ms"
         why = "offline (embedded store, not MongoDB)" if self.target.get("embedded") else "offline"
-        return {"status": "info",
-                "summary": f"{why}: {n} recorded plans, {coll} COLLSCAN, {sorts} in-memory sorts{top}"}
+        return {
+            "status": "info",
+            "summary": f"{why}: {n} recorded plans, {coll} COLLSCAN, {sorts} in-memory sorts{top}",
+        }
 
     def results(self) -> dict[str, Any]:
         """JSON-able results for :func:`axon_lab.report.record`."""
@@ -255,11 +304,18 @@ class MongoAnalysis:
                 "sharded": sum(s.sharded for s in self.plans),
                 "sbe": sum(s.engine == "sbe" for s in self.plans),
                 "shapes": 0 if self.shapes is None else len(self.shapes),
-                "operations": sum(int(c) for c in self.shapes["count"]) if self.shapes is not None and len(self.shapes) else 0,
+                "operations": sum(int(c) for c in self.shapes["count"])
+                if self.shapes is not None and len(self.shapes)
+                else 0,
             },
-            "files": None if files is None else {"folder": files.folder, "by_kind": files.files,
-                                                 "errors": files.errors,
-                                                 "profile_status": files.profile_status},
+            "files": None
+            if files is None
+            else {
+                "folder": files.folder,
+                "by_kind": files.files,
+                "errors": files.errors,
+                "profile_status": files.profile_status,
+            },
             "tree_plan": None if self.tree_plan is None else self.tree_plan.to_dict(),
             "plans": [s.to_dict(tree=False) for s in self.plans],
             "contexts_advice": self.advice.to_dict(),
@@ -268,17 +324,29 @@ class MongoAnalysis:
 
     def frames(self) -> dict[str, Any]:
         """Tables for the sidecar (Parquet): plans, before_after, shapes, indexes, pools."""
-        out = {"plans": self.plans_frame(), "before_after": self.before_after,
-               "shapes": self.shapes, "indexes": self.indexes}
+        out = {
+            "plans": self.plans_frame(),
+            "before_after": self.before_after,
+            "shapes": self.shapes,
+            "indexes": self.indexes,
+        }
         if self.pools is not None and len(self.pools):
             out["pools"] = self.pools
         return {k: v for k, v in out.items() if v is not None and len(v)}
 
 
-def analyze(target: MongoConnection | Any = None, *, fixtures_dir: str | Path | None = "",
-            collection: str = "contexts", workspace_id: str = "", tier: str = "",
-            seed_documents: int = 0, keep_index: bool = False, pool_threads: int = 16,
-            smoke: bool = False) -> MongoAnalysis:
+def analyze(
+    target: MongoConnection | Any = None,
+    *,
+    fixtures_dir: str | Path | None = "",
+    collection: str = "contexts",
+    workspace_id: str = "",
+    tier: str = "",
+    seed_documents: int = 0,
+    keep_index: bool = False,
+    pool_threads: int = 16,
+    smoke: bool = False,
+) -> MongoAnalysis:
     """Run the MongoDB analysis the notebook shows.
 
     Live (a :class:`MongoConnection` in live mode): the guide's session via :func:`run_live`; its
@@ -299,10 +367,17 @@ def analyze(target: MongoConnection | Any = None, *, fixtures_dir: str | Path | 
     if target.requested_mode == "live" and not target.live:
         notes.append(f"Offline mode: {target.reason}.")
     if target.live:
-        live = run_live(target, collection=collection, workspace_id=workspace_id, tier=tier,
-                        seed=seed_documents, keep_index=keep_index, repeats=1 if smoke else 3,
-                        pool_threads=min(pool_threads, 4) if smoke else pool_threads,
-                        pool_queries=40 if smoke else 400)
+        live = run_live(
+            target,
+            collection=collection,
+            workspace_id=workspace_id,
+            tier=tier,
+            seed=seed_documents,
+            keep_index=keep_index,
+            repeats=1 if smoke else 3,
+            pool_threads=min(pool_threads, 4) if smoke else pool_threads,
+            pool_queries=40 if smoke else 400,
+        )
         notes.extend(live.notes)
     files: FilesAnalysis | None = None
     ran = live is not None and live.ran
@@ -316,8 +391,11 @@ def analyze(target: MongoConnection | Any = None, *, fixtures_dir: str | Path | 
             notes.append(f"no recorded files analysed ({exc})")
     plans: list[ExplainSummary] = []
     if live is not None and ran:
-        plans += [s for s in (live.before, live.after, live.workspace_before, live.workspace_after)
-                  if s is not None]
+        plans += [
+            s
+            for s in (live.before, live.after, live.workspace_before, live.workspace_after)
+            if s is not None
+        ]
         before_after = live.before_after()
         shapes = live_shapes(live)
         indexes = index_stats_report({collection: live.index_stats}) if live.index_stats else None
@@ -333,7 +411,16 @@ def analyze(target: MongoConnection | Any = None, *, fixtures_dir: str | Path | 
         plans += files.plans
         if tree_plan is None:
             tree_plan = worst_plan(files.plans)
-    return MongoAnalysis(mode="live" if ran else "files",
-                         target=target.to_dict(), notes=notes, plans=plans, tree_plan=tree_plan,
-                         before_after=before_after, shapes=shapes, indexes=indexes, advice=advice,
-                         live=live, files=files)
+    return MongoAnalysis(
+        mode="live" if ran else "files",
+        target=target.to_dict(),
+        notes=notes,
+        plans=plans,
+        tree_plan=tree_plan,
+        before_after=before_after,
+        shapes=shapes,
+        indexes=indexes,
+        advice=advice,
+        live=live,
+        files=files,
+    )

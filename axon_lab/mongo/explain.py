@@ -26,7 +26,8 @@ from axon_lab.errors import InputFileError
 # ---- the stage catalogue -------------------------------------------------------------------
 
 #: Classic (and SBE ``queryPlan``) stage names, from the server's ``stage_types``.
-CLASSIC_STAGES = frozenset("""
+CLASSIC_STAGES = frozenset(
+    """
 AND_HASH AND_SORTED BATCHED_DELETE CACHED_PLAN CLUSTERED_IXSCAN COLLSCAN COUNT COUNT_SCAN DELETE
 DISTINCT_SCAN ENSURE_SORTED EOF EQ_LOOKUP EQ_LOOKUP_UNWIND EXPRESS_CLUSTERED_IXSCAN EXPRESS_DELETE
 EXPRESS_IDHACK EXPRESS_IXSCAN EXPRESS_UPDATE FETCH GEO_NEAR_2D GEO_NEAR_2DSPHERE GROUP IDHACK IXSCAN
@@ -36,29 +37,52 @@ RETURN_KEY SAMPLE_FROM_TIMESERIES_BUCKET SEARCH SENTINEL SHARDING_FILTER SHARD_M
 SHARD_MERGE_SORT SHARD_WRITE SINGLE_SHARD SKIP SORT SORT_KEY_GENERATOR SORT_MERGE SPOOL SUBPLAN
 TEXT TEXT_MATCH TEXT_OR TIMESERIES_MODIFY TRIAL UNPACK_SAMPLED_TS_BUCKET UNPACK_TS_BUCKET UPDATE
 VIRTUAL_SCAN WINDOW
-""".split())
+""".split()
+)
 #: Slot-based engine execution stages (``executionStages`` of ``explainVersion: "2"``).
-SBE_STAGES = frozenset("""
+SBE_STAGES = frozenset(
+    """
 agg_project block_hashagg block_to_row branch cfilter chkbounds coscan cspool efilter espool
 exchange filter group hash_agg hash_lookup hash_lookup_unwind hj ixscan ixscan_generic ixseek
 limit limitskip lspool makeobj makebsonobj merge_join mj mkbson mkobj nlj project scan
 search_cursor seek skip sort sorted_merge spool sspool traverse ts_bucket_to_cellblock union
 unique unique_roaring unwind virtualscan window
-""".split())
+""".split()
+)
 #: Synthetic nodes this parser adds (an aggregate sent to several shards).
 SYNTHETIC_STAGES = frozenset({"shards"})
 
 COLLSCAN_STAGES = frozenset({"COLLSCAN"})
 #: Stages that read an index (CLUSTERED_IXSCAN reads the clustered collection by its key).
-INDEX_STAGES = frozenset({
-    "IXSCAN", "EXPRESS_IXSCAN", "COUNT_SCAN", "DISTINCT_SCAN", "IDHACK", "EXPRESS_IDHACK",
-    "CLUSTERED_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN",
-})
+INDEX_STAGES = frozenset(
+    {
+        "IXSCAN",
+        "EXPRESS_IXSCAN",
+        "COUNT_SCAN",
+        "DISTINCT_SCAN",
+        "IDHACK",
+        "EXPRESS_IDHACK",
+        "CLUSTERED_IXSCAN",
+        "EXPRESS_CLUSTERED_IXSCAN",
+    }
+)
 #: Stages that read whole documents: a plan with one of them is not covered.
-FETCH_STAGES = frozenset({
-    "FETCH", "IDHACK", "EXPRESS_IDHACK", "EXPRESS_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN",
-    "CLUSTERED_IXSCAN", "COLLSCAN", "TEXT", "GEO_NEAR_2D", "GEO_NEAR_2DSPHERE", "seek", "scan",
-})
+FETCH_STAGES = frozenset(
+    {
+        "FETCH",
+        "IDHACK",
+        "EXPRESS_IDHACK",
+        "EXPRESS_IXSCAN",
+        "EXPRESS_CLUSTERED_IXSCAN",
+        "CLUSTERED_IXSCAN",
+        "COLLSCAN",
+        "TEXT",
+        "GEO_NEAR_2D",
+        "GEO_NEAR_2DSPHERE",
+        "seek",
+        "scan",
+    }
+)
 #: Blocking sorts (``SORT_MERGE`` merges sorted inputs and ``SORT_KEY_GENERATOR`` only makes
 #: keys; neither holds the result set in memory).
 SORT_STAGES = frozenset({"SORT", "$sort", "sort"})
@@ -68,8 +92,18 @@ CURSOR_STAGES = frozenset({"$cursor", "$geoNearCursor"})
 _CHILD_ONE = ("inputStage", "outerStage", "innerStage", "thenStage", "elseStage")
 _CHILD_MANY = ("inputStages",)
 #: Keys lifted into PlanNode fields (the rest stays in ``details``).
-_LIFTED = frozenset({"stage", "indexName", "keyPattern", "nReturned", "docsExamined",
-                     "keysExamined", "executionTimeMillisEstimate", "executionTimeMillis"})
+_LIFTED = frozenset(
+    {
+        "stage",
+        "indexName",
+        "keyPattern",
+        "nReturned",
+        "docsExamined",
+        "keysExamined",
+        "executionTimeMillisEstimate",
+        "executionTimeMillis",
+    }
+)
 
 #: Selectivity above which a plan is flagged ("docs examined ≫ returned", the guide's sign).
 SELECTIVITY_FLAG = 10.0
@@ -79,8 +113,12 @@ SLOW_MS = 100.0
 
 def is_known_stage(name: str) -> bool:
     """Whether ``name`` is a stage this parser knows (pipeline ``$`` stages always are)."""
-    return (name in CLASSIC_STAGES or name in SBE_STAGES or name in SYNTHETIC_STAGES
-            or name.startswith("$"))
+    return (
+        name in CLASSIC_STAGES
+        or name in SBE_STAGES
+        or name in SYNTHETIC_STAGES
+        or name.startswith("$")
+    )
 
 
 def number(value: Any) -> int | float | None:
@@ -92,7 +130,7 @@ def number(value: Any) -> int | float | None:
     if isinstance(value, int | float):
         return value
     if isinstance(value, Mapping) and len(value) == 1:
-        (k, v), = value.items()
+        ((k, v),) = value.items()
         if k in ("$numberLong", "$numberInt"):
             try:
                 return int(v)
@@ -194,10 +232,16 @@ class PlanNode:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able nested dict (details included)."""
         return {
-            "stage": self.stage, "known": self.known, "index_name": self.index_name,
-            "key_pattern": self.key_pattern, "n_returned": self.n_returned,
-            "docs_examined": self.docs_examined, "keys_examined": self.keys_examined,
-            "time_ms": self.time_ms, "shard": self.shard, "details": self.details,
+            "stage": self.stage,
+            "known": self.known,
+            "index_name": self.index_name,
+            "key_pattern": self.key_pattern,
+            "n_returned": self.n_returned,
+            "docs_examined": self.docs_examined,
+            "keys_examined": self.keys_examined,
+            "time_ms": self.time_ms,
+            "shard": self.shard,
+            "details": self.details,
             "children": [c.to_dict() for c in self.children],
         }
 
@@ -294,11 +338,31 @@ class ExplainSummary:
 
     #: Columns of :meth:`row`, in order.
     ROW_FIELDS = (
-        "source", "command", "namespace", "server_version", "engine", "verbosity",
-        "plan_summary", "collscan", "ixscan", "indexes_used", "in_memory_sort",
-        "sort_memory_bytes", "sort_used_disk", "covered", "sharded", "shard_merge", "n_shards",
-        "n_returned", "docs_examined", "keys_examined", "execution_time_ms", "selectivity",
-        "rejected_plans", "unknown_stages", "flags",
+        "source",
+        "command",
+        "namespace",
+        "server_version",
+        "engine",
+        "verbosity",
+        "plan_summary",
+        "collscan",
+        "ixscan",
+        "indexes_used",
+        "in_memory_sort",
+        "sort_memory_bytes",
+        "sort_used_disk",
+        "covered",
+        "sharded",
+        "shard_merge",
+        "n_shards",
+        "n_returned",
+        "docs_examined",
+        "keys_examined",
+        "execution_time_ms",
+        "selectivity",
+        "rejected_plans",
+        "unknown_stages",
+        "flags",
     )
 
     def to_dict(self, *, tree: bool = True) -> dict[str, Any]:
@@ -344,7 +408,9 @@ _VERBOSITY_RANK = {"queryPlanner": 0, "executionStats": 1, "allPlansExecution": 
 
 
 def _max_verbosity(parts: Sequence[_Part]) -> str:
-    return max((p.verbosity for p in parts), key=_VERBOSITY_RANK.__getitem__, default="queryPlanner")
+    return max(
+        (p.verbosity for p in parts), key=_VERBOSITY_RANK.__getitem__, default="queryPlanner"
+    )
 
 
 def _sum(values: Sequence[Any]) -> Any:
@@ -381,8 +447,11 @@ def _node(d: Mapping[str, Any]) -> PlanNode:
         docs_examined=count(d.get("docsExamined")),
         keys_examined=count(d.get("keysExamined")),
         time_ms=time,
-        details={k: v for k, v in d.items()
-                 if k not in _LIFTED and k not in _CHILD_ONE and k not in _CHILD_MANY},
+        details={
+            k: v
+            for k, v in d.items()
+            if k not in _LIFTED and k not in _CHILD_ONE and k not in _CHILD_MANY
+        },
         children=children,
     )
 
@@ -399,8 +468,11 @@ def _annotate_sbe(tree: PlanNode, exec_stages: Mapping[str, Any]) -> None:
             continue
         top = execs[0]
         pn.n_returned, pn.time_ms = top.n_returned, top.time_ms
-        keys = [e.keys_examined if e.keys_examined is not None else number(e.details.get("numReads"))
-                for e in execs if e.stage in ("ixseek", "ixscan", "ixscan_generic")]
+        keys = [
+            e.keys_examined if e.keys_examined is not None else number(e.details.get("numReads"))
+            for e in execs
+            if e.stage in ("ixseek", "ixscan", "ixscan_generic")
+        ]
         docs = [number(e.details.get("numReads")) for e in execs if e.stage in ("seek", "scan")]
         if keys:
             pn.keys_examined = _sum(keys)
@@ -408,8 +480,16 @@ def _annotate_sbe(tree: PlanNode, exec_stages: Mapping[str, Any]) -> None:
             pn.docs_examined = _sum(docs)
         pn.details["sbe_stages"] = [e.stage for e in execs]
         for e in execs:  # spill/memory facts of blocking SBE stages
-            for k in ("usedDisk", "spills", "spilledRecords", "spilledBytes", "spilledBytesApprox",
-                      "spilledDataStorageSize", "totalDataSizeSorted", "memLimit"):
+            for k in (
+                "usedDisk",
+                "spills",
+                "spilledRecords",
+                "spilledBytes",
+                "spilledBytesApprox",
+                "spilledDataStorageSize",
+                "totalDataSizeSorted",
+                "memLimit",
+            ):
                 if k in e.details and k not in pn.details:
                     pn.details[k] = e.details[k]
             if e.stage == "sort":
@@ -421,8 +501,9 @@ def _is_sbe_exec(d: Mapping[str, Any]) -> bool:
     return isinstance(stage, str) and stage in SBE_STAGES and stage.islower()
 
 
-def _plan_with_stats(winning: Mapping[str, Any], exec_stages: Mapping[str, Any] | None,
-                     engines: set[str]) -> PlanNode:
+def _plan_with_stats(
+    winning: Mapping[str, Any], exec_stages: Mapping[str, Any] | None, engines: set[str]
+) -> PlanNode:
     """The plan tree of one (unsharded) winning plan, with statistics when available."""
     if isinstance(winning.get("queryPlan"), Mapping):
         engines.add("sbe")
@@ -464,8 +545,13 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
     if not isinstance(winning, Mapping):
         raise ValueError("queryPlanner has no winningPlan")
     es = doc.get("executionStats") if isinstance(doc.get("executionStats"), Mapping) else None
-    verbosity = ("allPlansExecution" if es is not None and "allPlansExecution" in es
-                 else "executionStats" if es is not None else "queryPlanner")
+    verbosity = (
+        "allPlansExecution"
+        if es is not None and "allPlansExecution" in es
+        else "executionStats"
+        if es is not None
+        else "queryPlanner"
+    )
     part = _Part(tree=PlanNode("EOF"), verbosity=verbosity)
     v = _version(doc)
     if v:
@@ -475,7 +561,9 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
         exec_root = es.get("executionStages") if es else None
         exec_shards: dict[Any, Any] = {}
         if isinstance(exec_root, Mapping) and isinstance(exec_root.get("shards"), list):
-            exec_shards = {s.get("shardName"): s for s in exec_root["shards"] if isinstance(s, Mapping)}
+            exec_shards = {
+                s.get("shardName"): s for s in exec_root["shards"] if isinstance(s, Mapping)
+            }
         children: list[PlanNode] = []
         for sp in winning["shards"]:
             if not isinstance(sp, Mapping):
@@ -503,7 +591,9 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
         part.namespace = qp.get("namespace")
         part.parsed_query = qp.get("parsedQuery")
         part.rejected = len(qp.get("rejectedPlans") or [])
-        part.tree = _plan_with_stats(winning, es.get("executionStages") if es else None, part.engines)
+        part.tree = _plan_with_stats(
+            winning, es.get("executionStages") if es else None, part.engines
+        )
     if es is not None:
         part.n_returned = part.query_returned = count(es.get("nReturned"))
         part.docs = count(es.get("totalDocsExamined"))
@@ -540,11 +630,20 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
         name = _stage_name(st)
         spec = st.get(name)
         extra = {k: v for k, v in st.items() if k != name}
-        node = PlanNode(stage=name, known=name != "(no stage name)",
-                        n_returned=count(st.get("nReturned")),
-                        time_ms=number(st.get("executionTimeMillisEstimate")))
-        node.details = {"spec": spec, **{k: v for k, v in extra.items()
-                                          if k not in ("nReturned", "executionTimeMillisEstimate")}}
+        node = PlanNode(
+            stage=name,
+            known=name != "(no stage name)",
+            n_returned=count(st.get("nReturned")),
+            time_ms=number(st.get("executionTimeMillisEstimate")),
+        )
+        node.details = {
+            "spec": spec,
+            **{
+                k: v
+                for k, v in extra.items()
+                if k not in ("nReturned", "executionTimeMillisEstimate")
+            },
+        }
         if name in CURSOR_STAGES and isinstance(spec, Mapping) and "queryPlanner" in spec:
             sub = _find_like(spec)
             cursors.append(sub)
@@ -566,8 +665,11 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
         part.namespace = part.namespace or c.namespace
         if part.parsed_query is None:
             part.parsed_query = c.parsed_query
-    part.verbosity = _max_verbosity(cursors) if cursors else (
-        "executionStats" if last_stats_known else "queryPlanner")
+    part.verbosity = (
+        _max_verbosity(cursors)
+        if cursors
+        else ("executionStats" if last_stats_known else "queryPlanner")
+    )
     if cursors:
         part.docs = _sum([c.docs for c in cursors])
         part.keys = _sum([c.keys for c in cursors])
@@ -580,7 +682,9 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
     # What the pipeline returned: the last stage's count; unknown if it was not reported
     # (a $cursor count is what entered the rest of the pipeline, not what came out).
     part.n_returned = prev.n_returned if last_stats_known else None
-    part.query_returned = _sum_all([c.query_returned for c in cursors]) if cursors else part.n_returned
+    part.query_returned = (
+        _sum_all([c.query_returned for c in cursors]) if cursors else part.n_returned
+    )
     if not cursors:
         part.engines.add("classic")
     return part
@@ -603,19 +707,31 @@ def _sharded_aggregate(doc: Mapping[str, Any]) -> _Part:
         children.append(sub.tree)
     if not subs:
         raise ValueError("shards is empty")
-    root = PlanNode("shards", details={"shards": list(doc["shards"])}, children=children,
-                    n_returned=_sum_all([c.n_returned for c in children]),
-                    time_ms=max((c.time_ms for c in children if c.time_ms is not None), default=None))
+    root = PlanNode(
+        "shards",
+        details={"shards": list(doc["shards"])},
+        children=children,
+        n_returned=_sum_all([c.n_returned for c in children]),
+        time_ms=max((c.time_ms for c in children if c.time_ms is not None), default=None),
+    )
     part = _Part(tree=root, shards=[str(s) for s in doc["shards"]])
     split = doc.get("splitPipeline")
-    if isinstance(split, Mapping) and isinstance(split.get("mergerPart"), list) and split["mergerPart"]:
+    if (
+        isinstance(split, Mapping)
+        and isinstance(split.get("mergerPart"), list)
+        and split["mergerPart"]
+    ):
         merger = _pipeline(split["mergerPart"])
         bottom = merger.tree
         while bottom.children:
             bottom = bottom.children[0]
         bottom.children = [root]
         part.tree = merger.tree
-        part.merge = _stage_name(split["mergerPart"][0]) if isinstance(split["mergerPart"][0], Mapping) else None
+        part.merge = (
+            _stage_name(split["mergerPart"][0])
+            if isinstance(split["mergerPart"][0], Mapping)
+            else None
+        )
     for s in subs:
         part.engines |= s.engines
         part.rejected += s.rejected
@@ -628,8 +744,9 @@ def _sharded_aggregate(doc: Mapping[str, Any]) -> _Part:
     part.keys = _sum([s.keys for s in subs])
     times = [s.time_ms for s in subs if s.time_ms is not None]
     part.time_ms = max(times) if times else None
-    part.n_returned = part.tree.n_returned if part.tree is not root else _sum_all(
-        [s.n_returned for s in subs])
+    part.n_returned = (
+        part.tree.n_returned if part.tree is not root else _sum_all([s.n_returned for s in subs])
+    )
     part.query_returned = _sum_all([s.query_returned for s in subs])
     return part
 
@@ -675,7 +792,11 @@ def _problem(doc: Any) -> str | None:
         return f"the server returned an error, not a plan: {doc.get('errmsg') or doc.get('codeName') or 'ok: 0'}"
     if "cursor" in doc and ("nscannedObjects" in doc or "nscanned" in doc):
         return "legacy explain format of MongoDB 2.x (cursor/nscanned) is not supported; use 3.0+"
-    if "queryPlanner" in doc or isinstance(doc.get("stages"), list) or isinstance(doc.get("shards"), Mapping):
+    if (
+        "queryPlanner" in doc
+        or isinstance(doc.get("stages"), list)
+        or isinstance(doc.get("shards"), Mapping)
+    ):
         return None
     keys = ", ".join(list(map(str, doc))[:6]) or "(empty object)"
     return f"not an explain document (no queryPlanner, stages or shards; keys: {keys})"
@@ -720,20 +841,28 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
     nodes = list(part.tree.walk())
     indexes: list[str] = []
     for n in nodes:
-        name = n.index_name or ("(clustered)" if n.stage in ("CLUSTERED_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN") else None)
+        name = n.index_name or (
+            "(clustered)" if n.stage in ("CLUSTERED_IXSCAN", "EXPRESS_CLUSTERED_IXSCAN") else None
+        )
         if name and n.stage in INDEX_STAGES | {"ixscan", "ixseek"} and name not in indexes:
             indexes.append(name)
     collscan = any(n.stage in COLLSCAN_STAGES for n in nodes)
     ixscan = any(n.stage in INDEX_STAGES for n in nodes)
     sorts = [n for n in nodes if n.stage in SORT_STAGES or n.details.get("sbe_sort")]
-    mem = [m for n in sorts for k in ("memUsage", "totalDataSizeSorted", "totalDataSizeSortedBytesEstimate")
-           if (m := count(n.details.get(k))) is not None]
+    mem = [
+        m
+        for n in sorts
+        for k in ("memUsage", "totalDataSizeSorted", "totalDataSizeSortedBytesEstimate")
+        if (m := count(n.details.get(k))) is not None
+    ]
     disk = [n.details["usedDisk"] for n in sorts if isinstance(n.details.get("usedDisk"), bool)]
     spills = [c for n in sorts if (c := count(n.details.get("spills"))) is not None]
     reads_docs = any(n.stage in FETCH_STAGES for n in nodes)
     covered = ixscan and not reads_docs and (part.docs is None or part.docs == 0)
     version = _version(doc) or (part.versions[0] if part.versions else None)
-    engine = ("sbe" if "sbe" in part.engines else "express" if "express" in part.engines else "classic")
+    engine = (
+        "sbe" if "sbe" in part.engines else "express" if "express" in part.engines else "classic"
+    )
     access = []
     for n in nodes:
         if n.stage in INDEX_STAGES or n.stage in COLLSCAN_STAGES:
@@ -764,8 +893,11 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
         docs_examined=part.docs,
         keys_examined=part.keys,
         execution_time_ms=part.time_ms,
-        selectivity=(part.docs / max(part.query_returned, 1)
-                     if part.docs is not None and part.query_returned is not None else None),
+        selectivity=(
+            part.docs / max(part.query_returned, 1)
+            if part.docs is not None and part.query_returned is not None
+            else None
+        ),
         rejected_plans=part.rejected,
         parsed_query=part.parsed_query,
         sort=sort,
@@ -802,7 +934,8 @@ def summaries_frame(summaries: Sequence[ExplainSummary]):  # -> pandas.DataFrame
         r = s.row()
         if r["source"]:
             r["source"] = Path(str(r["source"]).split("#")[0]).stem + (
-                "#" + str(r["source"]).split("#")[1] if "#" in str(r["source"]) else "")
+                "#" + str(r["source"]).split("#")[1] if "#" in str(r["source"]) else ""
+            )
         rows.append(r)
     return pd.DataFrame(rows, columns=list(ExplainSummary.ROW_FIELDS))
 
@@ -814,9 +947,19 @@ def stage_rows(summary: ExplainSummary):  # -> pandas.DataFrame
     rows = []
 
     def visit(n: PlanNode, depth: int) -> None:
-        rows.append({"depth": depth, "stage": n.stage, "known": n.known, "index": n.index_name,
-                     "shard": n.shard, "n_returned": n.n_returned, "docs_examined": n.docs_examined,
-                     "keys_examined": n.keys_examined, "time_ms": n.time_ms})
+        rows.append(
+            {
+                "depth": depth,
+                "stage": n.stage,
+                "known": n.known,
+                "index": n.index_name,
+                "shard": n.shard,
+                "n_returned": n.n_returned,
+                "docs_examined": n.docs_examined,
+                "keys_examined": n.keys_examined,
+                "time_ms": n.time_ms,
+            }
+        )
         for c in n.children:
             visit(c, depth + 1)
 
@@ -825,9 +968,19 @@ def stage_rows(summary: ExplainSummary):  # -> pandas.DataFrame
 
 
 #: Columns of :func:`plans_table`.
-PLAN_TABLE_COLUMNS = ("phase", "plan_summary", "indexes_used", "collscan", "in_memory_sort",
-                      "covered", "n_returned", "docs_examined", "keys_examined",
-                      "execution_time_ms", "selectivity")
+PLAN_TABLE_COLUMNS = (
+    "phase",
+    "plan_summary",
+    "indexes_used",
+    "collscan",
+    "in_memory_sort",
+    "covered",
+    "n_returned",
+    "docs_examined",
+    "keys_examined",
+    "execution_time_ms",
+    "selectivity",
+)
 
 
 def plans_table(labelled: Sequence[tuple[str, ExplainSummary]]):  # -> pandas.DataFrame
@@ -842,10 +995,19 @@ def plans_table(labelled: Sequence[tuple[str, ExplainSummary]]):  # -> pandas.Da
 
     rows = []
     for label, s in labelled:
-        rows.append({"phase": label, "plan_summary": s.plan_summary,
-                     "indexes_used": ", ".join(s.indexes_used), "collscan": s.collscan,
-                     "in_memory_sort": s.in_memory_sort, "covered": s.covered,
-                     "n_returned": s.n_returned, "docs_examined": s.docs_examined,
-                     "keys_examined": s.keys_examined, "execution_time_ms": s.execution_time_ms,
-                     "selectivity": s.selectivity})
+        rows.append(
+            {
+                "phase": label,
+                "plan_summary": s.plan_summary,
+                "indexes_used": ", ".join(s.indexes_used),
+                "collscan": s.collscan,
+                "in_memory_sort": s.in_memory_sort,
+                "covered": s.covered,
+                "n_returned": s.n_returned,
+                "docs_examined": s.docs_examined,
+                "keys_examined": s.keys_examined,
+                "execution_time_ms": s.execution_time_ms,
+                "selectivity": s.selectivity,
+            }
+        )
     return pd.DataFrame(rows, columns=list(PLAN_TABLE_COLUMNS))

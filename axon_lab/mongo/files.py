@@ -108,8 +108,11 @@ def read_documents(path: Path | str) -> list[Any]:
             except json.JSONDecodeError:
                 continue
         if not docs:
-            raise InputFileError(path, f"not JSON or JSON lines ({whole_err.msg} at line "
-                                       f"{whole_err.lineno} column {whole_err.colno})") from None
+            raise InputFileError(
+                path,
+                f"not JSON or JSON lines ({whole_err.msg} at line "
+                f"{whole_err.lineno} column {whole_err.colno})",
+            ) from None
         return docs
     return list(doc) if isinstance(doc, list) else [doc]
 
@@ -123,8 +126,13 @@ def kind_of(doc: Any) -> str:
     """Which kind of recorded output one parsed JSON document is (see :data:`KINDS`)."""
     if not isinstance(doc, Mapping):
         return "other"
-    if "queryPlanner" in doc or isinstance(doc.get("stages"), list) or (
-        isinstance(doc.get("shards"), Mapping) and ("splitPipeline" in doc or "serverInfo" in doc)
+    if (
+        "queryPlanner" in doc
+        or isinstance(doc.get("stages"), list)
+        or (
+            isinstance(doc.get("shards"), Mapping)
+            and ("splitPipeline" in doc or "serverInfo" in doc)
+        )
     ):
         return "explain"
     if "attr" in doc and "msg" in doc and "t" in doc:

@@ -42,8 +42,10 @@ SLOWMS = 100
 APP_PROJECTION = {"content": 1, "metadata": 1, "confidence": 1}
 #: Pool settings compared: the driver default and the guide's recommendation.
 POOL_CONFIGS: tuple[tuple[int, int], ...] = ((10, 0), (50, 10))
-EMBEDDED_REASON = ("the embedded store (mongomock) is not MongoDB: it has no query planner, explain, "
-                   "profiler or index that changes a plan; switching to offline mode (recorded files)")
+EMBEDDED_REASON = (
+    "the embedded store (mongomock) is not MongoDB: it has no query planner, explain, "
+    "profiler or index that changes a plan; switching to offline mode (recorded files)"
+)
 
 
 @dataclass
@@ -86,13 +88,22 @@ class MongoConnection:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description (no handles, URI redacted)."""
-        return {"requested_mode": self.requested_mode, "mode": self.mode, "reason": self.reason,
-                "uri": self.uri, "database": self.database, "server_version": self.server_version,
-                "topology": self.topology, "embedded": self.embedded}
+        return {
+            "requested_mode": self.requested_mode,
+            "mode": self.mode,
+            "reason": self.reason,
+            "uri": self.uri,
+            "database": self.database,
+            "server_version": self.server_version,
+            "topology": self.topology,
+            "embedded": self.embedded,
+        }
 
     def __repr__(self) -> str:
         where = f" {self.uri}" if self.uri else ""
-        version = f" (MongoDB {self.server_version}, {self.topology})" if self.server_version else ""
+        version = (
+            f" (MongoDB {self.server_version}, {self.topology})" if self.server_version else ""
+        )
         return f"MongoDB target: {self.mode} mode{where}{version} — {self.reason}"
 
 
@@ -119,8 +130,9 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}"
 
 
-def connect(target: Any = None, *, mode: str = "live", database: str = "axon",
-            timeout_ms: int = 3000) -> MongoConnection:
+def connect(
+    target: Any = None, *, mode: str = "live", database: str = "axon", timeout_ms: int = 3000
+) -> MongoConnection:
     """Resolve what to analyze; falls back to ``files`` mode instead of failing.
 
     Parameters
@@ -148,16 +160,27 @@ def connect(target: Any = None, *, mode: str = "live", database: str = "axon",
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
     if mode == "files":
-        return MongoConnection("files", "files", "files mode requested: analysing recorded server output",
-                      uri=redact_text(target) if isinstance(target, str) else "", database=database)
+        return MongoConnection(
+            "files",
+            "files",
+            "files mode requested: analysing recorded server output",
+            uri=redact_text(target) if isinstance(target, str) else "",
+            database=database,
+        )
     if target is None or (isinstance(target, str) and not target.strip()):
         target = _settings_uri()
         if not target:
             import mongomock
 
-            return MongoConnection("live", "files", "no MongoDB URI (mongodb_uri / AXON_MONGODB_URI); "
-                          + EMBEDDED_REASON, uri="mongomock://in-process", database=database,
-                          embedded=True, db=mongomock.MongoClient()[database])
+            return MongoConnection(
+                "live",
+                "files",
+                "no MongoDB URI (mongodb_uri / AXON_MONGODB_URI); " + EMBEDDED_REASON,
+                uri="mongomock://in-process",
+                database=database,
+                embedded=True,
+                db=mongomock.MongoClient()[database],
+            )
     uri = ""
     factory = None
     if isinstance(target, str):
@@ -167,14 +190,21 @@ def connect(target: Any = None, *, mode: str = "live", database: str = "axon",
         shown = redact_text(uri)
 
         def factory(**kw: Any) -> Any:
-            return pymongo.MongoClient(uri, serverSelectionTimeoutMS=timeout_ms, appname="axon-lab", **kw)
+            return pymongo.MongoClient(
+                uri, serverSelectionTimeoutMS=timeout_ms, appname="axon-lab", **kw
+            )
 
         try:
             client = factory()
             db = client.get_database(database) if database else client.get_default_database()
         except Exception as exc:  # invalid URI, bad option...
-            return MongoConnection("live", "files", f"cannot use the MongoDB URI ({_short(exc)}); "
-                          "offline mode (recorded files)", uri=shown, database=database)
+            return MongoConnection(
+                "live",
+                "files",
+                f"cannot use the MongoDB URI ({_short(exc)}); offline mode (recorded files)",
+                uri=shown,
+                database=database,
+            )
         uri = shown
     elif hasattr(target, "coll") and hasattr(target, "db") and hasattr(target, "embedded"):
         db = target.db  # the lab's DocumentStore
@@ -184,27 +214,54 @@ def connect(target: Any = None, *, mode: str = "live", database: str = "axon",
     name = getattr(db, "name", database)
     name = name if isinstance(name, str) else database
     if is_embedded(target) or is_embedded(db):
-        return MongoConnection("live", "files", EMBEDDED_REASON, uri=uri or "mongomock://in-process",
-                      database=name, embedded=True, db=db)
+        return MongoConnection(
+            "live",
+            "files",
+            EMBEDDED_REASON,
+            uri=uri or "mongomock://in-process",
+            database=name,
+            embedded=True,
+            db=db,
+        )
     try:
         info = db.command("buildInfo")
         version = str(info.get("version")) if isinstance(info, Mapping) else None
         if not version:
             raise ValueError("buildInfo has no version")
     except Exception as exc:
-        return MongoConnection("live", "files", f"the server failed buildInfo ({_short(exc)}): not a real "
-                      "MongoDB or not reachable; offline mode (recorded files)", uri=uri,
-                      database=name, db=db)
+        return MongoConnection(
+            "live",
+            "files",
+            f"the server failed buildInfo ({_short(exc)}): not a real "
+            "MongoDB or not reachable; offline mode (recorded files)",
+            uri=uri,
+            database=name,
+            db=db,
+        )
     topology = "standalone"
     try:
         hello = db.command("hello")
         if isinstance(hello, Mapping):
-            topology = ("mongos" if hello.get("msg") == "isdbgrid"
-                        else "replica set" if hello.get("setName") else "standalone")
+            topology = (
+                "mongos"
+                if hello.get("msg") == "isdbgrid"
+                else "replica set"
+                if hello.get("setName")
+                else "standalone"
+            )
     except Exception:
         topology = "unknown"
-    return MongoConnection("live", "live", f"MongoDB {version} answered buildInfo", uri=uri, database=name,
-                  server_version=version, topology=topology, db=db, client_factory=factory)
+    return MongoConnection(
+        "live",
+        "live",
+        f"MongoDB {version} answered buildInfo",
+        uri=uri,
+        database=name,
+        server_version=version,
+        topology=topology,
+        db=db,
+        client_factory=factory,
+    )
 
 
 def _database_of(obj: Any, database: str) -> Any:
@@ -223,8 +280,10 @@ def _database_of(obj: Any, database: str) -> Any:
         return obj[database]
     if callable(getattr(obj, "command", None)):
         return obj
-    raise ConfigError(f"cannot use {type(obj).__name__} as a MongoDB target; "
-                      "give a URI, a MongoClient or a Database")
+    raise ConfigError(
+        f"cannot use {type(obj).__name__} as a MongoDB target; "
+        "give a URI, a MongoClient or a Database"
+    )
 
 
 # ---- the live steps ------------------------------------------------------------------------
@@ -248,9 +307,18 @@ def set_profiling(db: Any, level: int, slowms: int = SLOWMS) -> dict[str, Any]:
     return {k: reply.get(k) for k in ("was", "slowms", "sampleRate") if k in reply}
 
 
-def explain_find(db: Any, collection: str, filter: Mapping[str, Any], *, sort: Any = None,
-                 limit: int | None = None, projection: Any = None, hint: Any = None,
-                 verbosity: str = "executionStats", label: str = "find") -> ExplainSummary:
+def explain_find(
+    db: Any,
+    collection: str,
+    filter: Mapping[str, Any],
+    *,
+    sort: Any = None,
+    limit: int | None = None,
+    projection: Any = None,
+    hint: Any = None,
+    verbosity: str = "executionStats",
+    label: str = "find",
+) -> ExplainSummary:
     """``db.coll.find(...).explain(verbosity)`` through the ``explain`` command, parsed
     (``source`` of the summary is ``live <collection>: <label>``).
     """
@@ -291,8 +359,9 @@ def bson_size(docs: Sequence[Mapping[str, Any]]) -> int:
     return sum(len(bson.encode(d)) for d in docs)
 
 
-def measure_projection(collection: Any, filter: Mapping[str, Any], projection: Mapping[str, Any],
-                       *, limit: int = 0) -> dict[str, Any]:
+def measure_projection(
+    collection: Any, filter: Mapping[str, Any], projection: Mapping[str, Any], *, limit: int = 0
+) -> dict[str, Any]:
     """Bytes and time of a query with and without a projection (the guide's "~70% less").
 
     Works on any pymongo-compatible collection: BSON sizes are a property of the documents.
@@ -309,10 +378,16 @@ def measure_projection(collection: Any, filter: Mapping[str, Any], projection: M
     proj = list(collection.find(dict(filter), dict(projection)).limit(limit))
     t2 = time.perf_counter_ns()
     fb, pb = bson_size(full), bson_size(proj)
-    return {"documents": len(full), "projection": dict(projection), "full_bytes": fb,
-            "projected_bytes": pb, "saved_bytes": fb - pb,
-            "saved_fraction": (fb - pb) / fb if fb else None,
-            "full_ms": (t1 - t0) / 1e6, "projected_ms": (t2 - t1) / 1e6}
+    return {
+        "documents": len(full),
+        "projection": dict(projection),
+        "full_bytes": fb,
+        "projected_bytes": pb,
+        "saved_bytes": fb - pb,
+        "saved_fraction": (fb - pb) / fb if fb else None,
+        "full_ms": (t1 - t0) / 1e6,
+        "projected_ms": (t2 - t1) / 1e6,
+    }
 
 
 class _PoolEvents:
@@ -355,14 +430,34 @@ class _PoolEvents:
 
 
 #: Columns of :func:`compare_pools`.
-POOL_COLUMNS = ("max_pool_size", "min_pool_size", "threads", "queries", "errors", "wall_s", "qps",
-                "p50_ms", "p95_ms", "max_ms", "connections_created", "mean_checkout_wait_ms",
-                "first_error")
+POOL_COLUMNS = (
+    "max_pool_size",
+    "min_pool_size",
+    "threads",
+    "queries",
+    "errors",
+    "wall_s",
+    "qps",
+    "p50_ms",
+    "p95_ms",
+    "max_ms",
+    "connections_created",
+    "mean_checkout_wait_ms",
+    "first_error",
+)
 
 
-def compare_pools(client_factory: Callable[..., Any], database: str, collection: str,
-                  query: Mapping[str, Any], *, configs: Sequence[tuple[int, int]] = POOL_CONFIGS,
-                  threads: int = 16, queries: int = 200, warm_s: float = 0.5):  # -> DataFrame
+def compare_pools(
+    client_factory: Callable[..., Any],
+    database: str,
+    collection: str,
+    query: Mapping[str, Any],
+    *,
+    configs: Sequence[tuple[int, int]] = POOL_CONFIGS,
+    threads: int = 16,
+    queries: int = 200,
+    warm_s: float = 0.5,
+):  # -> DataFrame
     """Run the same query from ``threads`` threads under each ``(maxPoolSize, minPoolSize)``.
 
     Parameters
@@ -389,7 +484,9 @@ def compare_pools(client_factory: Callable[..., Any], database: str, collection:
         events = _PoolEvents()
         try:
             listener = events.listener()
-            client = client_factory(maxPoolSize=max_pool, minPoolSize=min_pool, event_listeners=[listener])
+            client = client_factory(
+                maxPoolSize=max_pool, minPoolSize=min_pool, event_listeners=[listener]
+            )
         except ImportError:  # pragma: no cover - pymongo is a dependency
             client = client_factory(maxPoolSize=max_pool, minPoolSize=min_pool)
         coll = client[database][collection]
@@ -418,17 +515,25 @@ def compare_pools(client_factory: Callable[..., Any], database: str, collection:
         finally:
             client.close()
         arr = np.asarray(lat, dtype=float)
-        rows.append({
-            "max_pool_size": max_pool, "min_pool_size": min_pool, "threads": threads,
-            "queries": queries, "errors": len(errors), "wall_s": wall,
-            "qps": len(lat) / wall if wall > 0 else None,
-            "p50_ms": float(np.percentile(arr, 50)) if arr.size else None,
-            "p95_ms": float(np.percentile(arr, 95)) if arr.size else None,
-            "max_ms": float(arr.max()) if arr.size else None,
-            "connections_created": events.created,
-            "mean_checkout_wait_ms": float(np.mean(events.waits_ms)) if events.waits_ms else None,
-            "first_error": errors[0] if errors else None,
-        })
+        rows.append(
+            {
+                "max_pool_size": max_pool,
+                "min_pool_size": min_pool,
+                "threads": threads,
+                "queries": queries,
+                "errors": len(errors),
+                "wall_s": wall,
+                "qps": len(lat) / wall if wall > 0 else None,
+                "p50_ms": float(np.percentile(arr, 50)) if arr.size else None,
+                "p95_ms": float(np.percentile(arr, 95)) if arr.size else None,
+                "max_ms": float(arr.max()) if arr.size else None,
+                "connections_created": events.created,
+                "mean_checkout_wait_ms": float(np.mean(events.waits_ms))
+                if events.waits_ms
+                else None,
+                "first_error": errors[0] if errors else None,
+            }
+        )
     return pd.DataFrame(rows, columns=list(POOL_COLUMNS))
 
 
@@ -438,10 +543,16 @@ def _synthetic_contexts(n: int) -> list[dict[str, Any]]:
     spaces = ("test", "test", "test", "acme-analytics", "acme-platform")
     out = []
     for i in range(n):
-        out.append({"_id": i, "workspaceId": spaces[i % len(spaces)], "tier": tiers[(i // 5) % 3],
-                    "confidence": ((i * 7919) % 1000) / 1000.0,
-                    "content": f"context {i}: " + "lorem ipsum dolor sit amet " * 12,
-                    "metadata": {"source": "synthetic", "position": i, "tags": ["a", "b"]}})
+        out.append(
+            {
+                "_id": i,
+                "workspaceId": spaces[i % len(spaces)],
+                "tier": tiers[(i // 5) % 3],
+                "confidence": ((i * 7919) % 1000) / 1000.0,
+                "content": f"context {i}: " + "lorem ipsum dolor sit amet " * 12,
+                "metadata": {"source": "synthetic", "position": i, "tags": ["a", "b"]},
+            }
+        )
     return out
 
 
@@ -490,57 +601,96 @@ class LiveReport:
         contexts query (``before``/``after``), then the workspace query (``workspace before``/
         ``workspace after``).
         """
-        pairs = [(k, s) for k, s in (("before", self.before), ("after", self.after),
-                                     ("workspace before", self.workspace_before),
-                                     ("workspace after", self.workspace_after)) if s is not None]
+        pairs = [
+            (k, s)
+            for k, s in (
+                ("before", self.before),
+                ("after", self.after),
+                ("workspace before", self.workspace_before),
+                ("workspace after", self.workspace_after),
+            )
+            if s is not None
+        ]
         return plans_table(pairs)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (plans without their trees)."""
         return {
-            "ran": self.ran, "target": self.target, "notes": self.notes, "namespace": self.namespace,
-            "documents": self.documents, "seeded": self.seeded, "workspace_id": self.workspace_id,
-            "tier": self.tier, "query": self.query, "query_runs_ms": self.query_runs_ms,
-            "profiling": self.profiling, "advice": self.advice.to_dict() if self.advice else None,
-            "index_created": self.index_created, "index_dropped": self.index_dropped,
+            "ran": self.ran,
+            "target": self.target,
+            "notes": self.notes,
+            "namespace": self.namespace,
+            "documents": self.documents,
+            "seeded": self.seeded,
+            "workspace_id": self.workspace_id,
+            "tier": self.tier,
+            "query": self.query,
+            "query_runs_ms": self.query_runs_ms,
+            "profiling": self.profiling,
+            "advice": self.advice.to_dict() if self.advice else None,
+            "index_created": self.index_created,
+            "index_dropped": self.index_dropped,
             "before_hint": self.before_hint,
             "before": self.before.to_dict(tree=False) if self.before else None,
             "after": self.after.to_dict(tree=False) if self.after else None,
-            "workspace_before": self.workspace_before.to_dict(tree=False) if self.workspace_before else None,
-            "workspace_after": self.workspace_after.to_dict(tree=False) if self.workspace_after else None,
+            "workspace_before": self.workspace_before.to_dict(tree=False)
+            if self.workspace_before
+            else None,
+            "workspace_after": self.workspace_after.to_dict(tree=False)
+            if self.workspace_after
+            else None,
             "projection": self.projection,
             "pools": None if self.pools is None else self.pools.to_dict(orient="records"),
         }
 
 
-def _pick_query(db: Any, collection: str, workspace_id: str, tier: str) -> tuple[str | None, str | None]:
+def _pick_query(
+    db: Any, collection: str, workspace_id: str, tier: str
+) -> tuple[str | None, str | None]:
     """The workspace and tier to query: given ones, else the guide's (``test``/``workspace``)
     when present, else the most common pair.
     """
     if workspace_id and tier:
         return workspace_id, tier
     match: dict[str, Any] = {"workspaceId": workspace_id} if workspace_id else {}
-    pipeline = [{"$match": match},
-                {"$group": {"_id": {"w": "$workspaceId", "t": "$tier"}, "n": {"$sum": 1}}},
-                {"$sort": {"n": -1}}, {"$limit": 50}]
-    pairs = [(d["_id"].get("w"), d["_id"].get("t")) for d in
-             _first_batch(db.command("aggregate", collection, pipeline=pipeline, cursor={}))
-             if isinstance(d.get("_id"), Mapping)]
+    pipeline = [
+        {"$match": match},
+        {"$group": {"_id": {"w": "$workspaceId", "t": "$tier"}, "n": {"$sum": 1}}},
+        {"$sort": {"n": -1}},
+        {"$limit": 50},
+    ]
+    pairs = [
+        (d["_id"].get("w"), d["_id"].get("t"))
+        for d in _first_batch(db.command("aggregate", collection, pipeline=pipeline, cursor={}))
+        if isinstance(d.get("_id"), Mapping)
+    ]
     if not pairs:
         return workspace_id or None, tier or None
     for w, t in pairs:
         if (w, t) == (workspace_id or "test", tier or "workspace"):
             return w, t
     for w, t in pairs:
-        if (not tier or t == tier):
+        if not tier or t == tier:
             return w, t
     return pairs[0]
 
 
-def run_live(target: Any, *, collection: str = "contexts", workspace_id: str = "", tier: str = "",
-             seed: int = 0, keep_index: bool = False, limit: int = 20, repeats: int = 3,
-             pool_configs: Sequence[tuple[int, int]] = POOL_CONFIGS, pool_threads: int = 16,
-             pool_queries: int = 200, slowms: int = SLOWMS, database: str = "axon") -> LiveReport:
+def run_live(
+    target: Any,
+    *,
+    collection: str = "contexts",
+    workspace_id: str = "",
+    tier: str = "",
+    seed: int = 0,
+    keep_index: bool = False,
+    limit: int = 20,
+    repeats: int = 3,
+    pool_configs: Sequence[tuple[int, int]] = POOL_CONFIGS,
+    pool_threads: int = 16,
+    pool_queries: int = 200,
+    slowms: int = SLOWMS,
+    database: str = "axon",
+) -> LiveReport:
     """The guide's MongoDB session on a live server; falls back (``ran=False``) instead of failing.
 
     Steps: remember the profiling level and set it to 2 (``slowms``); seed ``seed`` contexts if
@@ -607,27 +757,49 @@ def run_live(target: Any, *, collection: str = "contexts", workspace_id: str = "
         rep.advice = advice
         if advice.served_by:
             rep.before_hint = {"$natural": 1}
-            rep.notes.append(f"{advice.served_by} already serves the query: 'before' is the plan "
-                             "forced to a collection scan (hint $natural)")
-        rep.before = explain_find(db, collection, flt, sort=sort, limit=limit,
-                                  projection=APP_PROJECTION, hint=rep.before_hint, label="before")
+            rep.notes.append(
+                f"{advice.served_by} already serves the query: 'before' is the plan "
+                "forced to a collection scan (hint $natural)"
+            )
+        rep.before = explain_find(
+            db,
+            collection,
+            flt,
+            sort=sort,
+            limit=limit,
+            projection=APP_PROJECTION,
+            hint=rep.before_hint,
+            label="before",
+        )
         # The guide's second query: a workspace's contexts with the synthesis projection.
         wflt = {"workspaceId": ws}
-        rep.workspace_before = explain_find(db, collection, wflt, projection=APP_PROJECTION,
-                                            hint=rep.before_hint, label="workspace before")
+        rep.workspace_before = explain_find(
+            db,
+            collection,
+            wflt,
+            projection=APP_PROJECTION,
+            hint=rep.before_hint,
+            label="workspace before",
+        )
         if advice.needed:
-            name = GUIDE_INDEX_NAME if advice.key == [("workspaceId", 1), ("tier", 1), ("confidence", -1)] \
+            name = (
+                GUIDE_INDEX_NAME
+                if advice.key == [("workspaceId", 1), ("tier", 1), ("confidence", -1)]
                 else advice.name
+            )
             create_index(db, collection, advice.key, name)
             rep.index_created = name
-        rep.after = explain_find(db, collection, flt, sort=sort, limit=limit,
-                                 projection=APP_PROJECTION, label="after")
-        rep.workspace_after = explain_find(db, collection, wflt, projection=APP_PROJECTION,
-                                           label="workspace after")
+        rep.after = explain_find(
+            db, collection, flt, sort=sort, limit=limit, projection=APP_PROJECTION, label="after"
+        )
+        rep.workspace_after = explain_find(
+            db, collection, wflt, projection=APP_PROJECTION, label="workspace after"
+        )
         rep.projection = measure_projection(db[collection], wflt, APP_PROJECTION)
         try:
-            rep.index_stats = _first_batch(db.command("aggregate", collection,
-                                                      pipeline=[{"$indexStats": {}}], cursor={}))
+            rep.index_stats = _first_batch(
+                db.command("aggregate", collection, pipeline=[{"$indexStats": {}}], cursor={})
+            )
         except Exception as exc:
             rep.notes.append(f"$indexStats not available ({_short(exc)})")
         rep.ran = True
@@ -648,9 +820,15 @@ def run_live(target: Any, *, collection: str = "contexts", workspace_id: str = "
     rep.profile_operations = _profile_ops(db, rep.namespace, started, rep.notes)
     rep.log_operations = _log_ops(db, rep.namespace, rep.notes)
     if target.client_factory is not None and pool_queries > 0:
-        rep.pools = compare_pools(target.client_factory, target.database or database, collection,
-                                  rep.query, configs=pool_configs, threads=pool_threads,
-                                  queries=pool_queries)
+        rep.pools = compare_pools(
+            target.client_factory,
+            target.database or database,
+            collection,
+            rep.query,
+            configs=pool_configs,
+            threads=pool_threads,
+            queries=pool_queries,
+        )
     else:
         rep.notes.append("pool comparison needs a URI (it opens clients with other pool settings)")
     return rep

@@ -29,12 +29,25 @@ figures.enable_notebook_display()
 
 #: Stage colours: what a reader should notice first is red (scan) and orange (blocking sort).
 COLORS = {
-    "collscan": "#c62828", "sort": "#ef6c00", "index": "#2e7d32", "fetch": "#1565c0",
-    "merge": "#6a1b9a", "pipeline": "#546e7a", "other": "#90a4ae", "unknown": "#f9a825",
+    "collscan": "#c62828",
+    "sort": "#ef6c00",
+    "index": "#2e7d32",
+    "fetch": "#1565c0",
+    "merge": "#6a1b9a",
+    "pipeline": "#546e7a",
+    "other": "#90a4ae",
+    "unknown": "#f9a825",
 }
-_LEGEND = [("collscan", "collection scan"), ("sort", "blocking sort"), ("index", "index scan"),
-           ("fetch", "reads documents"), ("merge", "shard merge"), ("pipeline", "pipeline stage"),
-           ("other", "other"), ("unknown", "unknown stage")]
+_LEGEND = [
+    ("collscan", "collection scan"),
+    ("sort", "blocking sort"),
+    ("index", "index scan"),
+    ("fetch", "reads documents"),
+    ("merge", "shard merge"),
+    ("pipeline", "pipeline stage"),
+    ("other", "other"),
+    ("unknown", "unknown stage"),
+]
 
 
 def stage_kind(node: PlanNode) -> str:
@@ -112,8 +125,10 @@ def plan_tree_figure(plan: ExplainSummary | PlanNode | None, *, title: str | Non
     root = plan.tree if isinstance(plan, ExplainSummary) else plan
     if title is None and isinstance(plan, ExplainSummary):
         src = Path(str(plan.source)).stem if plan.source else "plan"
-        title = (f"{src}\n{plan.plan_summary} · {plan.engine} engine · MongoDB "
-                 f"{plan.server_version or '?'}")
+        title = (
+            f"{src}\n{plan.plan_summary} · {plan.engine} engine · MongoDB "
+            f"{plan.server_version or '?'}"
+        )
     pos, leaves, depth = _layout(root)
     width = min(30.0, max(6.0, 2.3 * leaves))
     height = max(3.0, 0.8 * (depth + 1) + 1.4)
@@ -128,25 +143,50 @@ def plan_tree_figure(plan: ExplainSummary | PlanNode | None, *, title: str | Non
     for n in nodes:
         x, d = pos[id(n)]
         kind = stage_kind(n)
-        stats = [f"{k} {_fmt(v)}" for k, v in (("ret", n.n_returned), ("docs", n.docs_examined),
-                                                ("keys", n.keys_examined)) if v is not None]
+        stats = [
+            f"{k} {_fmt(v)}"
+            for k, v in (
+                ("ret", n.n_returned),
+                ("docs", n.docs_examined),
+                ("keys", n.keys_examined),
+            )
+            if v is not None
+        ]
         lines = [n.label if len(n.label) <= 34 else n.label[:33] + "…"]
-        if n.shard and (n is root or not any(n in p.children and p.shard == n.shard for p in nodes)):
+        if n.shard and (
+            n is root or not any(n in p.children and p.shard == n.shard for p in nodes)
+        ):
             lines.append(f"[{n.shard}]")
         if stats:
             lines.append(" · ".join(stats))
-        ax.text(x, -d, "\n".join(lines), ha="center", va="center", fontsize=8, zorder=2,
-                color="white" if kind not in ("unknown", "other") else "black",
-                bbox={"boxstyle": "round,pad=0.35", "fc": COLORS[kind],
-                      "ec": "black" if not n.known else COLORS[kind],
-                      "ls": "--" if not n.known else "-"})
+        ax.text(
+            x,
+            -d,
+            "\n".join(lines),
+            ha="center",
+            va="center",
+            fontsize=8,
+            zorder=2,
+            color="white" if kind not in ("unknown", "other") else "black",
+            bbox={
+                "boxstyle": "round,pad=0.35",
+                "fc": COLORS[kind],
+                "ec": "black" if not n.known else COLORS[kind],
+                "ls": "--" if not n.known else "-",
+            },
+        )
     ax.set_xlim(-0.7, max(leaves - 1, 0) + 0.7)
     ax.set_ylim(-depth - 0.6, 0.6)
     ax.axis("off")
     used = {stage_kind(n) for n in nodes}
-    ax.legend(handles=[Patch(color=COLORS[k], label=lab) for k, lab in _LEGEND if k in used],
-              loc="lower left", bbox_to_anchor=(0, -0.02), fontsize=7, frameon=False,
-              ncol=min(4, len(used)))
+    ax.legend(
+        handles=[Patch(color=COLORS[k], label=lab) for k, lab in _LEGEND if k in used],
+        loc="lower left",
+        bbox_to_anchor=(0, -0.02),
+        fontsize=7,
+        frameon=False,
+        ncol=min(4, len(used)),
+    )
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
@@ -159,8 +199,11 @@ def before_after_figure(frame: Any) -> Figure:
     One bar per row (``phase``: before/after, or recorded file names), bars coloured by whether
     the plan scanned the collection or sorted in memory.
     """
-    metrics = [("docs_examined", "documents examined"), ("keys_examined", "keys examined"),
-               ("execution_time_ms", "execution time (ms)")]
+    metrics = [
+        ("docs_examined", "documents examined"),
+        ("keys_examined", "keys examined"),
+        ("execution_time_ms", "execution time (ms)"),
+    ]
     fig = Figure(figsize=(11, 3.2 + 0.15 * max(0, len(frame) - 2)))
     axes = fig.subplots(1, 3)
     if frame is None or not len(frame):
@@ -169,15 +212,22 @@ def before_after_figure(frame: Any) -> Figure:
         axes[1].text(0.5, 0.5, "no plans to compare", ha="center", va="center")
         return fig
     labels = [str(p) if len(str(p)) <= 28 else str(p)[:27] + "…" for p in frame["phase"]]
-    colors = [COLORS["collscan"] if c else COLORS["sort"] if s else COLORS["index"]
-              for c, s in zip(frame["collscan"], frame["in_memory_sort"], strict=False)]
+    colors = [
+        COLORS["collscan"] if c else COLORS["sort"] if s else COLORS["index"]
+        for c, s in zip(frame["collscan"], frame["in_memory_sort"], strict=False)
+    ]
     y = np.arange(len(frame))
     for ax, (col, name) in zip(axes, metrics, strict=False):
         vals = np.array([np.nan if v is None else float(v) for v in frame[col]], dtype=float)
         ax.barh(y, np.nan_to_num(vals, nan=0.0), color=colors)
         for yi, v in zip(y, vals, strict=False):
-            ax.text(v if np.isfinite(v) and v > 0 else 0, yi, f" {_fmt(None if np.isnan(v) else v)}",
-                    va="center", fontsize=8)
+            ax.text(
+                v if np.isfinite(v) and v > 0 else 0,
+                yi,
+                f" {_fmt(None if np.isnan(v) else v)}",
+                va="center",
+                fontsize=8,
+            )
         pos = vals[np.isfinite(vals) & (vals > 0)]
         if pos.size and pos.max() / pos.min() > 50:  # orders of magnitude apart: log scale
             ax.set_xscale("symlog", linthresh=1)
@@ -185,10 +235,17 @@ def before_after_figure(frame: Any) -> Figure:
         ax.invert_yaxis()
         ax.set_title(name, fontsize=9)
         ax.margins(x=0.25)
-    fig.legend(handles=[Patch(color=COLORS["collscan"], label="COLLSCAN"),
-                        Patch(color=COLORS["sort"], label="in-memory sort"),
-                        Patch(color=COLORS["index"], label="index scan")],
-               loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(
+        handles=[
+            Patch(color=COLORS["collscan"], label="COLLSCAN"),
+            Patch(color=COLORS["sort"], label="in-memory sort"),
+            Patch(color=COLORS["index"], label="index scan"),
+        ],
+        loc="lower center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+    )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
@@ -199,15 +256,28 @@ def query_shape_table_figure(frame: Any, *, top: int = 12) -> Figure:
     Cells of ``total ms`` are shaded by their share of the total; shapes with a COLLSCAN or a
     blocking sort have their plan cell tinted.
     """
-    cols = [("source", "src", 8), ("namespace", "namespace", 26), ("operation", "op", 10), ("pattern", "pattern", 34),
-            ("sort", "sort", 18), ("count", "n", 5), ("mean_ms", "mean ms", 8),
-            ("p95_ms", "p95 ms", 8), ("total_ms", "total ms", 9), ("docs_examined", "docs exam.", 9),
-            ("n_returned", "returned", 8), ("plan_summary", "plan", 28),
-            ("advised_index", "advised index", 28)]
+    cols = [
+        ("source", "src", 8),
+        ("namespace", "namespace", 26),
+        ("operation", "op", 10),
+        ("pattern", "pattern", 34),
+        ("sort", "sort", 18),
+        ("count", "n", 5),
+        ("mean_ms", "mean ms", 8),
+        ("p95_ms", "p95 ms", 8),
+        ("total_ms", "total ms", 9),
+        ("docs_examined", "docs exam.", 9),
+        ("n_returned", "returned", 8),
+        ("plan_summary", "plan", 28),
+        ("advised_index", "advised index", 28),
+    ]
     import pandas as pd
 
-    rows = (pd.DataFrame(columns=[c for c, _, _ in cols]) if frame is None
-            else frame.sort_values("total_ms", ascending=False).head(top))
+    rows = (
+        pd.DataFrame(columns=[c for c, _, _ in cols])
+        if frame is None
+        else frame.sort_values("total_ms", ascending=False).head(top)
+    )
     fig = Figure(figsize=(18, 0.3 * (len(rows) + 1) + 0.7))
     ax = fig.subplots()
     ax.axis("off")
@@ -218,13 +288,23 @@ def query_shape_table_figure(frame: Any, *, top: int = 12) -> Figure:
     def cell(v: Any, width: int) -> str:
         if v is None or (isinstance(v, float) and np.isnan(v)):
             return ""
-        s = _fmt(v) if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool) else str(v)
+        s = (
+            _fmt(v)
+            if isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+            else str(v)
+        )
         return s if len(s) <= width else s[: width - 1] + "…"
 
     text = [[cell(r[c], w) for c, _, w in cols] for _, r in rows.iterrows()]
-    table = ax.table(cellText=text, colLabels=[h for _, h, _ in cols], loc="upper center",
-                     cellLoc="left", colLoc="left", bbox=Bbox.from_bounds(0, 0, 1, 1),
-                     colWidths=[w / sum(w for *_, w in cols) for *_, w in cols])
+    table = ax.table(
+        cellText=text,
+        colLabels=[h for _, h, _ in cols],
+        loc="upper center",
+        cellLoc="left",
+        colLoc="left",
+        bbox=Bbox.from_bounds(0, 0, 1, 1),
+        colWidths=[w / sum(w for *_, w in cols) for *_, w in cols],
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(7.5)
     total = float(np.nansum(rows["total_ms"].astype(float))) or 1.0
@@ -249,7 +329,9 @@ def pool_figure(frame: Any) -> Figure:
     if frame is None or not len(frame):
         for ax in (a1, a2):
             ax.axis("off")
-        a1.text(0.5, 0.5, "no pool comparison (live mode with a URI only)", ha="center", va="center")
+        a1.text(
+            0.5, 0.5, "no pool comparison (live mode with a URI only)", ha="center", va="center"
+        )
         return fig
     labels = [f"max {r.max_pool_size}\nmin {r.min_pool_size}" for r in frame.itertuples()]
     x = np.arange(len(frame))

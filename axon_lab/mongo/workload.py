@@ -29,9 +29,25 @@ SLOW_QUERY_ID = 51803
 ADVISE_SELECTIVITY = 2.0
 #: Columns of :func:`digest`, in order.
 DIGEST_COLUMNS = (
-    "source", "namespace", "operation", "pattern", "sort", "count", "min_ms", "mean_ms", "p95_ms",
-    "max_ms", "total_ms", "docs_examined", "keys_examined", "n_returned",
-    "examined_per_returned", "plan_summary", "collscan", "in_memory_sort", "advised_index",
+    "source",
+    "namespace",
+    "operation",
+    "pattern",
+    "sort",
+    "count",
+    "min_ms",
+    "mean_ms",
+    "p95_ms",
+    "max_ms",
+    "total_ms",
+    "docs_examined",
+    "keys_examined",
+    "n_returned",
+    "examined_per_returned",
+    "plan_summary",
+    "collscan",
+    "in_memory_sort",
+    "advised_index",
 )
 _PLAN_KEY = re.compile(r"\b(IXSCAN|COUNT_SCAN|DISTINCT_SCAN|EXPRESS_IXSCAN)\s+(\{[^}]*\})")
 
@@ -64,8 +80,12 @@ class Operation:
 
 
 def _value_shape(v: Any) -> Any:
-    if isinstance(v, Mapping) and v and all(isinstance(k, str) and k.startswith("$") for k in v) \
-            and not is_literal_value(v):
+    if (
+        isinstance(v, Mapping)
+        and v
+        and all(isinstance(k, str) and k.startswith("$") for k in v)
+        and not is_literal_value(v)
+    ):
         out = {}
         for op in sorted(v):
             if op == "$elemMatch":
@@ -141,8 +161,15 @@ def _ts(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _operation(source: str, ts: Any, ns: str, op: str, cmd: Mapping[str, Any], d: Mapping[str, Any],
-               duration: Any) -> Operation:
+def _operation(
+    source: str,
+    ts: Any,
+    ns: str,
+    op: str,
+    cmd: Mapping[str, Any],
+    d: Mapping[str, Any],
+    duration: Any,
+) -> Operation:
     if op == "getMore" and isinstance(d.get("originatingCommand"), Mapping):
         oc = d["originatingCommand"]
         flt, srt, proj = _query_parts(str(next(iter(oc), "")), oc)
@@ -154,14 +181,23 @@ def _operation(source: str, ts: Any, ns: str, op: str, cmd: Mapping[str, Any], d
     if returned is None:
         returned = count(d.get("ndeleted"))
     return Operation(
-        source=source, ts=_ts(ts), namespace=ns, operation=op,
+        source=source,
+        ts=_ts(ts),
+        namespace=ns,
+        operation=op,
         pattern=_text(filter_shape(flt)) if flt is not None else "",
         sort=_text(srt) if srt else "",
         duration_ms=float(number(duration) or 0.0),
-        docs_examined=count(d.get("docsExamined")), keys_examined=count(d.get("keysExamined")),
-        n_returned=returned, plan_summary=d.get("planSummary"),
-        has_sort_stage=bool(d.get("hasSortStage")), filter=flt, sort_spec=srt, projection=proj,
-        app_name=d.get("appName"), query_hash=d.get("queryHash"),
+        docs_examined=count(d.get("docsExamined")),
+        keys_examined=count(d.get("keysExamined")),
+        n_returned=returned,
+        plan_summary=d.get("planSummary"),
+        has_sort_stage=bool(d.get("hasSortStage")),
+        filter=flt,
+        sort_spec=srt,
+        projection=proj,
+        app_name=d.get("appName"),
+        query_hash=d.get("queryHash"),
     )
 
 
@@ -177,8 +213,9 @@ def operation_from_log(line: Mapping[str, Any]) -> Operation | None:
     cmd: Mapping[str, Any] = attr["command"] if isinstance(attr.get("command"), Mapping) else {}
     typ = str(attr.get("type") or "command")
     op = str(next(iter(cmd), "command")) if typ == "command" else typ
-    return _operation("log", line.get("t"), str(attr.get("ns", "")), op, cmd, attr,
-                      attr.get("durationMillis"))
+    return _operation(
+        "log", line.get("t"), str(attr.get("ns", "")), op, cmd, attr, attr.get("durationMillis")
+    )
 
 
 _PROFILE_OPS = {"query": "find", "getmore": "getMore"}
@@ -237,8 +274,11 @@ def read_slow_log(path: Path | str) -> LogRead:
         if op is not None:
             ops.append(op)
     if not n_json:
-        raise InputFileError(path, "no JSON log lines: slow-query digests read MongoDB 4.4+ "
-                                   "structured logs (legacy text logs are not supported)")
+        raise InputFileError(
+            path,
+            "no JSON log lines: slow-query digests read MongoDB 4.4+ "
+            "structured logs (legacy text logs are not supported)",
+        )
     return LogRead(str(path), len(lines), n_json, ops)
 
 
@@ -256,8 +296,9 @@ def read_profile(path: Path | str) -> list[Operation]:
     ops = [op for op in (operation_from_profile(d) for d in docs) if op is not None]
     if not ops:
         if len(docs) == 1 and isinstance(docs[0], Mapping) and "was" in docs[0]:
-            raise InputFileError(path, "is a profiling status (getProfilingStatus), not "
-                                       "system.profile documents")
+            raise InputFileError(
+                path, "is a profiling status (getProfilingStatus), not system.profile documents"
+            )
         raise InputFileError(path, "no system.profile documents (objects with op, ns, millis)")
     return ops
 
@@ -269,8 +310,11 @@ def profiling_status(doc: Mapping[str, Any]) -> dict[str, Any]:
     level = count(doc.get("was"))
     slowms = number(doc.get("slowms"))
     rate = number(doc.get("sampleRate"))
-    what = {0: "profiler off", 1: f"operations slower than {slowms} ms are profiled",
-            2: "every operation is profiled"}.get(level if level is not None else -1, "unknown level")
+    what = {
+        0: "profiler off",
+        1: f"operations slower than {slowms} ms are profiled",
+        2: "every operation is profiled",
+    }.get(level if level is not None else -1, "unknown level")
     text = f"level {level}: {what}" + (f" (sample rate {rate})" if rate is not None else "")
     return {"level": level, "slowms": slowms, "sample_rate": rate, "text": text}
 
@@ -309,7 +353,9 @@ def digest(operations: Iterable[Operation]):  # -> pandas.DataFrame
 
     groups: dict[tuple[str, str, str, str, str], list[Operation]] = {}
     for op in operations:
-        groups.setdefault((op.source, op.namespace, op.operation, op.pattern, op.sort), []).append(op)
+        groups.setdefault((op.source, op.namespace, op.operation, op.pattern, op.sort), []).append(
+            op
+        )
     rows = []
     for (source, ns, opname, pattern, sort), ops in groups.items():
         times = [o.duration_ms for o in ops]
@@ -322,23 +368,41 @@ def digest(operations: Iterable[Operation]):  # -> pandas.DataFrame
         per = (sum(docs) / max(sum(ret), 1)) if docs and ret else None
         advised = ""
         first = ops[0]
-        if ".system." not in f".{ns}" and (first.filter or first.sort_spec) and (
-                collscan or blocking or (per is not None and per >= ADVISE_SELECTIVITY)):
+        if (
+            ".system." not in f".{ns}"
+            and (first.filter or first.sort_spec)
+            and (collscan or blocking or (per is not None and per >= ADVISE_SELECTIVITY))
+        ):
             used = [k for p in plans for k in plan_keys(p)]
             adv = advise_index(first.filter, first.sort_spec, first.projection, existing=used)
             if adv.needed:
                 advised = adv.key_text
-        rows.append({
-            "source": source, "namespace": ns, "operation": opname, "pattern": pattern, "sort": sort,
-            "count": len(ops), "min_ms": min(times), "mean_ms": sum(times) / len(times),
-            "p95_ms": _p95(times), "max_ms": max(times), "total_ms": sum(times),
-            "docs_examined": sum(docs) if docs else None, "keys_examined": sum(keys) if keys else None,
-            "n_returned": sum(ret) if ret else None, "examined_per_returned": per,
-            "plan_summary": " | ".join(p for p, _ in plans.most_common()), "collscan": collscan,
-            "in_memory_sort": blocking, "advised_index": advised,
-        })
+        rows.append(
+            {
+                "source": source,
+                "namespace": ns,
+                "operation": opname,
+                "pattern": pattern,
+                "sort": sort,
+                "count": len(ops),
+                "min_ms": min(times),
+                "mean_ms": sum(times) / len(times),
+                "p95_ms": _p95(times),
+                "max_ms": max(times),
+                "total_ms": sum(times),
+                "docs_examined": sum(docs) if docs else None,
+                "keys_examined": sum(keys) if keys else None,
+                "n_returned": sum(ret) if ret else None,
+                "examined_per_returned": per,
+                "plan_summary": " | ".join(p for p, _ in plans.most_common()),
+                "collscan": collscan,
+                "in_memory_sort": blocking,
+                "advised_index": advised,
+            }
+        )
     frame = pd.DataFrame(rows, columns=list(DIGEST_COLUMNS))
     if frame.empty:
         return frame
-    return frame.sort_values(["total_ms", "count"], ascending=False, kind="stable").reset_index(drop=True)
-
+    return frame.sort_values(["total_ms", "count"], ascending=False, kind="stable").reset_index(
+        drop=True
+    )

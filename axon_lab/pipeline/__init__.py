@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from axon_lab.pipeline.core import (
-           MAX_PROMPT_CHARS,
-           Pipeline,
-           PromptTooLarge,
-           StageResult,
-           decode,
-           encode,
+    MAX_PROMPT_CHARS,
+    Pipeline,
+    PromptTooLarge,
+    StageResult,
+    decode,
+    encode,
 )
 from axon_lab.pipeline.options import LLMOptions, PipelineOptions
 
-__all__ = ["LLMOptions", "MAX_PROMPT_CHARS", "Pipeline", "PipelineOptions", "PromptTooLarge",
-           "StageResult", "decode", "encode"]
+__all__ = [
+    "LLMOptions",
+    "MAX_PROMPT_CHARS",
+    "Pipeline",
+    "PipelineOptions",
+    "PromptTooLarge",
+    "StageResult",
+    "decode",
+    "encode",
+]

@@ -25,7 +25,15 @@ INTENTS: dict[str, str] = {
 
 TASK_RULES: dict[str, tuple[str, ...]] = {
     "code_generation": ("write", "implement", "create", "generate", "build", "add"),
-    "code_review": ("review", "improve", "refactor", "suggest", "architecture", "optimize", "optimise"),
+    "code_review": (
+        "review",
+        "improve",
+        "refactor",
+        "suggest",
+        "architecture",
+        "optimize",
+        "optimise",
+    ),
     "debugging": ("error", "bug", "fix", "exception", "traceback", "fails", "crash", "broken"),
     "explanation": ("what", "why", "how", "explain", "describe", "meaning", "difference"),
     "documentation": ("document", "docstring", "readme", "docs", "comment"),
@@ -38,11 +46,36 @@ _CAMEL = re.compile(r"\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+\b")
 _SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 _CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\(\)")
 _QUOTED = re.compile(r"[`'\"]([^`'\"\n]{2,60})[`'\"]")
-TECH_TERMS = frozenset({
-    "python", "typescript", "javascript", "mongodb", "redis", "qdrant", "docker", "kubernetes",
-    "asyncio", "json", "http", "sql", "regex", "unicode", "thread", "threads", "socket", "pickle",
-    "hnsw", "api", "rest", "graphql", "node", "react", "pandas", "numpy",
-})
+TECH_TERMS = frozenset(
+    {
+        "python",
+        "typescript",
+        "javascript",
+        "mongodb",
+        "redis",
+        "qdrant",
+        "docker",
+        "kubernetes",
+        "asyncio",
+        "json",
+        "http",
+        "sql",
+        "regex",
+        "unicode",
+        "thread",
+        "threads",
+        "socket",
+        "pickle",
+        "hnsw",
+        "api",
+        "rest",
+        "graphql",
+        "node",
+        "react",
+        "pandas",
+        "numpy",
+    }
+)
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +98,10 @@ def identify_task_type(text: str) -> dict[str, object]:
     words = [w.lower() for w in _WORD.findall(text)]
     scores = {task: sum(w in kws for w in words) for task, kws in TASK_RULES.items()}
     task, score = max(scores.items(), key=lambda kv: kv[1])
-    return {"taskType": task if score else "general", "scores": {k: v for k, v in scores.items() if v}}
+    return {
+        "taskType": task if score else "general",
+        "scores": {k: v for k, v in scores.items() if v},
+    }
 
 
 def extract_entities(text: str, known: frozenset[str] = frozenset()) -> list[dict[str, str]]:

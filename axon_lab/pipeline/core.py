@@ -131,8 +131,11 @@ class Fault:
         self._released.set()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "latency_ms": self.latency_ms if self.mode == "latency" else None,
-                "since_unix": self.since_unix}
+        return {
+            "mode": self.mode,
+            "latency_ms": self.latency_ms if self.mode == "latency" else None,
+            "since_unix": self.since_unix,
+        }
 
 
 class BackendGuard:
@@ -151,17 +154,31 @@ class BackendGuard:
     Every failure is raised as :class:`BackendUnavailable` naming the backend.
     """
 
-    def __init__(self, name: str, *, timeout_s: float, retries: int = 0, retry_backoff_s: float = 0.05,
-                 breaker_failures: int = 5, breaker_cooldown_s: float = 1.0, max_inflight: int = 8) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        timeout_s: float,
+        retries: int = 0,
+        retry_backoff_s: float = 0.05,
+        breaker_failures: int = 5,
+        breaker_cooldown_s: float = 1.0,
+        max_inflight: int = 8,
+    ) -> None:
         self.name = name
         self.fault: Fault | None = None
         self._lock = threading.Lock()
         self._inflight = 0
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.max_inflight = 0
-        self.configure(timeout_s=timeout_s, retries=retries, retry_backoff_s=retry_backoff_s,
-                       breaker_failures=breaker_failures, breaker_cooldown_s=breaker_cooldown_s,
-                       max_inflight=max_inflight)
+        self.configure(
+            timeout_s=timeout_s,
+            retries=retries,
+            retry_backoff_s=retry_backoff_s,
+            breaker_failures=breaker_failures,
+            breaker_cooldown_s=breaker_cooldown_s,
+            max_inflight=max_inflight,
+        )
         self.state = "closed"
         self._open_until = 0.0
         self._consecutive = 0
@@ -171,8 +188,16 @@ class BackendGuard:
         self.opened_unix: float | None = None
         self.closed_unix: float | None = None
 
-    def configure(self, *, timeout_s: float, retries: int, retry_backoff_s: float, breaker_failures: int,
-                  breaker_cooldown_s: float, max_inflight: int) -> None:
+    def configure(
+        self,
+        *,
+        timeout_s: float,
+        retries: int,
+        retry_backoff_s: float,
+        breaker_failures: int,
+        breaker_cooldown_s: float,
+        max_inflight: int,
+    ) -> None:
         """Apply a policy (``PipelineOptions``); a new in-flight bound gets a new pool."""
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
@@ -183,7 +208,8 @@ class BackendGuard:
             old = self._executor
             self.max_inflight = int(max_inflight)
             self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.max_inflight, thread_name_prefix=f"axon-{self.name}")
+                max_workers=self.max_inflight, thread_name_prefix=f"axon-{self.name}"
+            )
             if old is not None:
                 old.shutdown(wait=False)
 
@@ -204,8 +230,11 @@ class BackendGuard:
             return True
         self.rejected += 1
         wait = max(0.0, self._open_until - time.monotonic())
-        raise BackendUnavailable(self.name, f"circuit open after {self._consecutive} consecutive failures "
-                                            f"(last: {self.last_error}); next probe in {wait:.1f}s")
+        raise BackendUnavailable(
+            self.name,
+            f"circuit open after {self._consecutive} consecutive failures "
+            f"(last: {self.last_error}); next probe in {wait:.1f}s",
+        )
 
     def _success(self) -> None:
         self.ok += 1
@@ -225,11 +254,16 @@ class BackendGuard:
             self._open_until = time.monotonic() + self.breaker_cooldown_s
 
     # -- calls ------------------------------------------------------------------------------
-    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future:
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> asyncio.Future:
         if self._inflight >= self.max_inflight:
             self.rejected += 1
-            raise BackendUnavailable(self.name, f"{self._inflight} calls still in flight (limit {self.max_inflight}): "
-                                                "the store is hung or overloaded")
+            raise BackendUnavailable(
+                self.name,
+                f"{self._inflight} calls still in flight (limit {self.max_inflight}): "
+                "the store is hung or overloaded",
+            )
         fault = self.fault
         ctx = contextvars.copy_context()  # spans measured in the store land in this request's trace
         call = functools.partial(fn, *args, **kwargs)
@@ -312,13 +346,26 @@ class BackendGuard:
 
     def stats(self) -> dict[str, Any]:
         """Policy, state and counters (``/metrics``)."""
-        return {"state": self.state, "timeout_s": self.timeout_s, "retries": self.retries,
-                "retry_backoff_s": self.retry_backoff_s, "breaker_failures": self.breaker_failures,
-                "breaker_cooldown_s": self.breaker_cooldown_s, "max_inflight": self.max_inflight,
-                "inflight": self._inflight, "calls": self.calls, "ok": self.ok, "failures": self.failures,
-                "timeouts": self.timeouts, "retried": self.retried, "rejected": self.rejected,
-                "last_error": self.last_error, "opened_unix": self.opened_unix, "closed_unix": self.closed_unix,
-                "fault": self.fault.to_dict() if self.fault else None}
+        return {
+            "state": self.state,
+            "timeout_s": self.timeout_s,
+            "retries": self.retries,
+            "retry_backoff_s": self.retry_backoff_s,
+            "breaker_failures": self.breaker_failures,
+            "breaker_cooldown_s": self.breaker_cooldown_s,
+            "max_inflight": self.max_inflight,
+            "inflight": self._inflight,
+            "calls": self.calls,
+            "ok": self.ok,
+            "failures": self.failures,
+            "timeouts": self.timeouts,
+            "retried": self.retried,
+            "rejected": self.rejected,
+            "last_error": self.last_error,
+            "opened_unix": self.opened_unix,
+            "closed_unix": self.closed_unix,
+            "fault": self.fault.to_dict() if self.fault else None,
+        }
 
     def close(self) -> None:
         """Release any fault and stop the pool (stuck threads are not waited for)."""
@@ -354,17 +401,25 @@ class Pipeline:
     def _apply_policies(self) -> None:
         """Timeouts, retries and circuit settings from the options onto each backend."""
         o = self.options
-        for name, timeout, retries in (("qdrant", o.vector_timeout_s, o.vector_retries),
-                                       ("mongodb", o.document_timeout_s, o.document_retries)):
-            kw: dict[str, Any] = dict(timeout_s=timeout, retries=retries, retry_backoff_s=o.retry_backoff_s,
-                      breaker_failures=o.breaker_failures, breaker_cooldown_s=o.breaker_cooldown_s,
-                      max_inflight=o.backend_max_inflight)
+        for name, timeout, retries in (
+            ("qdrant", o.vector_timeout_s, o.vector_retries),
+            ("mongodb", o.document_timeout_s, o.document_retries),
+        ):
+            kw: dict[str, Any] = dict(
+                timeout_s=timeout,
+                retries=retries,
+                retry_backoff_s=o.retry_backoff_s,
+                breaker_failures=o.breaker_failures,
+                breaker_cooldown_s=o.breaker_cooldown_s,
+                max_inflight=o.backend_max_inflight,
+            )
             if name in self.guards:
                 self.guards[name].configure(**kw)
             else:
                 self.guards[name] = BackendGuard(name, **kw)
-        self.stack.cache.configure(timeout_s=o.redis_timeout_s, retries=o.redis_retries,
-                                   cooldown_s=o.breaker_cooldown_s)
+        self.stack.cache.configure(
+            timeout_s=o.redis_timeout_s, retries=o.redis_retries, cooldown_s=o.breaker_cooldown_s
+        )
 
     def close(self) -> None:
         """Stop the backend pools (and release injected faults)."""
@@ -421,15 +476,28 @@ class Pipeline:
         latency["total"] = round(total_ms, 3)
         degraded = ["redis"] if "degraded" in cache.values() or self.stack.cache.degraded else []
         if degraded:
-            notes.append("cache degraded: Redis unavailable, serving without L2/analysis/embedding caches")
+            notes.append(
+                "cache degraded: Redis unavailable, serving without L2/analysis/embedding caches"
+            )
         for k, v in cache.items():
             self._count_cache(k, v)
         body = {
             "result": result,
             "analysis": analysis,
             "contexts": [
-                {k: c[k] for k in ("id", "workspaceId", "tier", "confidence", "score", "content", "metadata")
-                 if k in c}
+                {
+                    k: c[k]
+                    for k in (
+                        "id",
+                        "workspaceId",
+                        "tier",
+                        "confidence",
+                        "score",
+                        "content",
+                        "metadata",
+                    )
+                    if k in c
+                }
                 for c in synth["included"]
             ],
             "metadata": {
@@ -440,19 +508,27 @@ class Pipeline:
                 "cache": cache,
                 "notes": notes,
                 "degraded": degraded,
-                "tokens": {"prompt": raw["tokens"], "context": synth["tokens"],
-                           "final_prompt": final_prompt["tokens"], "output": result["usage"]["output_tokens"]},
+                "tokens": {
+                    "prompt": raw["tokens"],
+                    "context": synth["tokens"],
+                    "final_prompt": final_prompt["tokens"],
+                    "output": result["usage"]["output_tokens"],
+                },
                 "llm": {"mode": self.options.llm.mode},
             },
         }
-        return StageResult(body, server_timing(tr, total_ms=total_ms), cache, tr.timeline(), degraded)
+        return StageResult(
+            body, server_timing(tr, total_ms=total_ms), cache, tr.timeline(), degraded
+        )
 
     # --- stages ---------------------------------------------------------------------------
     async def _collection(self, prompt: str, workspace_id: str, source: str) -> dict[str, Any]:
         with measure("collection"):
             text = " ".join(prompt.split())
             if len(prompt) > MAX_PROMPT_CHARS:
-                raise PromptTooLarge(f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+                raise PromptTooLarge(
+                    f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+                )
             return {
                 "requestId": uuid.uuid4().hex,
                 "text": text,
@@ -463,8 +539,9 @@ class Pipeline:
                 "receivedAt": time.time(),
             }
 
-    async def _shared(self, key: str, compute: Callable[[], Awaitable[Any]], cache: dict[str, str],
-                      name: str) -> Any:
+    async def _shared(
+        self, key: str, compute: Callable[[], Awaitable[Any]], cache: dict[str, str], name: str
+    ) -> Any:
         """``compute()``, shared with concurrent identical calls when ``coalesce`` is on (a
         follower's cache outcome ``name`` becomes ``inflight-hit``).
         """
@@ -492,13 +569,18 @@ class Pipeline:
             async def compute() -> np.ndarray:
                 vec = await asyncio.to_thread(embeddings.embed_one, text)
                 if o.embedding_cache:
-                    await self.stack.cache.set(key, encode([float(x) for x in vec], o.serialization),
-                                               o.embedding_cache_ttl_s)
+                    await self.stack.cache.set(
+                        key,
+                        encode([float(x) for x in vec], o.serialization),
+                        o.embedding_cache_ttl_s,
+                    )
                 return vec
 
             return await self._shared(key, compute, cache, "embedding")
 
-    async def _analysis(self, raw: dict[str, Any], cache: dict[str, str]) -> tuple[dict[str, Any], np.ndarray]:
+    async def _analysis(
+        self, raw: dict[str, Any], cache: dict[str, str]
+    ) -> tuple[dict[str, Any], np.ndarray]:
         o = self.options
         with measure("analysis"):
             # The query embedding is needed by intent and by retrieval: compute it once.
@@ -524,18 +606,28 @@ class Pipeline:
                 ("entities", analyzer.extract_entities, text, self._known_modules),
             ]
             if o.parallel_analysis:
-                intent, task, entities = await asyncio.gather(*(step(n, f, *a) for n, f, *a in calls))
+                intent, task, entities = await asyncio.gather(
+                    *(step(n, f, *a) for n, f, *a in calls)
+                )
             else:
                 intent = await step(*calls[0])
                 task = await step(*calls[1])
                 entities = await step(*calls[2])
-            analysis = {**intent, **task, "entities": entities, "mode": "parallel" if o.parallel_analysis else "sequential"}
+            analysis = {
+                **intent,
+                **task,
+                "entities": entities,
+                "mode": "parallel" if o.parallel_analysis else "sequential",
+            }
             if o.analysis_cache:
-                await self.stack.cache.set(key, json.dumps(analysis).encode(), o.analysis_cache_ttl_s)
+                await self.stack.cache.set(
+                    key, json.dumps(analysis).encode(), o.analysis_cache_ttl_s
+                )
             return analysis, qvec
 
-    async def _retrieval(self, raw: dict[str, Any], qvec: np.ndarray, cache: dict[str, str],
-                         notes: list[str]) -> list[dict[str, Any]]:
+    async def _retrieval(
+        self, raw: dict[str, Any], qvec: np.ndarray, cache: dict[str, str], notes: list[str]
+    ) -> list[dict[str, Any]]:
         o = self.options
         ws = raw["workspaceId"]
         with measure("retrieval"):
@@ -560,7 +652,9 @@ class Pipeline:
                         self.l1.set(key, contexts)
                     return contexts
             # "degraded": the L2 lookup failed (Redis down), which is not a miss of the cache.
-            cache["context"] = ("miss" if l2_ok else "degraded") if (o.l1_cache or o.l2_cache) else "off"
+            cache["context"] = (
+                ("miss" if l2_ok else "degraded") if (o.l1_cache or o.l2_cache) else "off"
+            )
 
             async def compute() -> list[dict[str, Any]]:
                 if o.coalesce and o.l1_cache:
@@ -574,24 +668,37 @@ class Pipeline:
                 if o.l1_cache:
                     self.l1.set(key, contexts)
                 if o.l2_cache:
-                    await self.stack.cache.set(key, encode(contexts, "msgpack"), o.context_cache_ttl_s)
+                    await self.stack.cache.set(
+                        key, encode(contexts, "msgpack"), o.context_cache_ttl_s
+                    )
                 return contexts
 
             return await self._shared(key, compute, cache, "context")
 
-    async def _retrieve_from_stores(self, raw: dict[str, Any], qvec: np.ndarray) -> list[dict[str, Any]]:
+    async def _retrieve_from_stores(
+        self, raw: dict[str, Any], qvec: np.ndarray
+    ) -> list[dict[str, Any]]:
         o = self.options
         hits = await self.guards["qdrant"].call(
-            self.stack.vectors.search, qvec, limit=o.search_limit, workspace_id=raw["workspaceId"],
-            hnsw_ef=o.hnsw_ef, exact=o.exact_search, with_payload=False)
+            self.stack.vectors.search,
+            qvec,
+            limit=o.search_limit,
+            workspace_id=raw["workspaceId"],
+            hnsw_ef=o.hnsw_ef,
+            exact=o.exact_search,
+            with_payload=False,
+        )
         ids = [h.id for h in hits]
         scores = {h.id: h.score for h in hits}
-        docs = await self.guards["mongodb"].call(self.stack.docs.fetch, ids, projection=o.projection)
+        docs = await self.guards["mongodb"].call(
+            self.stack.docs.fetch, ids, projection=o.projection
+        )
         with measure("rerank"):
             return await self._rerank(raw["text"], qvec, docs, scores)
 
-    async def _rerank(self, text: str, qvec: np.ndarray, docs: list[dict[str, Any]],
-                      scores: dict[int, float]) -> list[dict[str, Any]]:
+    async def _rerank(
+        self, text: str, qvec: np.ndarray, docs: list[dict[str, Any]], scores: dict[int, float]
+    ) -> list[dict[str, Any]]:
         o = self.options
         words = {w.lower() for w in analyzer._WORD.findall(text) if len(w) > 2}
         if o.rerank == "embedding" and docs:
@@ -608,12 +715,22 @@ class Pipeline:
             cwords = {w.lower() for w in analyzer._WORD.findall(d["content"][:2000]) if len(w) > 2}
             overlap = len(words & cwords) / max(1, len(words))
             conf = float(d.get("confidence", 0.5))
-            score = sem[d["_id"]] * (0.7 + 0.3 * conf) * TIER_WEIGHT.get(d.get("tier", ""), 0.8) + 0.1 * overlap
-            out.append({
-                "id": int(d["_id"]), "workspaceId": d.get("workspaceId"), "tier": d.get("tier"),
-                "confidence": conf, "score": round(score, 6), "vectorScore": round(scores.get(d["_id"], 0.0), 6),
-                "content": d["content"], "metadata": d.get("metadata", {}),
-            })
+            score = (
+                sem[d["_id"]] * (0.7 + 0.3 * conf) * TIER_WEIGHT.get(d.get("tier", ""), 0.8)
+                + 0.1 * overlap
+            )
+            out.append(
+                {
+                    "id": int(d["_id"]),
+                    "workspaceId": d.get("workspaceId"),
+                    "tier": d.get("tier"),
+                    "confidence": conf,
+                    "score": round(score, 6),
+                    "vectorScore": round(scores.get(d["_id"], 0.0), 6),
+                    "content": d["content"],
+                    "metadata": d.get("metadata", {}),
+                }
+            )
         out.sort(key=lambda c: (-c["score"], c["id"]))
         return out[: o.top_k]
 
@@ -632,14 +749,26 @@ class Pipeline:
                 seen.add(sig)
                 used += n
                 included.append(c)
-            text = "\n\n".join(f"[{i}] ({c['tier']}, {c['confidence']:.2f}) {c['content']}"
-                               for i, c in enumerate(included, 1))
-            return {"included": included, "text": text, "tokens": used, "dropped": len(contexts) - len(included)}
+            text = "\n\n".join(
+                f"[{i}] ({c['tier']}, {c['confidence']:.2f}) {c['content']}"
+                for i, c in enumerate(included, 1)
+            )
+            return {
+                "included": included,
+                "text": text,
+                "tokens": used,
+                "dropped": len(contexts) - len(included),
+            }
 
     async def _injection(self, raw: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
         with measure("injection"):
-            text = SYSTEM_TEMPLATE.format(context=synth["text"] or "(no context)", prompt=raw["text"])
-            return {"text": text, "tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(text)}
+            text = SYSTEM_TEMPLATE.format(
+                context=synth["text"] or "(no context)", prompt=raw["text"]
+            )
+            return {
+                "text": text,
+                "tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(text),
+            }
 
     async def _llm(self, final_prompt: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
         llm = self.options.llm
@@ -649,45 +778,77 @@ class Pipeline:
             if llm.mode == "openai":
                 return await self._llm_openai(final_prompt)
             # Seeded log-normal latency; an await like a remote call, so no CPU is used.
-            latency = llm.median_ms * math.exp(self._rng.gauss(0.0, llm.sigma)) + llm.per_output_token_ms * llm.output_tokens
+            latency = (
+                llm.median_ms * math.exp(self._rng.gauss(0.0, llm.sigma))
+                + llm.per_output_token_ms * llm.output_tokens
+            )
             await asyncio.sleep(latency / 1000)
             cites = " ".join(f"[{i}]" for i in range(1, min(3, len(synth["included"])) + 1))
-            first = synth["included"][0]["content"].split(". ")[0] if synth["included"] else "No context found."
+            first = (
+                synth["included"][0]["content"].split(". ")[0]
+                if synth["included"]
+                else "No context found."
+            )
             text = f"Based on the retrieved context {cites}: {first}.".strip()
-            return {"text": text, "output_tokens": llm.output_tokens, "latency_ms": latency, "mode": "simulated"}
+            return {
+                "text": text,
+                "output_tokens": llm.output_tokens,
+                "latency_ms": latency,
+                "mode": "simulated",
+            }
 
     async def _llm_openai(self, final_prompt: dict[str, Any]) -> dict[str, Any]:
         import httpx
 
         s = self.stack.settings
         if self._llm_client is None:
-            headers = {"Authorization": f"Bearer {s.secret('llm_api_key')}"} if s.llm_api_key else {}
-            self._llm_client = httpx.AsyncClient(base_url=(s.secret("llm_url") or "").rstrip("/"),
-                                                 headers=headers, timeout=self.options.llm.timeout_s)
+            headers = (
+                {"Authorization": f"Bearer {s.secret('llm_api_key')}"} if s.llm_api_key else {}
+            )
+            self._llm_client = httpx.AsyncClient(
+                base_url=(s.secret("llm_url") or "").rstrip("/"),
+                headers=headers,
+                timeout=self.options.llm.timeout_s,
+            )
         try:
-            r = await self._llm_client.post("/v1/chat/completions", json={
-                "model": s.llm_model, "max_tokens": self.options.llm.output_tokens,
-                "messages": [{"role": "user", "content": final_prompt["text"]}]})
+            r = await self._llm_client.post(
+                "/v1/chat/completions",
+                json={
+                    "model": s.llm_model,
+                    "max_tokens": self.options.llm.output_tokens,
+                    "messages": [{"role": "user", "content": final_prompt["text"]}],
+                },
+            )
             r.raise_for_status()
             data = r.json()
         except Exception as exc:
             raise BackendUnavailable("llm", f"{type(exc).__name__}: {exc}") from exc
         text = data["choices"][0]["message"]["content"]
-        return {"text": text, "output_tokens": data.get("usage", {}).get("completion_tokens", 0),
-                "mode": "openai"}
+        return {
+            "text": text,
+            "output_tokens": data.get("usage", {}).get("completion_tokens", 0),
+            "mode": "openai",
+        }
 
     async def _postprocess(self, llm: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
         with measure("postprocessing"):
             import re
 
             cited = sorted({int(n) for n in re.findall(r"\[(\d+)\]", llm["text"])})
-            citations = [{"n": n, "contextId": synth["included"][n - 1]["id"]}
-                         for n in cited if 0 < n <= len(synth["included"])]
+            citations = [
+                {"n": n, "contextId": synth["included"][n - 1]["id"]}
+                for n in cited
+                if 0 < n <= len(synth["included"])
+            ]
             return {
                 "response": llm["text"].strip(),
                 "citations": citations,
-                "usage": {"output_tokens": llm["output_tokens"],
-                          "counted_tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(llm["text"])},
+                "usage": {
+                    "output_tokens": llm["output_tokens"],
+                    "counted_tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(
+                        llm["text"]
+                    ),
+                },
                 "llm": llm["mode"],
             }
 
@@ -711,7 +872,9 @@ class Pipeline:
         per, age = self.stage_summary()
         hits = {k: v for k, v in self.cache_counts.items()}
         ctx = hits.get("context", {})
-        lookups = sum(n for r, n in ctx.items() if r in ("l1-hit", "l2-hit", "inflight-hit", "miss"))
+        lookups = sum(
+            n for r, n in ctx.items() if r in ("l1-hit", "l2-hit", "inflight-hit", "miss")
+        )
         return {
             "requestCount": self.requests,
             "errorCount": self.errors,
@@ -721,8 +884,12 @@ class Pipeline:
             "stagesAgeSeconds": round(age, 1),
             "cache": {
                 "counts": hits,
-                "contextHitRate": (ctx.get("l1-hit", 0) + ctx.get("l2-hit", 0) + ctx.get("inflight-hit", 0))
-                / lookups if lookups else None,
+                "contextHitRate": (
+                    ctx.get("l1-hit", 0) + ctx.get("l2-hit", 0) + ctx.get("inflight-hit", 0)
+                )
+                / lookups
+                if lookups
+                else None,
                 "l1Entries": len(self.l1),
                 "redisDegraded": self.stack.cache.degraded,
                 "redisErrors": self.stack.cache.errors,

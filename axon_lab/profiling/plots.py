@@ -24,7 +24,9 @@ figures.enable_notebook_display()
 PHASE_COLORS = {"startup": "#9e9e9e", "idle": "#2e7d32", "load": "#c62828", "drain": "#1565c0"}
 
 
-def flame(layout: pd.DataFrame, *, title: str = "CPU flame graph (scalene stacks, axon_lab frames)") -> Figure:
+def flame(
+    layout: pd.DataFrame, *, title: str = "CPU flame graph (scalene stacks, axon_lab frames)"
+) -> Figure:
     """Icicle flame graph: x = share of sampled CPU time, y = call depth (outermost at the top).
 
     Wide boxes are where the time goes; a box's children sit below it.
@@ -36,7 +38,9 @@ def flame(layout: pd.DataFrame, *, title: str = "CPU flame graph (scalene stacks
     for r in layout.itertuples():
         # Colour by file, stably across runs (str hash() is salted per process).
         color = cmap(0.25 + 0.6 * (zlib.crc32(r.label.split(" ")[0].encode()) % 100) / 100)
-        ax.add_patch(Rectangle((r.x0, r.depth), r.width, 0.95, facecolor=color, edgecolor="white", lw=0.5))
+        ax.add_patch(
+            Rectangle((r.x0, r.depth), r.width, 0.95, facecolor=color, edgecolor="white", lw=0.5)
+        )
         if r.width > 0.04:
             chars = int(r.width * 160)
             text = r.label if len(r.label) <= chars else r.label[: max(chars - 1, 1)] + "…"
@@ -56,12 +60,18 @@ def top_functions(table: pd.DataFrame, *, by: str = "cpu", title: str | None = N
     fig = Figure(figsize=(10, 0.35 * max(n, 3) + 1.2))
     ax = fig.subplots()
     label_col = "name" if "name" in table else "source"
-    labels = [f"{str(f).split('/')[-1]} {str(x)[:50]}" for f, x in zip(table.file, table[label_col], strict=True)]
+    labels = [
+        f"{str(f).split('/')[-1]} {str(x)[:50]}"
+        for f, x in zip(table.file, table[label_col], strict=True)
+    ]
     y = np.arange(n)
     if by == "cpu":
         left = np.zeros(n)
-        for col, name, color in (("cpu_python_pct", "Python", "#1565c0"), ("cpu_native_pct", "native", "#ef6c00"),
-                                 ("cpu_system_pct", "system", "#9e9e9e")):
+        for col, name, color in (
+            ("cpu_python_pct", "Python", "#1565c0"),
+            ("cpu_native_pct", "native", "#ef6c00"),
+            ("cpu_system_pct", "system", "#9e9e9e"),
+        ):
             ax.barh(y, table[col], left=left, color=color, label=name)
             left += table[col].to_numpy(dtype=float)
         ax.set_xlabel("% of CPU time")
@@ -83,8 +93,15 @@ def _shade_phases(ax, frame: pd.DataFrame, x: str) -> None:
         g = frame[frame.phase == phase]
         if len(g):
             ax.axvspan(g[x].min(), g[x].max(), color=PHASE_COLORS[phase], alpha=0.08, lw=0)
-            ax.text(g[x].min(), 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=7,
-                    va="top", color=PHASE_COLORS[phase])
+            ax.text(
+                g[x].min(),
+                1.0,
+                f" {phase}",
+                transform=ax.get_xaxis_transform(),
+                fontsize=7,
+                va="top",
+                color=PHASE_COLORS[phase],
+            )
 
 
 def resources(frame: pd.DataFrame) -> Figure:
@@ -98,7 +115,10 @@ def resources(frame: pd.DataFrame) -> Figure:
             ax1.plot(g.t_s, g.rss_mb, color=PHASE_COLORS[phase], lw=1.4)
             ax2.plot(g.t_s, g.cpu_pct, color=PHASE_COLORS[phase], lw=1.0)
     top = float(frame.rss_mb.max()) if len(frame) else 0.0
-    for v, style, label in ((mem.target, "--", "idle target < 2 GB"), (mem.critical, ":", "under load < 4 GB")):
+    for v, style, label in (
+        (mem.target, "--", "idle target < 2 GB"),
+        (mem.critical, ":", "under load < 4 GB"),
+    ):
         if v <= 1.5 * top:
             ax1.axhline(v, color="#c62828", ls=style, lw=1, label=label)
     ax1.set_ylabel("RSS, MB")
@@ -127,7 +147,13 @@ def event_loop_lag(lag: pd.DataFrame) -> Figure:
         for phase in PHASES:
             g = frame[frame.phase == phase] if "phase" in frame else frame
             if len(g):
-                ax.plot(g.t, np.clip(g.lag_ms, 0.01, None), ".", ms=2, color=PHASE_COLORS.get(phase, "black"))
+                ax.plot(
+                    g.t,
+                    np.clip(g.lag_ms, 0.01, None),
+                    ".",
+                    ms=2,
+                    color=PHASE_COLORS.get(phase, "black"),
+                )
         if "phase" in frame:
             _shade_phases(ax, frame, "t")
     ax.axhline(LAG_LIMIT_MS, color="#c62828", ls="--", lw=1, label="guide: high delay > 10 ms")
@@ -152,12 +178,15 @@ def memory_fit(frame: pd.DataFrame, slope: Mapping[str, Any]) -> Figure:
             start = float(minutes.iloc[int(len(g) * 0.1)])
             xs = np.array([start, float(minutes.iloc[-1])])
             ys = slope["intercept_mb"] + slope["slope_mb_per_min"] * (xs - start)
-            flag = {True: "LEAK SUSPECTED", False: "no leak", None: "too short to judge"}[slope.get("leak_suspected")]
-            ax.plot(xs, ys, color="#c62828", label=f"{slope['slope_mb_per_min']:+.2f} MB/min ({flag})")
+            flag = {True: "LEAK SUSPECTED", False: "no leak", None: "too short to judge"}[
+                slope.get("leak_suspected")
+            ]
+            ax.plot(
+                xs, ys, color="#c62828", label=f"{slope['slope_mb_per_min']:+.2f} MB/min ({flag})"
+            )
     ax.set_xlabel("minutes of load")
     ax.set_ylabel("RSS, MB")
     ax.set_title("Memory growth under load (should be flat)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-

@@ -33,10 +33,18 @@ def resource_summary(resources: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for phase in [p for p in PHASES if p in set(resources.phase)]:
         g = resources[resources.phase == phase]
-        rows.append({"phase": phase, "samples": len(g), "seconds": float(g.t_s.max() - g.t_s.min()) if len(g) else 0.0,
-                     "rss_mean_mb": float(g.rss_mb.mean()), "rss_max_mb": float(g.rss_mb.max()),
-                     "cpu_mean_pct": float(g.cpu_pct.mean()), "cpu_p95_pct": float(np.percentile(g.cpu_pct, 95)),
-                     "cpu_max_pct": float(g.cpu_pct.max())})
+        rows.append(
+            {
+                "phase": phase,
+                "samples": len(g),
+                "seconds": float(g.t_s.max() - g.t_s.min()) if len(g) else 0.0,
+                "rss_mean_mb": float(g.rss_mb.mean()),
+                "rss_max_mb": float(g.rss_mb.max()),
+                "cpu_mean_pct": float(g.cpu_pct.mean()),
+                "cpu_p95_pct": float(np.percentile(g.cpu_pct, 95)),
+                "cpu_max_pct": float(g.cpu_pct.max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -58,14 +66,38 @@ def resource_verdicts(resources: pd.DataFrame) -> pd.DataFrame:
         return "unknown" if v is None else ("pass" if v < limit else "fail")
 
     rows = [
-        {"metric": "memory idle (max RSS)", "value": val("idle", "rss_max_mb"), "unit": "MB",
-         "target": mem.target, "critical": mem.critical, "status": mem.judge(val("idle", "rss_max_mb"))},
-        {"metric": "memory under load (max RSS)", "value": val("load", "rss_max_mb"), "unit": "MB",
-         "target": mem.critical, "critical": mem.critical, "status": critical(val("load", "rss_max_mb"), mem.critical)},
-        {"metric": "CPU normal (mean under load)", "value": val("load", "cpu_mean_pct"), "unit": "% of a core",
-         "target": cpu.target, "critical": cpu.critical, "status": cpu.judge(val("load", "cpu_mean_pct"))},
-        {"metric": "CPU peak (p95 under load)", "value": val("load", "cpu_p95_pct"), "unit": "% of a core",
-         "target": cpu.critical, "critical": cpu.critical, "status": critical(val("load", "cpu_p95_pct"), cpu.critical)},
+        {
+            "metric": "memory idle (max RSS)",
+            "value": val("idle", "rss_max_mb"),
+            "unit": "MB",
+            "target": mem.target,
+            "critical": mem.critical,
+            "status": mem.judge(val("idle", "rss_max_mb")),
+        },
+        {
+            "metric": "memory under load (max RSS)",
+            "value": val("load", "rss_max_mb"),
+            "unit": "MB",
+            "target": mem.critical,
+            "critical": mem.critical,
+            "status": critical(val("load", "rss_max_mb"), mem.critical),
+        },
+        {
+            "metric": "CPU normal (mean under load)",
+            "value": val("load", "cpu_mean_pct"),
+            "unit": "% of a core",
+            "target": cpu.target,
+            "critical": cpu.critical,
+            "status": cpu.judge(val("load", "cpu_mean_pct")),
+        },
+        {
+            "metric": "CPU peak (p95 under load)",
+            "value": val("load", "cpu_p95_pct"),
+            "unit": "% of a core",
+            "target": cpu.critical,
+            "critical": cpu.critical,
+            "status": critical(val("load", "cpu_p95_pct"), cpu.critical),
+        },
     ]
     return pd.DataFrame(rows)
 
@@ -84,7 +116,9 @@ def read_lag(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["time", "lag_ms"])
 
 
-def label_phases(frame: pd.DataFrame, marks: Mapping[str, float], *, time_col: str = "time") -> pd.DataFrame:
+def label_phases(
+    frame: pd.DataFrame, marks: Mapping[str, float], *, time_col: str = "time"
+) -> pd.DataFrame:
     """Add a ``phase`` column from phase start times (unix seconds) ``{"idle": t, "load": t, ...}``."""
     out = frame.copy()
     order = sorted(marks.items(), key=lambda kv: kv[1])
@@ -101,14 +135,30 @@ def lag_summary(lag: pd.DataFrame) -> pd.DataFrame:
     for phase in phases:
         v = lag.loc[lag.phase == phase, "lag_ms"].to_numpy(dtype=float)
         p99 = float(np.percentile(v, 99))
-        rows.append({"phase": phase, "samples": int(v.size), "p50_ms": float(np.percentile(v, 50)),
-                     "p99_ms": p99, "max_ms": float(v.max()), "share_over_10ms": float((v > LAG_LIMIT_MS).mean()),
-                     "status": "pass" if p99 <= LAG_LIMIT_MS else ("warn" if p99 <= 5 * LAG_LIMIT_MS else "fail")})
+        rows.append(
+            {
+                "phase": phase,
+                "samples": int(v.size),
+                "p50_ms": float(np.percentile(v, 50)),
+                "p99_ms": p99,
+                "max_ms": float(v.max()),
+                "share_over_10ms": float((v > LAG_LIMIT_MS).mean()),
+                "status": "pass"
+                if p99 <= LAG_LIMIT_MS
+                else ("warn" if p99 <= 5 * LAG_LIMIT_MS else "fail"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def memory_slope(resources: pd.DataFrame, *, phase: str = "load", skip_fraction: float = 0.1,
-                 leak_mb_per_min: float = LEAK_SLOPE_MB_PER_MIN, min_minutes: float = 2.0) -> dict[str, Any]:
+def memory_slope(
+    resources: pd.DataFrame,
+    *,
+    phase: str = "load",
+    skip_fraction: float = 0.1,
+    leak_mb_per_min: float = LEAK_SLOPE_MB_PER_MIN,
+    min_minutes: float = 2.0,
+) -> dict[str, Any]:
     """Least-squares RSS slope over a phase (MB per minute) with a 95% CI; flags a suspected leak.
 
     The first ``skip_fraction`` of the phase is left out (caches and pools fill up first). A
@@ -119,20 +169,35 @@ def memory_slope(resources: pd.DataFrame, *, phase: str = "load", skip_fraction:
     from scipy import stats
 
     g = resources[resources.phase == phase].sort_values("t_s")
-    g = g.iloc[int(len(g) * skip_fraction):]
-    out: dict[str, Any] = {"phase": phase, "samples": len(g), "slope_mb_per_min": None, "ci95": None,
-                           "r2": None, "minutes": None, "growth_mb": None, "leak_suspected": None,
-                           "threshold_mb_per_min": leak_mb_per_min, "min_minutes": min_minutes}
+    g = g.iloc[int(len(g) * skip_fraction) :]
+    out: dict[str, Any] = {
+        "phase": phase,
+        "samples": len(g),
+        "slope_mb_per_min": None,
+        "ci95": None,
+        "r2": None,
+        "minutes": None,
+        "growth_mb": None,
+        "leak_suspected": None,
+        "threshold_mb_per_min": leak_mb_per_min,
+        "min_minutes": min_minutes,
+    }
     if len(g) < 5 or float(g.t_s.max() - g.t_s.min()) <= 0:
         return out
     minutes = (g.t_s - g.t_s.iloc[0]).to_numpy(dtype=float) / 60
     fit = stats.linregress(minutes, g.rss_mb.to_numpy(dtype=float))
     tcrit = float(stats.t.ppf(0.975, len(g) - 2))
     lo, hi = fit.slope - tcrit * fit.stderr, fit.slope + tcrit * fit.stderr
-    out.update({"slope_mb_per_min": float(fit.slope), "ci95": [float(lo), float(hi)],
-                "r2": float(fit.rvalue ** 2), "minutes": float(minutes[-1]),
-                "growth_mb": float(g.rss_mb.iloc[-1] - g.rss_mb.iloc[0]),
-                "intercept_mb": float(fit.intercept)})
+    out.update(
+        {
+            "slope_mb_per_min": float(fit.slope),
+            "ci95": [float(lo), float(hi)],
+            "r2": float(fit.rvalue**2),
+            "minutes": float(minutes[-1]),
+            "growth_mb": float(g.rss_mb.iloc[-1] - g.rss_mb.iloc[0]),
+            "intercept_mb": float(fit.intercept),
+        }
+    )
     if minutes[-1] >= min_minutes:
         out["leak_suspected"] = bool(fit.slope > leak_mb_per_min and lo > 0)
     return out

@@ -51,10 +51,18 @@ class ScaleneProfile:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-_METRICS = {"n_cpu_percent_python": "cpu_python_pct", "n_cpu_percent_c": "cpu_native_pct",
-            "n_sys_percent": "cpu_system_pct", "n_malloc_mb": "malloc_mb", "n_peak_mb": "peak_mb",
-            "n_avg_mb": "avg_mb", "n_growth_mb": "growth_mb", "n_mallocs": "mallocs",
-            "n_python_fraction": "python_alloc_fraction", "n_copy_mb_s": "copy_mb_s"}
+_METRICS = {
+    "n_cpu_percent_python": "cpu_python_pct",
+    "n_cpu_percent_c": "cpu_native_pct",
+    "n_sys_percent": "cpu_system_pct",
+    "n_malloc_mb": "malloc_mb",
+    "n_peak_mb": "peak_mb",
+    "n_avg_mb": "avg_mb",
+    "n_growth_mb": "growth_mb",
+    "n_mallocs": "mallocs",
+    "n_python_fraction": "python_alloc_fraction",
+    "n_copy_mb_s": "copy_mb_s",
+}
 
 
 def _rows(entries: Sequence[Mapping[str, Any]], file: str, kind: str) -> list[dict[str, Any]]:
@@ -80,17 +88,26 @@ def _collapse_regions(lines: pd.DataFrame) -> pd.DataFrame:
     lines = lines.copy()
     lines["region_key"] = lines["region"].astype(str)
     active = (lines.cpu_pct > 0) | (lines.malloc_mb > 0)
-    multi = lines["region"].map(lambda r: bool(r and r[0] is not None and r[1] is not None and r[1] > r[0]))
+    multi = lines["region"].map(
+        lambda r: bool(r and r[0] is not None and r[1] is not None and r[1] > r[0])
+    )
     grouped = lines[active & multi].groupby([*keys, "region_key"], sort=False)
     keep = []
     for _, g in grouped:
         first = g.iloc[0].to_dict()
-        first["lines"] = (f"{int(g.lineno.min())}-{int(g.lineno.max())}" if len(g) > 1
-                          else str(int(first["lineno"])))
+        first["lines"] = (
+            f"{int(g.lineno.min())}-{int(g.lineno.max())}"
+            if len(g) > 1
+            else str(int(first["lineno"]))
+        )
         keep.append(first)
     rest = lines[~(active & multi)].assign(lines=lambda d: d.lineno.astype(str))
     out = pd.concat([pd.DataFrame(keep), rest], ignore_index=True) if keep else rest
-    return out.drop(columns=["region", "region_key"]).sort_values(["file", "lineno"]).reset_index(drop=True)
+    return (
+        out.drop(columns=["region", "region_key"])
+        .sort_values(["file", "lineno"])
+        .reset_index(drop=True)
+    )
 
 
 def parse_scalene(source: str | Path | Mapping[str, Any]) -> ScaleneProfile:
@@ -115,8 +132,14 @@ def parse_scalene(source: str | Path | Mapping[str, Any]) -> ScaleneProfile:
         funcs += _rows(f.get("functions", []), fname, "function")
         for lineno, leak in (f.get("leaks") or {}).items():
             leak = leak if isinstance(leak, Mapping) else {}
-            leaks.append({"file": fname, "lineno": int(lineno), "likelihood": leak.get("likelihood"),
-                          "velocity_mb_s": leak.get("velocity_mb_s")})
+            leaks.append(
+                {
+                    "file": fname,
+                    "lineno": int(lineno),
+                    "likelihood": leak.get("likelihood"),
+                    "velocity_mb_s": leak.get("velocity_mb_s"),
+                }
+            )
     line_df = _collapse_regions(pd.DataFrame(lines)) if lines else pd.DataFrame(lines)
     stacks = []
     for entry in doc.get("stacks", []) or []:
@@ -124,19 +147,38 @@ def parse_scalene(source: str | Path | Mapping[str, Any]) -> ScaleneProfile:
             continue
         frames, stats = entry
         stats = stats if isinstance(stats, Mapping) else {}
-        stacks.append({"frames": [str(fr).rstrip(";") for fr in frames],
-                       "cpu_s": float(stats.get("cpu_samples", 0.0) or 0.0),
-                       "count": int(stats.get("count", 0) or 0)})
-    memory = pd.DataFrame([{"t_s": float(t) / 1e9, "footprint_mb": float(mb)}
-                           for t, mb in (doc.get("samples") or []) if t is not None],
-                          columns=["t_s", "footprint_mb"])
-    meta = {"elapsed_s": doc.get("elapsed_time_sec"), "max_footprint_mb": doc.get("max_footprint_mb"),
-            "max_footprint_at": f"{doc.get('max_footprint_fname')}:{doc.get('max_footprint_lineno')}",
-            "growth_rate": doc.get("growth_rate"), "program": doc.get("program"),
-            "memory": bool(doc.get("memory")), "files": len(doc["files"])}
-    return ScaleneProfile(line_df, pd.DataFrame(funcs), pd.DataFrame(stacks, columns=["frames", "cpu_s", "count"]),
-                          memory, pd.DataFrame(leaks, columns=["file", "lineno", "likelihood", "velocity_mb_s"]),
-                          meta)
+        stacks.append(
+            {
+                "frames": [str(fr).rstrip(";") for fr in frames],
+                "cpu_s": float(stats.get("cpu_samples", 0.0) or 0.0),
+                "count": int(stats.get("count", 0) or 0),
+            }
+        )
+    memory = pd.DataFrame(
+        [
+            {"t_s": float(t) / 1e9, "footprint_mb": float(mb)}
+            for t, mb in (doc.get("samples") or [])
+            if t is not None
+        ],
+        columns=["t_s", "footprint_mb"],
+    )
+    meta = {
+        "elapsed_s": doc.get("elapsed_time_sec"),
+        "max_footprint_mb": doc.get("max_footprint_mb"),
+        "max_footprint_at": f"{doc.get('max_footprint_fname')}:{doc.get('max_footprint_lineno')}",
+        "growth_rate": doc.get("growth_rate"),
+        "program": doc.get("program"),
+        "memory": bool(doc.get("memory")),
+        "files": len(doc["files"]),
+    }
+    return ScaleneProfile(
+        line_df,
+        pd.DataFrame(funcs),
+        pd.DataFrame(stacks, columns=["frames", "cpu_s", "count"]),
+        memory,
+        pd.DataFrame(leaks, columns=["file", "lineno", "likelihood", "velocity_mb_s"]),
+        meta,
+    )
 
 
 _BY = {"cpu": "cpu_pct", "memory": "malloc_mb", "peak": "peak_mb", "growth": "growth_mb"}
@@ -171,8 +213,9 @@ def harness_share(profile: ScaleneProfile | None) -> float | None:
     return float(f.loc[f.file.map(is_harness), "cpu_pct"].sum())
 
 
-def top_lines(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15,
-              harness: bool = False) -> pd.DataFrame:
+def top_lines(
+    profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15, harness: bool = False
+) -> pd.DataFrame:
     """The ``n`` lines with the most CPU (``cpu``), allocation (``memory``), peak or growth
     (empty when there is no profile, e.g. a run with ``profiler="none"``).
 
@@ -186,17 +229,32 @@ def top_lines(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15,
         raise ConfigError(f"unknown ordering {by!r}; valid: {', '.join(_BY)}")
     df = profile.lines if profile is not None else pd.DataFrame()
     if df.empty:
-        return pd.DataFrame(columns=["file", "lines", "source", "cpu_pct", "malloc_mb", "growth_mb"])
+        return pd.DataFrame(
+            columns=["file", "lines", "source", "cpu_pct", "malloc_mb", "growth_mb"]
+        )
     if not harness:
         df = df[~df.file.map(is_harness)]
     df = df[df[col] > 0].sort_values(col, ascending=False).head(n)
-    cols = ["file", "lines", "source", "cpu_pct", "cpu_python_pct", "cpu_native_pct", "cpu_system_pct",
-            "malloc_mb", "peak_mb", "growth_mb", "python_alloc_fraction", "copy_mb_s"]
+    cols = [
+        "file",
+        "lines",
+        "source",
+        "cpu_pct",
+        "cpu_python_pct",
+        "cpu_native_pct",
+        "cpu_system_pct",
+        "malloc_mb",
+        "peak_mb",
+        "growth_mb",
+        "python_alloc_fraction",
+        "copy_mb_s",
+    ]
     return df.assign(file=df.file.map(_short))[cols].reset_index(drop=True)
 
 
-def top_functions(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15,
-                  harness: bool = False) -> pd.DataFrame:
+def top_functions(
+    profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 15, harness: bool = False
+) -> pd.DataFrame:
     """The ``n`` functions with the most CPU, allocation, peak or growth (empty without a profile;
     the harness' own functions only with ``harness``; see :func:`top_lines`).
     """
@@ -205,13 +263,35 @@ def top_functions(profile: ScaleneProfile | None, *, by: str = "cpu", n: int = 1
         raise ConfigError(f"unknown ordering {by!r}; valid: {', '.join(_BY)}")
     df = profile.functions if profile is not None else pd.DataFrame()
     if df.empty:
-        return pd.DataFrame(columns=["file", "lineno", "name", "cpu_pct", "cpu_python_pct", "cpu_native_pct",
-                                     "cpu_system_pct", "malloc_mb", "peak_mb", "growth_mb"])
+        return pd.DataFrame(
+            columns=[
+                "file",
+                "lineno",
+                "name",
+                "cpu_pct",
+                "cpu_python_pct",
+                "cpu_native_pct",
+                "cpu_system_pct",
+                "malloc_mb",
+                "peak_mb",
+                "growth_mb",
+            ]
+        )
     if not harness:
         df = df[~df.file.map(is_harness)]
     df = df[df[col] > 0].sort_values(col, ascending=False).head(n)
-    cols = ["file", "lineno", "name", "cpu_pct", "cpu_python_pct", "cpu_native_pct", "cpu_system_pct",
-            "malloc_mb", "peak_mb", "growth_mb"]
+    cols = [
+        "file",
+        "lineno",
+        "name",
+        "cpu_pct",
+        "cpu_python_pct",
+        "cpu_native_pct",
+        "cpu_system_pct",
+        "malloc_mb",
+        "peak_mb",
+        "growth_mb",
+    ]
     return df.assign(file=df.file.map(_short))[cols].reset_index(drop=True)
 
 
@@ -253,8 +333,16 @@ def flame_layout(profile: ScaleneProfile | None, *, min_share: float = 0.005) ->
         node, x0 = stack.pop()
         w = weight[node] / total
         if w >= min_share:
-            rows.append({"depth": len(node) - 1, "x0": x0, "width": w, "cpu_s": weight[node],
-                         "label": _frame_label(node[-1]), "path": " > ".join(_frame_label(f) for f in node)})
+            rows.append(
+                {
+                    "depth": len(node) - 1,
+                    "x0": x0,
+                    "width": w,
+                    "cpu_s": weight[node],
+                    "label": _frame_label(node[-1]),
+                    "path": " > ".join(_frame_label(f) for f in node),
+                }
+            )
         cx = x0
         for c in sorted(children[node]):
             stack.append((c, cx))
@@ -262,10 +350,10 @@ def flame_layout(profile: ScaleneProfile | None, *, min_share: float = 0.005) ->
     return pd.DataFrame(rows).sort_values(["depth", "x0"]).reset_index(drop=True)
 
 
-
 # --- running scalene ---------------------------------------------------------------------------------
-def scalene_command(program: Sequence[str], out_json: Path, *, profile_all: bool = False,
-                    start_off: bool = False) -> list[str]:
+def scalene_command(
+    program: Sequence[str], out_json: Path, *, profile_all: bool = False, start_off: bool = False
+) -> list[str]:
     """``python -m scalene run --memory -o OUT --program-path <axon_lab> PROG --- ARGS`` (scalene 2.x).
 
     ``--memory`` is explicit: scalene 2.4 took ~10x longer without it on this workbench.
@@ -274,8 +362,17 @@ def scalene_command(program: Sequence[str], out_json: Path, *, profile_all: bool
     ``start_off`` starts with profiling suspended (``--off``), to be switched on with
     :func:`scalene_switch`.
     """
-    cmd = [sys.executable, "-m", "scalene", "run", "--memory", "-o", str(out_json),
-           "--program-path", str(PACKAGE_DIR)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "scalene",
+        "run",
+        "--memory",
+        "-o",
+        str(out_json),
+        "--program-path",
+        str(PACKAGE_DIR),
+    ]
     if profile_all:
         cmd.append("--profile-all")
     if start_off:
@@ -285,8 +382,15 @@ def scalene_command(program: Sequence[str], out_json: Path, *, profile_all: bool
 
 def scalene_switch(pid: int, *, on: bool) -> None:
     """Resume (``on``) or suspend scalene's profiling of process ``pid`` (``python -m scalene.profile``)."""
-    res = subprocess.run([sys.executable, "-m", "scalene.profile", "--on" if on else "--off", "--pid", str(pid)],
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [sys.executable, "-m", "scalene.profile", "--on" if on else "--off", "--pid", str(pid)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if res.returncode != 0 or "not found" in res.stdout:
-        raise BackendUnavailable("scalene", f"could not switch profiling {'on' if on else 'off'} for pid {pid}: "
-                                            f"{(res.stdout + res.stderr).strip()[-200:]}")
+        raise BackendUnavailable(
+            "scalene",
+            f"could not switch profiling {'on' if on else 'off'} for pid {pid}: "
+            f"{(res.stdout + res.stderr).strip()[-200:]}",
+        )

@@ -62,6 +62,7 @@ class ProfileRun:
     out_dir: Path
     marks: dict[str, float] = field(default_factory=dict)
 
+
 def serving_pid(root_pid: int, port: int) -> int:
     """The process of ``root_pid``'s tree that listens on ``port`` (scalene runs the program in a
     child process); ``root_pid`` when none is found.
@@ -75,8 +76,10 @@ def serving_pid(root_pid: int, port: int) -> int:
         return root_pid
     for p in procs:
         try:
-            if any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
-                   for c in p.net_connections(kind="tcp")):
+            if any(
+                c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                for c in p.net_connections(kind="tcp")
+            ):
                 return p.pid
         except psutil.Error:
             continue
@@ -89,17 +92,30 @@ def _write_launcher(out: Path) -> Path:
     ``scalene.py`` would shadow the ``scalene`` package itself.
     """
     path = out / "serve_axon_lab.py"
-    path.write_text("import sys\nfrom axon_lab.profiling.server import _main\n\nsys.exit(_main())\n",
-                    encoding="utf-8")
+    path.write_text(
+        "import sys\nfrom axon_lab.profiling.server import _main\n\nsys.exit(_main())\n",
+        encoding="utf-8",
+    )
     return path
 
 
-def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float = 1.0, idle_s: float = 10.0,
-                profiler: str = "scalene", sample_interval_s: float = 0.5, lag_interval_s: float = 0.1,
-                drain_s: float = 2.0, profile_all: bool = False, profile_startup: bool = False,
-                startup_timeout_s: float = 600.0,
-                stop_timeout_s: float = 300.0, env: Mapping[str, str] | None = None,
-                load_options: Mapping[str, Any] | None = None) -> ProfileRun:
+def run_profile(
+    *,
+    scenario: str = "simple",
+    out_dir: str | Path,
+    scale: float = 1.0,
+    idle_s: float = 10.0,
+    profiler: str = "scalene",
+    sample_interval_s: float = 0.5,
+    lag_interval_s: float = 0.1,
+    drain_s: float = 2.0,
+    profile_all: bool = False,
+    profile_startup: bool = False,
+    startup_timeout_s: float = 600.0,
+    stop_timeout_s: float = 300.0,
+    env: Mapping[str, str] | None = None,
+    load_options: Mapping[str, Any] | None = None,
+) -> ProfileRun:
     """Profile the embedded API while a load scenario drives it.
 
     Parameters
@@ -142,20 +158,44 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
     get_scenario(scenario)  # unknown name → error listing the valid ones
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    scalene_json, lag_file, stop_file, log = (out / "scalene.json", out / "event_loop_lag.csv",
-                                              out / ".stop", out / "server.log")
+    scalene_json, lag_file, stop_file, log = (
+        out / "scalene.json",
+        out / "event_loop_lag.csv",
+        out / ".stop",
+        out / "server.log",
+    )
     for p in (scalene_json, lag_file, stop_file):
         p.unlink(missing_ok=True)
     port = free_port()
-    program = [str(_write_launcher(out)), "serve", "--port", str(port), "--stop-file", str(stop_file),
-               "--lag-file", str(lag_file), "--lag-interval", str(lag_interval_s)]
+    program = [
+        str(_write_launcher(out)),
+        "serve",
+        "--port",
+        str(port),
+        "--stop-file",
+        str(stop_file),
+        "--lag-file",
+        str(lag_file),
+        "--lag-interval",
+        str(lag_interval_s),
+    ]
     switch = profiler == "scalene" and not profile_startup
-    cmd = (scalene_command(program, scalene_json, profile_all=profile_all, start_off=switch)
-           if profiler == "scalene" else [sys.executable, *program])
-    params = {"scenario": scenario, "scale": scale, "idle_s": idle_s, "profiler": profiler,
-              "sample_interval_s": sample_interval_s, "lag_interval_s": lag_interval_s,
-              "profile_all": profile_all, "profile_startup": profile_startup,
-              "load_options": dict(load_options or {})}
+    cmd = (
+        scalene_command(program, scalene_json, profile_all=profile_all, start_off=switch)
+        if profiler == "scalene"
+        else [sys.executable, *program]
+    )
+    params = {
+        "scenario": scenario,
+        "scale": scale,
+        "idle_s": idle_s,
+        "profiler": profiler,
+        "sample_interval_s": sample_interval_s,
+        "lag_interval_s": lag_interval_s,
+        "profile_all": profile_all,
+        "profile_startup": profile_startup,
+        "load_options": dict(load_options or {}),
+    }
     redis_server = RedisServer().start()
     marks: dict[str, float] = {}
     proc = None
@@ -175,8 +215,15 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
         if switch:
             scalene_switch(server_pid, on=True)
         sampler.phase, marks["load"] = "load", time.time()
-        result = LoadRunner(url=url, scenario=scenario, scale=scale, out_dir=out / "load", progress=False,
-                            name=f"profile-{scenario}", **dict(load_options or {})).run()
+        result = LoadRunner(
+            url=url,
+            scenario=scenario,
+            scale=scale,
+            out_dir=out / "load",
+            progress=False,
+            name=f"profile-{scenario}",
+            **dict(load_options or {}),
+        ).run()
         sampler.phase, marks["drain"] = "drain", time.time()
         if switch:
             scalene_switch(server_pid, on=False)
@@ -198,12 +245,30 @@ def run_profile(*, scenario: str = "simple", out_dir: str | Path, scale: float =
     lag = label_phases(read_lag(lag_file), {k: v for k, v in marks.items() if k != "startup"})
     lag["t_s"] = lag["time"] - marks.get("startup", 0.0)  # same origin as the resource samples
     prof = parse_scalene(scalene_json) if profiler == "scalene" and scalene_json.exists() else None
-    summary = {k: result.summary.get(k) for k in ("count", "rps", "errors", "error_rate", "p50", "p95", "p99",
-                                                  "max", "mean", "loop", "incomplete", "cache", "client")}
+    summary = {
+        k: result.summary.get(k)
+        for k in (
+            "count",
+            "rps",
+            "errors",
+            "error_rate",
+            "p50",
+            "p95",
+            "p99",
+            "max",
+            "mean",
+            "loop",
+            "incomplete",
+            "cache",
+            "client",
+        )
+    }
     summary["scenario"] = scenario
     summary["passed"] = result.passed
     summary["thresholds"] = [{"expr": t.threshold.expr, "ok": t.ok} for t in result.thresholds]
-    return ProfileRun(resources, lag, prof, summary, redis_stats.delta(before, after), params, out, marks)
+    return ProfileRun(
+        resources, lag, prof, summary, redis_stats.delta(before, after), params, out, marks
+    )
 
 
 def summarize(run: ProfileRun, *, soak: bool = False, n: int = 15) -> dict[str, Any]:
@@ -211,18 +276,26 @@ def summarize(run: ProfileRun, *, soak: bool = False, n: int = 15) -> dict[str, 
     verdicts = resource_verdicts(run.resources)
     slope = memory_slope(run.resources)
     res: dict[str, Any] = {
-        "params": run.params, "load": run.load_summary, "redis": run.redis,
-        "resources": resource_summary(run.resources), "verdicts": verdicts,
-        "event_loop_lag": lag_summary(run.lag), "memory_slope": slope, "soak": soak,
+        "params": run.params,
+        "load": run.load_summary,
+        "redis": run.redis,
+        "resources": resource_summary(run.resources),
+        "verdicts": verdicts,
+        "event_loop_lag": lag_summary(run.lag),
+        "memory_slope": slope,
+        "soak": soak,
     }
     p = run.scalene
-    res["scalene"] = {"meta": p.meta if p is not None else None, "harness_pct": harness_share(p),
-                      "top_functions_cpu": top_functions(p, by="cpu", n=n),
-                      "top_functions_memory": top_functions(p, by="memory", n=n),
-                      "top_lines_cpu": top_lines(p, by="cpu", n=n),
-                      "top_lines_memory": top_lines(p, by="memory", n=n),
-                      "top_lines_growth": top_lines(p, by="growth", n=n),
-                      "leaks": p.leaks if p is not None else pd.DataFrame()}
+    res["scalene"] = {
+        "meta": p.meta if p is not None else None,
+        "harness_pct": harness_share(p),
+        "top_functions_cpu": top_functions(p, by="cpu", n=n),
+        "top_functions_memory": top_functions(p, by="memory", n=n),
+        "top_lines_cpu": top_lines(p, by="cpu", n=n),
+        "top_lines_memory": top_lines(p, by="memory", n=n),
+        "top_lines_growth": top_lines(p, by="growth", n=n),
+        "leaks": p.leaks if p is not None else pd.DataFrame(),
+    }
     return res
 
 
@@ -230,7 +303,9 @@ def summarize(run: ProfileRun, *, soak: bool = False, n: int = 15) -> dict[str, 
 SMOKE: dict[str, Any] = {"scale": 0.1, "idle_s": 2.0, "sample_interval_s": 0.25}
 
 
-def effective_parameters(*, smoke: bool = False, out_dir: str = "", **params: Any) -> dict[str, Any]:
+def effective_parameters(
+    *, smoke: bool = False, out_dir: str = "", **params: Any
+) -> dict[str, Any]:
     """A notebook's parameters with smoke values applied and defaults resolved.
 
     ``out_dir`` empty means ``<sidecar dir>/profile-run`` (``$AXON_LAB_OUT_DIR`` or
@@ -249,10 +324,17 @@ def verdict(results: Mapping[str, Any]) -> dict[str, str]:
     """One-line verdict: worst of the memory/CPU verdicts, and the soak leak flag."""
     v = results["verdicts"]
     statuses = [s for s in v.status if s != "unknown"]
-    worst = "fail" if "fail" in statuses else ("warn" if "warn" in statuses else ("pass" if statuses else "info"))
+    worst = (
+        "fail"
+        if "fail" in statuses
+        else ("warn" if "warn" in statuses else ("pass" if statuses else "info"))
+    )
     slope = results["memory_slope"]
-    parts = [f"{r.metric}: {r.value:.0f} {r.unit} ({r.status})" for r in v.itertuples() if r.value is not None
-             and not (isinstance(r.value, float) and math.isnan(r.value))]
+    parts = [
+        f"{r.metric}: {r.value:.0f} {r.unit} ({r.status})"
+        for r in v.itertuples()
+        if r.value is not None and not (isinstance(r.value, float) and math.isnan(r.value))
+    ]
     if slope.get("slope_mb_per_min") is not None:
         judged = "" if slope.get("leak_suspected") is not None else " (too short to judge)"
         parts.append(f"RSS slope {slope['slope_mb_per_min']:+.1f} MB/min{judged}")
@@ -285,8 +367,14 @@ def _serve(port: int, stop_file: Path, lag_file: Path, lag_interval_s: float) ->
     from axon_lab.api.app import create_app
     from axon_lab.config import get_settings
 
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level=get_settings().log_level,
-                            access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        create_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level=get_settings().log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+    )
     server = uvicorn.Server(config)
 
     async def main() -> None:
@@ -296,7 +384,10 @@ def _serve(port: int, stop_file: Path, lag_file: Path, lag_interval_s: float) ->
                     server.should_exit = True
                 await asyncio.sleep(0.25)
 
-        tasks = [asyncio.create_task(watch()), asyncio.create_task(_lag_probe(lag_file, lag_interval_s))]
+        tasks = [
+            asyncio.create_task(watch()),
+            asyncio.create_task(_lag_probe(lag_file, lag_interval_s)),
+        ]
         try:
             await server.serve()
         finally:
@@ -309,7 +400,9 @@ def _serve(port: int, stop_file: Path, lag_file: Path, lag_interval_s: float) ->
 def _main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="axon_lab.profiling.server")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("serve", help="the API with a lag probe and a stop file (used by run_profile)")
+    s = sub.add_parser(
+        "serve", help="the API with a lag probe and a stop file (used by run_profile)"
+    )
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--stop-file", type=Path, required=True)
     s.add_argument("--lag-file", type=Path, required=True)

@@ -69,27 +69,47 @@ class SoakRun:
     def __repr__(self) -> str:
         m, lat = self.memory, self.latency
         slope = m.get("slope_mb_per_min")
-        return (f"<SoakRun {self.params.get('duration_s', 0):g}s, {len(self.records)} requests, "
-                f"RSS slope {'-' if slope is None else f'{slope:+.2f} MB/min'}, "
-                f"p95 drift x{_f(lat.get('ratio'))}, errors {self.summary.get('errors')}>")
+        return (
+            f"<SoakRun {self.params.get('duration_s', 0):g}s, {len(self.records)} requests, "
+            f"RSS slope {'-' if slope is None else f'{slope:+.2f} MB/min'}, "
+            f"p95 drift x{_f(lat.get('ratio'))}, errors {self.summary.get('errors')}>"
+        )
 
 
 def _f(v: Any) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def memory_fit(resources: pd.DataFrame, *, skip_fraction: float = 0.1, leak_mb_per_min: float = 1.0,
-               min_minutes: float = MIN_MINUTES) -> dict[str, Any]:
+def memory_fit(
+    resources: pd.DataFrame,
+    *,
+    skip_fraction: float = 0.1,
+    leak_mb_per_min: float = 1.0,
+    min_minutes: float = MIN_MINUTES,
+) -> dict[str, Any]:
     """RSS slope over the run (MB/min, 95% CI, leak flag); see :func:`axon_lab.profiling.memory_slope`."""
     frame = resources if "phase" in resources else resources.assign(phase="load")
-    out = memory_slope(frame, phase="load", skip_fraction=skip_fraction, leak_mb_per_min=leak_mb_per_min,
-                       min_minutes=min_minutes)
+    out = memory_slope(
+        frame,
+        phase="load",
+        skip_fraction=skip_fraction,
+        leak_mb_per_min=leak_mb_per_min,
+        min_minutes=min_minutes,
+    )
     # The second half alone: growth that levels off (allocator, caches filling) shows a much
     # smaller slope there than over the whole run; a leak keeps its slope.
-    late = frame[frame["t_s"] >= frame["t_s"].min() + (frame["t_s"].max() - frame["t_s"].min()) / 2] \
-        if len(frame) else frame
-    half = memory_slope(late, phase="load", skip_fraction=0.0, leak_mb_per_min=leak_mb_per_min,
-                        min_minutes=min_minutes / 2)
+    late = (
+        frame[frame["t_s"] >= frame["t_s"].min() + (frame["t_s"].max() - frame["t_s"].min()) / 2]
+        if len(frame)
+        else frame
+    )
+    half = memory_slope(
+        late,
+        phase="load",
+        skip_fraction=0.0,
+        leak_mb_per_min=leak_mb_per_min,
+        min_minutes=min_minutes / 2,
+    )
     out["second_half"] = {k: half[k] for k in ("slope_mb_per_min", "ci95", "minutes", "samples")}
     if len(frame):
         out["rss_start_mb"] = float(frame["rss_mb"].iloc[0])
@@ -98,8 +118,13 @@ def memory_fit(resources: pd.DataFrame, *, skip_fraction: float = 0.1, leak_mb_p
     return out
 
 
-def latency_windows(records: pd.DataFrame, *, window_s: float | None = None, n_windows: int = 20,
-                    column: str = "response_ms") -> pd.DataFrame:
+def latency_windows(
+    records: pd.DataFrame,
+    *,
+    window_s: float | None = None,
+    n_windows: int = 20,
+    column: str = "response_ms",
+) -> pd.DataFrame:
     """Per window (by send time): requests, errors, p50/p95/p99 of ``column`` (ms, nearest rank)
     over the successful requests.
 
@@ -109,22 +134,38 @@ def latency_windows(records: pd.DataFrame, *, window_s: float | None = None, n_w
     cols = ["t_s", "requests", "errors", "p50_ms", "p95_ms", "p99_ms"]
     if records.empty:
         return pd.DataFrame(columns=cols)
-    t = records["sent_ns"].where(records["sent_ns"] >= 0, records["intended_ns"]).astype("float64") / 1e9
+    t = (
+        records["sent_ns"].where(records["sent_ns"] >= 0, records["intended_ns"]).astype("float64")
+        / 1e9
+    )
     span = float(t.max() - t.min()) if len(t) > 1 else 1.0
     w = window_s or max(1.0, span / n_windows)
     ok = records["outcome"].astype(str).eq("ok") & records["status"].eq(200)
     df = pd.DataFrame({"t_s": (t // w) * w, "ok": ok, "ms": records[column].where(ok)})
     g = df.groupby("t_s")
-    out = pd.DataFrame({
-        "requests": g.size(), "errors": g["ok"].agg(lambda v: int((~v).sum())),
-        **{f"p{q}_ms": g["ms"].agg(lambda v, q=q: stats.percentile(v.dropna(), q) if v.notna().any() else np.nan)
-           for q in (50, 95, 99)},
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "requests": g.size(),
+            "errors": g["ok"].agg(lambda v: int((~v).sum())),
+            **{
+                f"p{q}_ms": g["ms"].agg(
+                    lambda v, q=q: stats.percentile(v.dropna(), q) if v.notna().any() else np.nan
+                )
+                for q in (50, 95, 99)
+            },
+        }
+    ).reset_index()
     return out[cols]
 
 
-def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: float = DRIFT_RATIO,
-                  min_minutes: float = MIN_MINUTES, column: str = "response_ms") -> dict[str, Any]:
+def latency_drift(
+    records: pd.DataFrame,
+    windows: pd.DataFrame,
+    *,
+    ratio_limit: float = DRIFT_RATIO,
+    min_minutes: float = MIN_MINUTES,
+    column: str = "response_ms",
+) -> dict[str, Any]:
     """Latency drift of ``column`` over the run: first vs last tenth p95 and the per-window p50 slope
     (``windows`` from :func:`latency_windows` of the same column).
 
@@ -133,13 +174,25 @@ def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: 
     """
     from scipy import stats as sps
 
-    out: dict[str, Any] = {"p95_first_ms": None, "p95_last_ms": None, "ratio": None, "p50_slope_ms_per_min": None,
-                           "ci95": None, "minutes": None, "drift_suspected": None, "ratio_limit": ratio_limit,
-                           "min_minutes": min_minutes, "column": column}
+    out: dict[str, Any] = {
+        "p95_first_ms": None,
+        "p95_last_ms": None,
+        "ratio": None,
+        "p50_slope_ms_per_min": None,
+        "ci95": None,
+        "minutes": None,
+        "drift_suspected": None,
+        "ratio_limit": ratio_limit,
+        "min_minutes": min_minutes,
+        "column": column,
+    }
     if records.empty or column not in records.columns:
         return out
     ok = records["outcome"].astype(str).eq("ok") & records["status"].eq(200)
-    t = records["sent_ns"].where(records["sent_ns"] >= 0, records["intended_ns"]).astype("float64") / 1e9
+    t = (
+        records["sent_ns"].where(records["sent_ns"] >= 0, records["intended_ns"]).astype("float64")
+        / 1e9
+    )
     keep = ok & records[column].notna()
     t, ms = t[keep].to_numpy(), records.loc[keep, column].to_numpy(dtype=float)
     if t.size < 10:
@@ -150,24 +203,41 @@ def latency_drift(records: pd.DataFrame, windows: pd.DataFrame, *, ratio_limit: 
     last = stats.percentile(ms[t >= t1 - tenth], 95)
     out["minutes"] = (t1 - t0) / 60
     if np.isfinite(first) and np.isfinite(last) and first > 0:
-        out.update({"p95_first_ms": float(first), "p95_last_ms": float(last), "ratio": float(last / first)})
+        out.update(
+            {"p95_first_ms": float(first), "p95_last_ms": float(last), "ratio": float(last / first)}
+        )
     w = windows.dropna(subset=["p50_ms"])
     if len(w) >= 5:
         minutes = (w["t_s"].to_numpy(dtype=float) - float(w["t_s"].iloc[0])) / 60
         fit = sps.linregress(minutes, w["p50_ms"].to_numpy(dtype=float))
         tcrit = float(sps.t.ppf(0.975, len(w) - 2))
         lo, hi = fit.slope - tcrit * fit.stderr, fit.slope + tcrit * fit.stderr
-        out.update({"p50_slope_ms_per_min": float(fit.slope), "ci95": [float(lo), float(hi)],
-                    "p50_intercept_ms": float(fit.intercept)})
+        out.update(
+            {
+                "p50_slope_ms_per_min": float(fit.slope),
+                "ci95": [float(lo), float(hi)],
+                "p50_intercept_ms": float(fit.intercept),
+            }
+        )
         if out["minutes"] >= min_minutes and out["ratio"] is not None:
             out["drift_suspected"] = bool(out["ratio"] > ratio_limit and lo > 0)
     return out
 
 
-def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts: str = "distinct",
-             workspace: str = "test", connections: int = 64, timeout_s: float = 30.0,
-             sample_interval_s: float = 2.0, out_dir: Path | str | None = None, progress: bool = False,
-             smoke: bool = False) -> SoakRun:
+def run_soak(
+    url: str,
+    *,
+    duration_s: float = 600.0,
+    rate: float = 5.0,
+    prompts: str = "distinct",
+    workspace: str = "test",
+    connections: int = 64,
+    timeout_s: float = 30.0,
+    sample_interval_s: float = 2.0,
+    out_dir: Path | str | None = None,
+    progress: bool = False,
+    smoke: bool = False,
+) -> SoakRun:
     """Drive ``url`` (an axon_lab server) at ``rate`` requests/s for ``duration_s`` and analyze.
 
     Parameters
@@ -205,35 +275,71 @@ def run_soak(url: str, *, duration_s: float = 600.0, rate: float = 5.0, prompts:
         raise ConfigError(f"prompts must be distinct or mix, got {prompts!r}")
     out = Path(out_dir) if out_dir is not None else run_dir("soak", "soak")
     base = url.rstrip("/")
-    params = {"url": base, "duration_s": float(duration_s), "rate": float(rate), "prompts": prompts,
-              "sample_interval_s": float(sample_interval_s), "smoke": smoke}
+    params = {
+        "url": base,
+        "duration_s": float(duration_s),
+        "rate": float(rate),
+        "prompts": prompts,
+        "sample_interval_s": float(sample_interval_s),
+        "smoke": smoke,
+    }
     # servers without the cheap /metrics/process are polled on /metrics (it also computes stage summaries)
-    sampler = ServerResourceSampler(base, interval_s=sample_interval_s, timeout_s=5.0,
-                                    fallback_path="/metrics").start()
+    sampler = ServerResourceSampler(
+        base, interval_s=sample_interval_s, timeout_s=5.0, fallback_path="/metrics"
+    ).start()
     try:
-        result = LoadRunner(url=f"{base}{PROCESS_PATH}", method="POST",
-                            bodies=workload.prompt_bodies(texts, workspace), rate=rate, duration_s=duration_s,
-                            connections=connections, timeout_s=timeout_s,
-                            out_dir=out, name="soak", checks=["status==200"], progress=progress,
-                            max_duration_s=max(4 * 3600.0, duration_s), parameters={"soak": params}).run()
+        result = LoadRunner(
+            url=f"{base}{PROCESS_PATH}",
+            method="POST",
+            bodies=workload.prompt_bodies(texts, workspace),
+            rate=rate,
+            duration_s=duration_s,
+            connections=connections,
+            timeout_s=timeout_s,
+            out_dir=out,
+            name="soak",
+            checks=["status==200"],
+            progress=progress,
+            max_duration_s=max(4 * 3600.0, duration_s),
+            parameters={"soak": params},
+        ).run()
     finally:
         resources = sampler.stop().assign(phase="load")
     resources.to_parquet(out / "resources.parquet", index=False)
     return analyze(result.records, resources, result.summary, params, out_dir=out)
 
 
-def analyze(records: pd.DataFrame, resources: pd.DataFrame, summary: Mapping[str, Any],
-            params: Mapping[str, Any], *, out_dir: Path | None = None) -> SoakRun:
+def analyze(
+    records: pd.DataFrame,
+    resources: pd.DataFrame,
+    summary: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    out_dir: Path | None = None,
+) -> SoakRun:
     """Fit memory and latency of a soak's records and RSS samples."""
     windows = latency_windows(records)
     latency = latency_drift(records, windows)
     if SERVER_COLUMN in records.columns and records[SERVER_COLUMN].notna().any():
         sw = latency_windows(records, column=SERVER_COLUMN)
         latency["server"] = latency_drift(records, sw, column=SERVER_COLUMN)
-        windows = windows.merge(sw[["t_s", "p50_ms", "p95_ms"]].rename(
-            columns={"p50_ms": "server_p50_ms", "p95_ms": "server_p95_ms"}), on="t_s", how="left")
-    return SoakRun(records, resources, windows, memory_fit(resources), latency, dict(summary), dict(params),
-                   out_dir)
+        windows = windows.merge(
+            sw[["t_s", "p50_ms", "p95_ms"]].rename(
+                columns={"p50_ms": "server_p50_ms", "p95_ms": "server_p95_ms"}
+            ),
+            on="t_s",
+            how="left",
+        )
+    return SoakRun(
+        records,
+        resources,
+        windows,
+        memory_fit(resources),
+        latency,
+        dict(summary),
+        dict(params),
+        out_dir,
+    )
 
 
 def _drift_flag(lat: Mapping[str, Any]) -> bool | None:
@@ -247,9 +353,17 @@ def _drift_flag(lat: Mapping[str, Any]) -> bool | None:
 def results(run: SoakRun) -> dict[str, Any]:
     """JSON-able results: parameters, memory fit, latency drift, load counts."""
     s = run.summary
-    return {"params": run.params, "memory": run.memory, "latency": run.latency,
-            "load": {k: s.get(k) for k in ("count", "errors", "error_rate", "rps", "p50", "p95", "p99", "max")},
-            "rss_samples": int(len(run.resources)), "windows": int(len(run.windows))}
+    return {
+        "params": run.params,
+        "memory": run.memory,
+        "latency": run.latency,
+        "load": {
+            k: s.get(k)
+            for k in ("count", "errors", "error_rate", "rps", "p50", "p95", "p99", "max")
+        },
+        "rss_samples": int(len(run.resources)),
+        "windows": int(len(run.windows)),
+    }
 
 
 def verdict(run: SoakRun) -> dict[str, str]:
@@ -259,9 +373,13 @@ def verdict(run: SoakRun) -> dict[str, str]:
     slope = m.get("slope_mb_per_min")
     if slope is not None:
         lo, hi = m["ci95"]
-        parts.append(f"RSS {slope:+.2f} MB/min (95% CI {lo:+.2f}..{hi:+.2f}) over {m['minutes']:.1f} min")
+        parts.append(
+            f"RSS {slope:+.2f} MB/min (95% CI {lo:+.2f}..{hi:+.2f}) over {m['minutes']:.1f} min"
+        )
     if lat.get("ratio") is not None:
-        parts.append(f"p95 first/last tenth {lat['p95_first_ms']:.0f}/{lat['p95_last_ms']:.0f} ms (x{lat['ratio']:.2f})")
+        parts.append(
+            f"p95 first/last tenth {lat['p95_first_ms']:.0f}/{lat['p95_last_ms']:.0f} ms (x{lat['ratio']:.2f})"
+        )
     server = lat.get("server")
     if server is not None and server.get("ratio") is not None:
         parts.append(f"server-side x{server['ratio']:.2f}")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from axon_lab.report.sidecar import SCHEMA, load, load_frame, parameter_values, record
 
-__all__ = ["SCHEMA", "load", "load_frame", "parameter_values", "record", "run_notebook", "build_report"]
+__all__ = [
+    "SCHEMA",
+    "load",
+    "load_frame",
+    "parameter_values",
+    "record",
+    "run_notebook",
+    "build_report",
+]
 
 
 def run_notebook(*args, **kwargs):

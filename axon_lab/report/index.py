@@ -31,7 +31,9 @@ def smoke_parameters(path: Path) -> dict[str, Any]:
     return {"smoke": True} if "smoke" in notebook_parameters(path) else {}
 
 
-def write_index(results: Sequence[RunResult], out_dir: Path, *, title: str = "axon_lab reports") -> Path:
+def write_index(
+    results: Sequence[RunResult], out_dir: Path, *, title: str = "axon_lab reports"
+) -> Path:
     """``index.html`` linking each report with its status, verdict and run time; plus index.json."""
     prov = provenance.collect()
     rows = []
@@ -59,26 +61,43 @@ footer{{color:#666;font-size:.85em;margin-top:2em}}
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
-<footer>Generated {html.escape(prov['created_utc'])} on {html.escape(str(prov['machine']['node']))}
-({html.escape(str(prov['machine']['cpu']))}, {prov['machine']['cores']} cores) —
-commit {html.escape(str(commit['id'])[:12])}{' (dirty)' if commit['dirty'] else ''}</footer>
+<footer>Generated {html.escape(prov["created_utc"])} on {html.escape(str(prov["machine"]["node"]))}
+({html.escape(str(prov["machine"]["cpu"]))}, {prov["machine"]["cores"]} cores) —
+commit {html.escape(str(commit["id"])[:12])}{" (dirty)" if commit["dirty"] else ""}</footer>
 </body></html>
 """
     out = out_dir / "index.html"
     out.write_text(page, encoding="utf-8")
-    jsonutil.write_json(out_dir / "index.json", {
-        "provenance": prov,
-        "reports": [{"name": r.name, "status": r.status, "seconds": r.seconds, "verdict": r.verdict,
-                     "error": r.error, "html": r.html.relative_to(out_dir).as_posix(),
-                     "sidecar": r.sidecar.relative_to(out_dir).as_posix() if r.sidecar else None}
-                    for r in results],
-    })
+    jsonutil.write_json(
+        out_dir / "index.json",
+        {
+            "provenance": prov,
+            "reports": [
+                {
+                    "name": r.name,
+                    "status": r.status,
+                    "seconds": r.seconds,
+                    "verdict": r.verdict,
+                    "error": r.error,
+                    "html": r.html.relative_to(out_dir).as_posix(),
+                    "sidecar": r.sidecar.relative_to(out_dir).as_posix() if r.sidecar else None,
+                }
+                for r in results
+            ],
+        },
+    )
     return out
 
 
-def build_report(out_dir: Path | str, *, smoke: bool = False, show_code: bool = False,
-                 only: Sequence[str] | None = None, directory: Path | None = None,
-                 progress: Any = None) -> tuple[list[RunResult], Path, float]:
+def build_report(
+    out_dir: Path | str,
+    *,
+    smoke: bool = False,
+    show_code: bool = False,
+    only: Sequence[str] | None = None,
+    directory: Path | None = None,
+    progress: Any = None,
+) -> tuple[list[RunResult], Path, float]:
     """Run every notebook (smoke parameters if asked) into ``out_dir/<name>/`` and index them."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +109,11 @@ def build_report(out_dir: Path | str, *, smoke: bool = False, show_code: bool = 
         if progress:
             progress(f"running {nb.stem} ...")
         params = smoke_parameters(nb) if smoke else {}
-        env = {"AXON_CORPUS_LIMIT": os.environ.get("AXON_CORPUS_LIMIT") or SMOKE_CORPUS_LIMIT} if smoke else {}
+        env = (
+            {"AXON_CORPUS_LIMIT": os.environ.get("AXON_CORPUS_LIMIT") or SMOKE_CORPUS_LIMIT}
+            if smoke
+            else {}
+        )
         r = run_notebook(nb, out / nb.stem, parameters=params, show_code=show_code, env=env)
         if progress:
             progress(f"  {r.status} in {r.seconds:.1f} s" + (f": {r.error}" if r.error else ""))

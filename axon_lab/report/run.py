@@ -82,7 +82,9 @@ def coerce_parameters(path: Path | str, raw: Mapping[str, Any]) -> dict[str, Any
             elif typ == "float":
                 out[name] = float(value)
             elif typ in ("list", "dict", "tuple"):
-                out[name] = json.loads(value) if value.strip()[:1] in "[{" else ast.literal_eval(value)
+                out[name] = (
+                    json.loads(value) if value.strip()[:1] in "[{" else ast.literal_eval(value)
+                )
             elif typ == "str":
                 out[name] = value
             else:  # untyped: best effort like papermill's -p
@@ -91,7 +93,9 @@ def coerce_parameters(path: Path | str, raw: Mapping[str, Any]) -> dict[str, Any
                 except (ValueError, SyntaxError):
                     out[name] = value
         except (ValueError, SyntaxError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{Path(path).name}: parameter {name}={value!r} is not a valid {typ} ({exc})") from None
+            raise ConfigError(
+                f"{Path(path).name}: parameter {name}={value!r} is not a valid {typ} ({exc})"
+            ) from None
     return out
 
 
@@ -105,7 +109,9 @@ def _redact_notebook(nb: Any) -> Any:
         cell.source = redact_text(cell.source)
         for out in cell.get("outputs", []):
             if "text" in out:
-                out["text"] = redact_text(out["text"] if isinstance(out["text"], str) else "".join(out["text"]))
+                out["text"] = redact_text(
+                    out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+                )
             for key in ("text/plain", "text/html", "text/markdown"):
                 data = out.get("data", {})
                 if key in data:
@@ -171,8 +177,13 @@ def run_notebook(
     error = None
     try:
         papermill.execute_notebook(
-            str(nb_path), str(executed), parameters=params, kernel_name="python3",
-            progress_bar=False, log_output=False, cwd=str(nb_path.parent.resolve()),
+            str(nb_path),
+            str(executed),
+            parameters=params,
+            kernel_name="python3",
+            progress_bar=False,
+            log_output=False,
+            cwd=str(nb_path.parent.resolve()),
             execution_timeout=timeout_s,
         )
     except PapermillExecutionError as exc:
@@ -193,9 +204,13 @@ def run_notebook(
         nb = nbformat.read(nb_path, as_version=4)
     nb = _redact_notebook(nb)
     if error:
-        nb.cells.insert(0, nbformat.v4.new_markdown_cell(
-            f"# ❌ Notebook failed\n\n`{name}` stopped with an error: **{error}**\n\n"
-            "Results recorded before the failure are kept below."))
+        nb.cells.insert(
+            0,
+            nbformat.v4.new_markdown_cell(
+                f"# ❌ Notebook failed\n\n`{name}` stopped with an error: **{error}**\n\n"
+                "Results recorded before the failure are kept below."
+            ),
+        )
     nbformat.write(nb, executed)
     html.write_text(to_html(nb, show_code=show_code), encoding="utf-8")
     doc = None
@@ -203,12 +218,25 @@ def run_notebook(
         doc = sidecar.load(sidecar_path)
     if error and (doc is None or doc.get("status") != "failed"):
         results = doc["results"] if doc else {}
-        sidecar.record(name, results, parameters=params, status="failed", error=error,
-                       verdict={"status": "fail", "summary": f"notebook failed: {error}"[:300]},
-                       out_dir=out)
+        sidecar.record(
+            name,
+            results,
+            parameters=params,
+            status="failed",
+            error=error,
+            verdict={"status": "fail", "summary": f"notebook failed: {error}"[:300]},
+            out_dir=out,
+        )
         doc = sidecar.load(sidecar_path)
     return RunResult(
-        notebook=str(nb_path), name=name, status="failed" if error else "ok", seconds=round(seconds, 2),
-        executed=executed, html=html, sidecar=sidecar_path if sidecar_path.exists() else None,
-        error=error, verdict=(doc or {}).get("verdict"), parameters=params,
+        notebook=str(nb_path),
+        name=name,
+        status="failed" if error else "ok",
+        seconds=round(seconds, 2),
+        executed=executed,
+        html=html,
+        sidecar=sidecar_path if sidecar_path.exists() else None,
+        error=error,
+        verdict=(doc or {}).get("verdict"),
+        parameters=params,
     )

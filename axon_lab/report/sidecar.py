@@ -62,13 +62,18 @@ def _redact_frame(frame: Any) -> Any:
     """A copy of ``frame`` whose text cells are redacted (the caller's frame is left as is)."""
     import pandas as pd
 
-    text_cols = [c for c in frame.columns
-                 if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)]
+    text_cols = [
+        c
+        for c in frame.columns
+        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c].dtype)
+    ]
     if not text_cols:
         return frame
     out = frame.copy()
     for c in text_cols:
-        out[c] = out[c].map(lambda v: redact(v) if isinstance(v, str | Mapping | list | tuple) else v)
+        out[c] = out[c].map(
+            lambda v: redact(v) if isinstance(v, str | Mapping | list | tuple) else v
+        )
     return out
 
 

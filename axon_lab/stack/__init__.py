@@ -25,9 +25,22 @@ from axon_lab.stack.vector import (
 )
 
 __all__ = [
-    "Cache", "DocumentStore", "EdgeVectorStore", "Hit", "HnswParams", "LRUCache", "RedisServer",
-    "ServerVectorStore", "Stack", "VECTOR_STORES", "VectorPoint", "VectorStore",
-    "find_redis_server", "free_port", "open_vector_store", "open_document_store",
+    "Cache",
+    "DocumentStore",
+    "EdgeVectorStore",
+    "Hit",
+    "HnswParams",
+    "LRUCache",
+    "RedisServer",
+    "ServerVectorStore",
+    "Stack",
+    "VECTOR_STORES",
+    "VectorPoint",
+    "VectorStore",
+    "find_redis_server",
+    "free_port",
+    "open_vector_store",
+    "open_document_store",
 ]
 
 
@@ -35,7 +48,9 @@ def open_vector_store(settings: Settings | None = None) -> VectorStore:
     """Qdrant server when ``AXON_QDRANT_URL`` is set, else the Edge shard under the data dir."""
     s = settings or get_settings()
     if s.qdrant_url is not None:
-        return ServerVectorStore(s.secret("qdrant_url") or "", s.collection, s.secret("qdrant_api_key"))
+        return ServerVectorStore(
+            s.secret("qdrant_url") or "", s.collection, s.secret("qdrant_api_key")
+        )
     return EdgeVectorStore(s.data_dir / "qdrant-edge" / s.collection, s.collection)
 
 
@@ -93,15 +108,33 @@ class Stack:
             except Exception:
                 vinfo = {}
         return [
-            {"name": "redis", "kind": "redis-server", "url": self.cache.url,
-             "pid": self.redis_server.pid if self.redis_server else None,
-             "owned": self.redis_server is not None, "healthy": redis_ok,
-             "error": None if redis_ok else self.cache.last_error},
-            {"name": "qdrant", "kind": self.vectors.kind, "url": self.vectors.url, "pid": None,
-             "owned": self.vectors.embedded, "healthy": vec_ok, "details": vinfo},
-            {"name": "mongodb", "kind": self.docs.kind, "url": self.docs.url, "pid": None,
-             "owned": self.docs.embedded, "healthy": doc_ok,
-             "details": {"documents": self.docs.count() if doc_ok else None}},
+            {
+                "name": "redis",
+                "kind": "redis-server",
+                "url": self.cache.url,
+                "pid": self.redis_server.pid if self.redis_server else None,
+                "owned": self.redis_server is not None,
+                "healthy": redis_ok,
+                "error": None if redis_ok else self.cache.last_error,
+            },
+            {
+                "name": "qdrant",
+                "kind": self.vectors.kind,
+                "url": self.vectors.url,
+                "pid": None,
+                "owned": self.vectors.embedded,
+                "healthy": vec_ok,
+                "details": vinfo,
+            },
+            {
+                "name": "mongodb",
+                "kind": self.docs.kind,
+                "url": self.docs.url,
+                "pid": None,
+                "owned": self.docs.embedded,
+                "healthy": doc_ok,
+                "details": {"documents": self.docs.count() if doc_ok else None},
+            },
         ]
 
     def status(self) -> list[dict[str, Any]]:

@@ -37,8 +37,15 @@ class Cache:
 
     kind = "redis"
 
-    def __init__(self, url: str, *, timeout_s: float = 0.25, retries: int = 0, cooldown_s: float = 1.0,
-                 owned_pid: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 0.25,
+        retries: int = 0,
+        cooldown_s: float = 1.0,
+        owned_pid: int | None = None,
+    ) -> None:
         self._url = url
         self.owned_pid = owned_pid
         self.timeout_s = timeout_s
@@ -67,12 +74,20 @@ class Cache:
         # One immediate reconnect for a pooled connection that died with a restarted server;
         # timeouts are not retried here (``retries`` decides, at this level).
         return aredis.Redis.from_url(
-            self._url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-            health_check_interval=0, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            self._url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=0,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
 
-    def configure(self, *, timeout_s: float | None = None, retries: int | None = None,
-                  cooldown_s: float | None = None) -> None:
+    def configure(
+        self,
+        *,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+        cooldown_s: float | None = None,
+    ) -> None:
         """Change the policy (``PipelineOptions``); a new timeout takes a new client."""
         if retries is not None:
             self.retries = retries
@@ -112,7 +127,9 @@ class Cache:
         self.degraded = False
         self._open_until = 0.0
 
-    async def _call(self, fn: Callable[[], Awaitable[Any]], *, probe: bool = False) -> tuple[bool, Any]:
+    async def _call(
+        self, fn: Callable[[], Awaitable[Any]], *, probe: bool = False
+    ) -> tuple[bool, Any]:
         """Run one command under the policy: ``(ok, value)``; never raises."""
         self.calls += 1
         is_probe = False
@@ -164,11 +181,21 @@ class Cache:
 
     def stats(self) -> dict[str, Any]:
         """Policy, state and counters (``/metrics``)."""
-        return {"state": self.state, "degraded": self.degraded, "timeout_s": self.timeout_s,
-                "retries": self.retries, "cooldown_s": self.cooldown_s, "calls": self.calls,
-                "errors": self.errors, "timeouts": self.timeouts, "skipped": self.skipped,
-                "retried": self.retried, "last_error": self.last_error,
-                "last_failure_unix": self.last_failure_unix, "last_recovery_unix": self.last_recovery_unix}
+        return {
+            "state": self.state,
+            "degraded": self.degraded,
+            "timeout_s": self.timeout_s,
+            "retries": self.retries,
+            "cooldown_s": self.cooldown_s,
+            "calls": self.calls,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "skipped": self.skipped,
+            "retried": self.retried,
+            "last_error": self.last_error,
+            "last_failure_unix": self.last_failure_unix,
+            "last_recovery_unix": self.last_recovery_unix,
+        }
 
     async def flush(self) -> None:
         await self.client.flushdb()

@@ -25,8 +25,15 @@ EMBEDDED_LABEL = "mongomock (embedded, not MongoDB)"
 class DocumentStore:
     """The ``contexts`` collection; the base owns timing (``document_fetch`` spans)."""
 
-    def __init__(self, client: Any, db: str = "axon", collection: str = "contexts", *,
-                 uri: str | None = None, embedded: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        db: str = "axon",
+        collection: str = "contexts",
+        *,
+        uri: str | None = None,
+        embedded: bool = False,
+    ) -> None:
         self.client = client
         self.db = client[db]
         self.coll = self.db[collection]
@@ -42,14 +49,25 @@ class DocumentStore:
         return cls(mongomock.MongoClient(), db, embedded=True)
 
     @classmethod
-    def connect(cls, uri: str, db: str = "axon", *, timeout_ms: int = 5000,
-                max_pool_size: int = 50, min_pool_size: int = 10) -> DocumentStore:
+    def connect(
+        cls,
+        uri: str,
+        db: str = "axon",
+        *,
+        timeout_ms: int = 5000,
+        max_pool_size: int = 50,
+        min_pool_size: int = 10,
+    ) -> DocumentStore:
         """A real MongoDB via pymongo (pool settings as the guide recommends)."""
         import pymongo
 
         client: Any = pymongo.MongoClient(
-            uri, serverSelectionTimeoutMS=timeout_ms, socketTimeoutMS=45_000,
-            maxPoolSize=max_pool_size, minPoolSize=min_pool_size, maxIdleTimeMS=60_000,
+            uri,
+            serverSelectionTimeoutMS=timeout_ms,
+            socketTimeoutMS=45_000,
+            maxPoolSize=max_pool_size,
+            minPoolSize=min_pool_size,
+            maxIdleTimeMS=60_000,
         )
         return cls(client, db, uri=uri)
 
@@ -59,12 +77,17 @@ class DocumentStore:
 
     def fetch(self, ids: Sequence[int], *, projection: bool = True) -> list[dict[str, Any]]:
         """Documents with ``_id`` in ``ids`` (order of ``ids`` kept; missing ids dropped)."""
-        with measure("document_fetch", backend="mongomock" if self.embedded else "mongodb",
-                     projection=projection):
+        with measure(
+            "document_fetch",
+            backend="mongomock" if self.embedded else "mongodb",
+            projection=projection,
+        ):
             try:
                 if self.embedded:
                     return self._fetch_by_id_map(ids, projection)
-                cursor = self.coll.find({"_id": {"$in": list(ids)}}, PROJECTION if projection else None)
+                cursor = self.coll.find(
+                    {"_id": {"$in": list(ids)}}, PROJECTION if projection else None
+                )
                 by_id = {d["_id"]: d for d in cursor}
             except Exception as exc:
                 raise BackendUnavailable("mongodb", f"fetch failed: {exc}") from exc
@@ -86,15 +109,24 @@ class DocumentStore:
                 out.append(copy.deepcopy(doc))
         return out
 
-    def find_contexts(self, workspace_id: str, tier: str | None = None, *, limit: int = 20,
-                      projection: bool = True) -> list[dict[str, Any]]:
+    def find_contexts(
+        self,
+        workspace_id: str,
+        tier: str | None = None,
+        *,
+        limit: int = 20,
+        projection: bool = True,
+    ) -> list[dict[str, Any]]:
         """The guide's query: a workspace's contexts (optionally one tier), by confidence desc."""
         flt: dict[str, Any] = {"workspaceId": workspace_id}
         if tier:
             flt["tier"] = tier
         with measure("document_query"):
-            return list(self.coll.find(flt, PROJECTION if projection else None)
-                        .sort("confidence", -1).limit(limit))
+            return list(
+                self.coll.find(flt, PROJECTION if projection else None)
+                .sort("confidence", -1)
+                .limit(limit)
+            )
 
     def insert_many(self, docs: Iterable[Mapping[str, Any]], *, batch_size: int = 5000) -> int:
         """Bulk insert (replacing the collection's content is the caller's choice)."""
@@ -113,8 +145,10 @@ class DocumentStore:
 
     def ensure_indexes(self) -> None:
         """The guide's compound index for the contexts queries."""
-        self.coll.create_index([("workspaceId", 1), ("tier", 1), ("confidence", -1)],
-                               name="workspace_tier_confidence_idx")
+        self.coll.create_index(
+            [("workspaceId", 1), ("tier", 1), ("confidence", -1)],
+            name="workspace_tier_confidence_idx",
+        )
 
     def count(self) -> int:
         return int(self.coll.estimated_document_count())

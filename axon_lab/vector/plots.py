@@ -39,9 +39,16 @@ def _exact(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["exact"].astype(bool)]
 
 
-def recall_tradeoff(frame: pd.DataFrame, x: str = "p95_ms", *, y: str = "recall",
-                    recommendation: Mapping[str, Any] | None = None, target_recall: float | None = None,
-                    budget_ms: float | None = None, log_x: bool = True) -> Figure:
+def recall_tradeoff(
+    frame: pd.DataFrame,
+    x: str = "p95_ms",
+    *,
+    y: str = "recall",
+    recommendation: Mapping[str, Any] | None = None,
+    target_recall: float | None = None,
+    budget_ms: float | None = None,
+    log_x: bool = True,
+) -> Figure:
     """Recall against ``x`` (``p95_ms``, ``qps_1``, ``qps_n``...) for every config, with the Pareto frontier.
 
     Points are coloured by ``m`` (marker size grows with ``ef_construct``); exact search is a
@@ -61,16 +68,46 @@ def recall_tradeoff(frame: pd.DataFrame, x: str = "p95_ms", *, y: str = "recall"
         ax.scatter(ex[x], ex[y], marker="*", s=160, color="black", label="exact search", zorder=5)
     front = pareto_frontier(frame, x=x, y=y)
     if not front.empty:
-        ax.step(front[x], front[y], where="post", color="grey", linestyle="--", linewidth=1,
-                label="Pareto frontier")
-    if recommendation and recommendation.get("status") == "ok" and recommendation.get(x) is not None:
-        ax.scatter([recommendation[x]], [recommendation[y]], s=320, facecolors="none",
-                   edgecolors="red", linewidths=2, label="recommended", zorder=6)
+        ax.step(
+            front[x],
+            front[y],
+            where="post",
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="Pareto frontier",
+        )
+    if (
+        recommendation
+        and recommendation.get("status") == "ok"
+        and recommendation.get(x) is not None
+    ):
+        ax.scatter(
+            [recommendation[x]],
+            [recommendation[y]],
+            s=320,
+            facecolors="none",
+            edgecolors="red",
+            linewidths=2,
+            label="recommended",
+            zorder=6,
+        )
     if target_recall is not None:
-        ax.axhline(target_recall, color="red", linewidth=0.8, linestyle=":",
-                   label=f"target recall {target_recall}")
+        ax.axhline(
+            target_recall,
+            color="red",
+            linewidth=0.8,
+            linestyle=":",
+            label=f"target recall {target_recall}",
+        )
     if budget_ms is not None and metric(x).unit == "ms":
-        ax.axvline(budget_ms, color="orange", linewidth=0.8, linestyle=":", label=f"budget {budget_ms:g} ms")
+        ax.axvline(
+            budget_ms,
+            color="orange",
+            linewidth=0.8,
+            linestyle=":",
+            label=f"budget {budget_ms:g} ms",
+        )
     if log_x:
         ax.set_xscale("log")
     ax.set_xlabel(_label(x) + (" →better" if metric(x).better == "higher" else " ←better"))
@@ -92,29 +129,45 @@ def recall_qps(frame: pd.DataFrame, qps: str = "qps_1", **kw: Any) -> Figure:
     return recall_tradeoff(frame, qps, **kw)
 
 
-def recall_vs_ef(frame: pd.DataFrame, *, y: str = "recall", target_recall: float | None = None) -> Figure:
+def recall_vs_ef(
+    frame: pd.DataFrame, *, y: str = "recall", target_recall: float | None = None
+) -> Figure:
     """Recall (or any metric ``y``) against ``hnsw_ef``: one line per (m, ef_construct), colour by m."""
     fig = Figure(figsize=(7.5, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ann = _ann(frame)
     if "oversampling" in ann.columns:  # one line per build: the best search option per ef
         ann = ann.sort_values(y, ascending=metric(y).better == "lower").drop_duplicates(
-            ["config", "hnsw_ef"])
+            ["config", "hnsw_ef"]
+        )
     ms = sorted(int(v) for v in ann["m"].dropna().unique())
     styles = ["-", "--", ":", "-."]
     efcs = sorted(int(v) for v in ann["ef_construct"].dropna().unique())
     for i, m in enumerate(ms):
         for j, efc in enumerate(efcs):
-            for q, dq in ann[(ann["m"] == m) & (ann["ef_construct"] == efc)].groupby("quantization"):
+            for q, dq in ann[(ann["m"] == m) & (ann["ef_construct"] == efc)].groupby(
+                "quantization"
+            ):
                 d = dq.sort_values("hnsw_ef")
-                ax.plot(d["hnsw_ef"].astype(float), d[y], marker="o" if q == "none" else "s",
-                        linestyle=styles[j % len(styles)], color=f"C{i}",
-                        label=f"m={m}, ef_construct={efc}" + ("" if q == "none" else f", {q}"))
+                ax.plot(
+                    d["hnsw_ef"].astype(float),
+                    d[y],
+                    marker="o" if q == "none" else "s",
+                    linestyle=styles[j % len(styles)],
+                    color=f"C{i}",
+                    label=f"m={m}, ef_construct={efc}" + ("" if q == "none" else f", {q}"),
+                )
     ex = _exact(frame)
     if not ex.empty and y == "recall":
         ax.axhline(float(ex[y].max()), color="black", linewidth=0.8, label="exact search")
     if target_recall is not None:
-        ax.axhline(target_recall, color="red", linewidth=0.8, linestyle=":", label=f"target {target_recall}")
+        ax.axhline(
+            target_recall,
+            color="red",
+            linewidth=0.8,
+            linestyle=":",
+            label=f"target {target_recall}",
+        )
     _ef_axis(ax, ann["hnsw_ef"])
     ax.set_xlabel("hnsw_ef (search-time candidate list)")
     ax.set_ylabel(_label(y))
@@ -142,8 +195,14 @@ def filtered_search(frame: pd.DataFrame) -> Figure:
             tag = " (full scan)" if bool(d["below_full_scan"].iloc[0]) else ""
             label = f"{ws} {sel:.1%}{tag}, index {mode}"
             for ax, y in zip(axes, ("recall", "p95_ms"), strict=True):
-                ax.plot(d["hnsw_ef"].astype(float), d[y], marker="o", linestyle=styles.get(mode, "-"),
-                        color=f"C{i}", label=label)
+                ax.plot(
+                    d["hnsw_ef"].astype(float),
+                    d[y],
+                    marker="o",
+                    linestyle=styles.get(mode, "-"),
+                    color=f"C{i}",
+                    label=label,
+                )
     for ax, y in zip(axes, ("recall", "p95_ms"), strict=True):
         _ef_axis(ax, ann["hnsw_ef"])
         ax.set_xlabel("hnsw_ef")

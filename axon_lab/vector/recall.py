@@ -14,8 +14,14 @@ PERCENTILE_DEFINITION = (
 )
 
 
-def ground_truth(vectors: np.ndarray, queries: np.ndarray, k: int, *, rows: np.ndarray | None = None,
-                 batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def ground_truth(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    *,
+    rows: np.ndarray | None = None,
+    batch: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` by cosine similarity (brute force with numpy).
 
     Parameters
@@ -42,20 +48,30 @@ def ground_truth(vectors: np.ndarray, queries: np.ndarray, k: int, *, rows: np.n
     if kk == 0:
         return idx, sims
     for s in range(0, nq, batch):
-        sc = queries[s:s + batch] @ cand.T
-        part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk] if kk < cand.shape[0] else \
-            np.tile(np.arange(kk), (sc.shape[0], 1))
+        sc = queries[s : s + batch] @ cand.T
+        part = (
+            np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
+            if kk < cand.shape[0]
+            else np.tile(np.arange(kk), (sc.shape[0], 1))
+        )
         ps = np.take_along_axis(sc, part, axis=1)
         order = np.argsort(-ps, axis=1, kind="stable")
         top = np.take_along_axis(part, order, axis=1)
-        idx[s:s + batch] = top if rows is None else np.asarray(rows)[top]
-        sims[s:s + batch] = np.take_along_axis(ps, order, axis=1)
+        idx[s : s + batch] = top if rows is None else np.asarray(rows)[top]
+        sims[s : s + batch] = np.take_along_axis(ps, order, axis=1)
     return idx, sims
 
 
-def recall_at_k(found: Sequence[Sequence[int] | np.ndarray], truth: np.ndarray, k: int, *,
-                vectors: np.ndarray | None = None, queries: np.ndarray | None = None,
-                allowed: np.ndarray | None = None, eps: float = 1e-6) -> np.ndarray:
+def recall_at_k(
+    found: Sequence[Sequence[int] | np.ndarray],
+    truth: np.ndarray,
+    k: int,
+    *,
+    vectors: np.ndarray | None = None,
+    queries: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
+    eps: float = 1e-6,
+) -> np.ndarray:
     """Per-query recall@k: the share of the exact top-k that the search returned.
 
     ``found[i]`` are row indices returned for query ``i`` (-1 for unknown ids), ``truth`` the
@@ -96,12 +112,29 @@ def latency_summary(latencies_ms: np.ndarray | Sequence[float]) -> dict[str, flo
     a = a[np.isfinite(a)]
     out: dict[str, float] = {"count": int(a.size)}
     if a.size == 0:
-        return out | dict.fromkeys(("min_ms", "max_ms", "mean_ms", "stddev_ms", "p50_ms", "p90_ms",
-                                    "p95_ms", "p99_ms", "p999_ms"), math.nan)
+        return out | dict.fromkeys(
+            (
+                "min_ms",
+                "max_ms",
+                "mean_ms",
+                "stddev_ms",
+                "p50_ms",
+                "p90_ms",
+                "p95_ms",
+                "p99_ms",
+                "p999_ms",
+            ),
+            math.nan,
+        )
     qs = np.percentile(a, [50, 90, 95, 99, 99.9], method="inverted_cdf")
     return out | {
-        "min_ms": float(a.min()), "max_ms": float(a.max()), "mean_ms": float(a.mean()),
+        "min_ms": float(a.min()),
+        "max_ms": float(a.max()),
+        "mean_ms": float(a.mean()),
         "stddev_ms": float(a.std(ddof=1)) if a.size > 1 else 0.0,
-        "p50_ms": float(qs[0]), "p90_ms": float(qs[1]), "p95_ms": float(qs[2]),
-        "p99_ms": float(qs[3]), "p999_ms": float(qs[4]),
+        "p50_ms": float(qs[0]),
+        "p90_ms": float(qs[1]),
+        "p95_ms": float(qs[2]),
+        "p99_ms": float(qs[3]),
+        "p999_ms": float(qs[4]),
     }

@@ -35,8 +35,15 @@ def pareto_frontier(frame: pd.DataFrame, x: str = "p95_ms", y: str = "recall") -
     return d[np.asarray(keep)].sort_values(x).reset_index(drop=True)
 
 
-def recommend(frame: pd.DataFrame, *, target_recall: float = 0.95, budget_ms: float = BUDGET_MS,
-              latency: str = "p95_ms", cost: str = "p50_ms", tie_tolerance: float = 0.10) -> dict[str, Any]:
+def recommend(
+    frame: pd.DataFrame,
+    *,
+    target_recall: float = 0.95,
+    budget_ms: float = BUDGET_MS,
+    latency: str = "p95_ms",
+    cost: str = "p50_ms",
+    tie_tolerance: float = 0.10,
+) -> dict[str, Any]:
     """The cheapest configuration with ``recall >= target_recall`` and ``latency < budget_ms``.
 
     Cheapest means: lowest ``cost`` per query (default the median latency: the search work paid
@@ -55,40 +62,85 @@ def recommend(frame: pd.DataFrame, *, target_recall: float = 0.95, budget_ms: fl
         ``best`` (the highest-recall row) and a ``reason``.
     """
     if frame.empty:
-        return {"status": "none", "reason": "no measurements", "target_recall": target_recall,
-                "budget_ms": budget_ms}
+        return {
+            "status": "none",
+            "reason": "no measurements",
+            "target_recall": target_recall,
+            "budget_ms": budget_ms,
+        }
     ann = frame[~frame["exact"].astype(bool)]
     ok = ann[(ann["recall"] >= target_recall) & (ann[latency] < budget_ms)]
     ex = frame[frame["exact"].astype(bool)]
     exact = None
     if not ex.empty:
         e = ex.sort_values(latency).iloc[0]
-        exact = {"config": e["config"], "recall": float(e["recall"]), latency: float(e[latency]),
-                 "qps_1": float(e["qps_1"]), "qps_n": float(e.get("qps_n", math.nan))}
-    out: dict[str, Any] = {"target_recall": target_recall, "budget_ms": budget_ms, "latency": latency,
-                           "cost": cost, "exact": exact, "candidates": int(len(ok))}
+        exact = {
+            "config": e["config"],
+            "recall": float(e["recall"]),
+            latency: float(e[latency]),
+            "qps_1": float(e["qps_1"]),
+            "qps_n": float(e.get("qps_n", math.nan)),
+        }
+    out: dict[str, Any] = {
+        "target_recall": target_recall,
+        "budget_ms": budget_ms,
+        "latency": latency,
+        "cost": cost,
+        "exact": exact,
+        "candidates": int(len(ok)),
+    }
     if ok.empty:
-        best = ann.sort_values(["recall", latency], ascending=[False, True]).iloc[0] if not ann.empty else None
-        out.update(status="none", reason=f"no configuration reaches recall {target_recall} with "
-                   f"{latency} < {budget_ms} ms", best=None if best is None else _pick(best, latency))
+        best = (
+            ann.sort_values(["recall", latency], ascending=[False, True]).iloc[0]
+            if not ann.empty
+            else None
+        )
+        out.update(
+            status="none",
+            reason=f"no configuration reaches recall {target_recall} with "
+            f"{latency} < {budget_ms} ms",
+            best=None if best is None else _pick(best, latency),
+        )
         return out
     floor = float(ok[cost].min())
     tied = ok[ok[cost] <= floor * (1 + tie_tolerance)].copy()
     tied["_q"] = (tied["quantization"] != "none").astype(int)
     chosen = tied.sort_values(["m", "ef_construct", "hnsw_ef", "_q", cost]).iloc[0]
     row = _pick(chosen, latency)
-    out.update(status="ok", **row, margin={
-        "recall": float(chosen["recall"]) - target_recall,
-        "latency_ms": budget_ms - float(chosen[latency]),
-        "budget_share": float(chosen[latency]) / budget_ms,
-    })
+    out.update(
+        status="ok",
+        **row,
+        margin={
+            "recall": float(chosen["recall"]) - target_recall,
+            "latency_ms": budget_ms - float(chosen[latency]),
+            "budget_share": float(chosen[latency]) / budget_ms,
+        },
+    )
     return out
 
 
 def _pick(r: pd.Series, latency: str) -> dict[str, Any]:
-    keys = ("config", "m", "ef_construct", "full_scan_threshold", "quantization", "hnsw_ef", "oversampling",
-            "recall", "recall_min", "p50_ms", "p95_ms", "p99_ms", latency, "qps_1", "qps_n", "qps_batch",
-            "build_s", "hnsw_mb", "disk_mb")
+    keys = (
+        "config",
+        "m",
+        "ef_construct",
+        "full_scan_threshold",
+        "quantization",
+        "hnsw_ef",
+        "oversampling",
+        "recall",
+        "recall_min",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        latency,
+        "qps_1",
+        "qps_n",
+        "qps_batch",
+        "build_s",
+        "hnsw_mb",
+        "disk_mb",
+    )
     out: dict[str, Any] = {}
     for key in keys:
         v = r.get(key)
@@ -100,34 +152,64 @@ def _pick(r: pd.Series, latency: str) -> dict[str, Any]:
     return out
 
 
-def verdict(recommendation: Mapping[str, Any], goal: Mapping[str, Any] | None = None) -> dict[str, str]:
+def verdict(
+    recommendation: Mapping[str, Any], goal: Mapping[str, Any] | None = None
+) -> dict[str, str]:
     """A one-line verdict: ``pass`` when a configuration meets the target (and ``goal``, if given)."""
     rec = recommendation
     if rec.get("status") != "ok":
         return {"status": "fail", "summary": rec.get("reason", "no configuration meets the target")}
     lat = rec.get("latency", "p95_ms")
-    text = (f"{rec['config']} hnsw_ef={rec['hnsw_ef']}: recall {rec['recall']:.3f} "
-            f"(target {rec['target_recall']}), {lat.removesuffix('_ms')} {rec[lat]:.2f} ms "
-            f"(budget {rec['budget_ms']:g} ms)")
+    text = (
+        f"{rec['config']} hnsw_ef={rec['hnsw_ef']}: recall {rec['recall']:.3f} "
+        f"(target {rec['target_recall']}), {lat.removesuffix('_ms')} {rec[lat]:.2f} ms "
+        f"(budget {rec['budget_ms']:g} ms)"
+    )
     if goal is not None:
         if goal.get("status") != "ok":
             return {"status": "warn", "summary": f"{text}; goal missed: {goal.get('reason')}"}
-        text += (f"; goal recall {goal['target_recall']} at < {goal['budget_ms']:g} ms met by "
-                 f"{goal['config']} hnsw_ef={goal['hnsw_ef']} ({goal['recall']:.3f}, {goal[lat]:.2f} ms)")
+        text += (
+            f"; goal recall {goal['target_recall']} at < {goal['budget_ms']:g} ms met by "
+            f"{goal['config']} hnsw_ef={goal['hnsw_ef']} ({goal['recall']:.3f}, {goal[lat]:.2f} ms)"
+        )
     return {"status": "pass", "summary": text}
 
 
 def table(frame: pd.DataFrame, recommendation: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """The report table: exact search, the Pareto frontier on (p95, recall) and the recommendation."""
-    cols = [c for c in ("config", "hnsw_ef", "oversampling", "recall", "p50_ms", "p95_ms", "p99_ms",
-                        "qps_1", "qps_n", "qps_batch", "build_s", "hnsw_mb") if c in frame.columns]
+    cols = [
+        c
+        for c in (
+            "config",
+            "hnsw_ef",
+            "oversampling",
+            "recall",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "qps_1",
+            "qps_n",
+            "qps_batch",
+            "build_s",
+            "hnsw_mb",
+        )
+        if c in frame.columns
+    ]
     front = pareto_frontier(frame)
     parts = [frame[frame["exact"].astype(bool)], front[~front["exact"].astype(bool)]]
     t = pd.concat(parts)[cols].drop_duplicates().reset_index(drop=True)
-    t.insert(0, "role", np.where(t["config"].astype(str).str.startswith("exact"), "exact", "frontier"))
+    t.insert(
+        0, "role", np.where(t["config"].astype(str).str.startswith("exact"), "exact", "frontier")
+    )
     if recommendation and recommendation.get("status") == "ok":
-        hit = ((t["config"] == recommendation["config"])
-               & (t["hnsw_ef"] == recommendation["hnsw_ef"])).fillna(False).astype(bool)
+        hit = (
+            (
+                (t["config"] == recommendation["config"])
+                & (t["hnsw_ef"] == recommendation["hnsw_ef"])
+            )
+            .fillna(False)
+            .astype(bool)
+        )
         if not hit.any():
             r = pd.DataFrame([{c: recommendation.get(c) for c in cols}])
             r.insert(0, "role", "recommended")

@@ -52,23 +52,26 @@ class BruteForceWarning(UserWarning):
 # --- metrics, declared once -----------------------------------------------------------------
 
 
-METRICS: Registry[Metric] = declare("vector metric", [
-    Metric("recall", "recall@k", "", "higher"),
-    Metric("recall_min", "worst-query recall@k", "", "higher"),
-    Metric("p50_ms", "p50 search latency", "ms", "lower"),
-    Metric("p95_ms", "p95 search latency", "ms", "lower"),
-    Metric("p99_ms", "p99 search latency", "ms", "lower"),
-    Metric("mean_ms", "mean search latency", "ms", "lower"),
-    Metric("qps_1", "QPS, 1 client", "queries/s", "higher"),
-    Metric("qps_n", "QPS, N clients", "queries/s", "higher"),
-    Metric("qps_batch", "QPS, one batch request", "queries/s", "higher"),
-    Metric("build_s", "build time (upsert + HNSW)", "s", "lower"),
-    Metric("optimize_s", "HNSW build time", "s", "lower"),
-    Metric("disk_mb", "disk (allocated)", "MB", "lower"),
-    Metric("hnsw_mb", "HNSW graph on disk", "MB", "lower"),
-    Metric("rss_mb", "RSS growth during build", "MB", "lower"),
-    Metric("hnsw_ef", "hnsw_ef", "", "lower"),
-])
+METRICS: Registry[Metric] = declare(
+    "vector metric",
+    [
+        Metric("recall", "recall@k", "", "higher"),
+        Metric("recall_min", "worst-query recall@k", "", "higher"),
+        Metric("p50_ms", "p50 search latency", "ms", "lower"),
+        Metric("p95_ms", "p95 search latency", "ms", "lower"),
+        Metric("p99_ms", "p99 search latency", "ms", "lower"),
+        Metric("mean_ms", "mean search latency", "ms", "lower"),
+        Metric("qps_1", "QPS, 1 client", "queries/s", "higher"),
+        Metric("qps_n", "QPS, N clients", "queries/s", "higher"),
+        Metric("qps_batch", "QPS, one batch request", "queries/s", "higher"),
+        Metric("build_s", "build time (upsert + HNSW)", "s", "lower"),
+        Metric("optimize_s", "HNSW build time", "s", "lower"),
+        Metric("disk_mb", "disk (allocated)", "MB", "lower"),
+        Metric("hnsw_mb", "HNSW graph on disk", "MB", "lower"),
+        Metric("rss_mb", "RSS growth during build", "MB", "lower"),
+        Metric("hnsw_ef", "hnsw_ef", "", "lower"),
+    ],
+)
 
 
 def metric(name: str) -> Metric:
@@ -82,8 +85,10 @@ def metric(name: str) -> Metric:
 def check_hnsw_ef(hnsw_ef: int | None, k: int) -> None:
     """Reject ``hnsw_ef < k`` (Qdrant silently searches with ``ef = k``, mislabelling the row)."""
     if hnsw_ef is not None and hnsw_ef < k:
-        raise ConfigError(f"hnsw_ef {hnsw_ef} < k {k}: Qdrant would silently search with ef = k, "
-                          "so the row would be mislabelled; use hnsw_ef >= k")
+        raise ConfigError(
+            f"hnsw_ef {hnsw_ef} < k {k}: Qdrant would silently search with ef = k, "
+            "so the row would be mislabelled; use hnsw_ef >= k"
+        )
 
 
 def full_scan_points(full_scan_threshold_kb: int, dim: int) -> int:
@@ -105,13 +110,17 @@ def check_indexed(store: VectorStore) -> dict[str, Any]:
     if points == 0:
         raise IndexNotBuilt(f"collection {store.collection!r} is empty; nothing to time")
     if indexed < points:
-        raise IndexNotBuilt(f"collection {store.collection!r}: only {indexed} of {points} vectors are "
-                            "HNSW-indexed; searches would be brute force (lower indexing_threshold "
-                            "or run optimize() before timing)")
+        raise IndexNotBuilt(
+            f"collection {store.collection!r}: only {indexed} of {points} vectors are "
+            "HNSW-indexed; searches would be brute force (lower indexing_threshold "
+            "or run optimize() before timing)"
+        )
     return info
 
 
-def wait_indexed(store: VectorStore, *, timeout_s: float = 600.0, poll_s: float = 0.5) -> dict[str, Any]:
+def wait_indexed(
+    store: VectorStore, *, timeout_s: float = 600.0, poll_s: float = 0.5
+) -> dict[str, Any]:
     """Optimize, then wait until every vector is indexed (a server indexes in the background)."""
     store.optimize()
     deadline = time.monotonic() + timeout_s
@@ -124,8 +133,14 @@ def wait_indexed(store: VectorStore, *, timeout_s: float = 600.0, poll_s: float 
             time.sleep(poll_s)
 
 
-def brute_force_warnings(info: Mapping[str, Any], *, full_scan_threshold_kb: int, dim: int,
-                         subsets: Mapping[str, int] | None = None, emit: bool = True) -> list[str]:
+def brute_force_warnings(
+    info: Mapping[str, Any],
+    *,
+    full_scan_threshold_kb: int,
+    dim: int,
+    subsets: Mapping[str, int] | None = None,
+    emit: bool = True,
+) -> list[str]:
     """Warnings for searches Qdrant answers by full scan, so recall 1.0 would mean nothing.
 
     A segment whose vectors are fewer than the full-scan threshold is searched exactly even
@@ -138,13 +153,17 @@ def brute_force_warnings(info: Mapping[str, Any], *, full_scan_threshold_kb: int
     nseg = info.get("hnsw_segments") or info.get("segments") or 1
     per_segment = int(info.get("indexed_vectors", 0)) // max(int(nseg), 1)
     if per_segment < thr:
-        out.append(f"HNSW segments hold ~{per_segment} points each, under the full-scan threshold "
-                   f"({full_scan_threshold_kb} KB = {thr} points at {dim}-d): unfiltered searches are "
-                   "brute force, so recall 1.0 says nothing about HNSW")
+        out.append(
+            f"HNSW segments hold ~{per_segment} points each, under the full-scan threshold "
+            f"({full_scan_threshold_kb} KB = {thr} points at {dim}-d): unfiltered searches are "
+            "brute force, so recall 1.0 says nothing about HNSW"
+        )
     for name, size in (subsets or {}).items():
         if size < thr:
-            out.append(f"filter {name}: {size} points, under the full-scan threshold ({thr} points): "
-                       "with a payload index Qdrant answers it by exact scan of the matches")
+            out.append(
+                f"filter {name}: {size} points, under the full-scan threshold ({thr} points): "
+                "with a payload index Qdrant answers it by exact scan of the matches"
+            )
     if emit:
         for w in out:
             warnings.warn(w, BruteForceWarning, stacklevel=2)
@@ -155,8 +174,12 @@ def brute_force_warnings(info: Mapping[str, Any], *, full_scan_threshold_kb: int
 
 
 @contextlib.contextmanager
-def sweep_stores(settings: Settings | None = None, *, run_id: str | None = None,
-                 max_search_threads: int | None = None) -> Iterator[Callable[[str], VectorStore]]:
+def sweep_stores(
+    settings: Settings | None = None,
+    *,
+    run_id: str | None = None,
+    max_search_threads: int | None = None,
+) -> Iterator[Callable[[str], VectorStore]]:
     """Open throw-away collections; everything is dropped on exit.
 
     Qdrant Edge by default (shards under ``<data_dir>/vector-sweep/<run_id>/``), a Qdrant server
@@ -172,8 +195,12 @@ def sweep_stores(settings: Settings | None = None, *, run_id: str | None = None,
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
         store: VectorStore
         if s.qdrant_url is not None:
-            store = ServerVectorStore(s.secret("qdrant_url") or "", f"axon-lab-sweep-{run_id}-{safe}",
-                                      s.secret("qdrant_api_key"), timeout=60.0)
+            store = ServerVectorStore(
+                s.secret("qdrant_url") or "",
+                f"axon-lab-sweep-{run_id}-{safe}",
+                s.secret("qdrant_api_key"),
+                timeout=60.0,
+            )
             if store.exists():
                 store.drop()
         else:
@@ -229,15 +256,26 @@ class BuildConfig:
 
     def hnsw(self, indexing_threshold_kb: int = SWEEP_INDEXING_KB) -> HnswParams:
         """The adapter's ``HnswParams``."""
-        return HnswParams(m=self.m, ef_construct=self.ef_construct,
-                          full_scan_threshold=self.full_scan_threshold,
-                          indexing_threshold=indexing_threshold_kb, payload_m=self.payload_m)
+        return HnswParams(
+            m=self.m,
+            ef_construct=self.ef_construct,
+            full_scan_threshold=self.full_scan_threshold,
+            indexing_threshold=indexing_threshold_kb,
+            payload_m=self.payload_m,
+        )
 
 
-def build_index(store: VectorStore, dataset: Dataset, config: BuildConfig, *,
-                payload_fields: Sequence[str] = ("workspaceId", "tier"),
-                indexing_threshold_kb: int = SWEEP_INDEXING_KB, batch_size: int = 1000,
-                chunk: int = 20_000, timeout_s: float = 3600.0) -> dict[str, Any]:
+def build_index(
+    store: VectorStore,
+    dataset: Dataset,
+    config: BuildConfig,
+    *,
+    payload_fields: Sequence[str] = ("workspaceId", "tier"),
+    indexing_threshold_kb: int = SWEEP_INDEXING_KB,
+    batch_size: int = 1000,
+    chunk: int = 20_000,
+    timeout_s: float = 3600.0,
+) -> dict[str, Any]:
     """Create the collection, upsert the dataset in batches, build HNSW (blocking) and check it.
 
     The payload index on ``payload_fields`` is created before the upsert (``before``: Qdrant
@@ -251,13 +289,18 @@ def build_index(store: VectorStore, dataset: Dataset, config: BuildConfig, *,
         in-process Edge engine only; NaN for a server).
     """
     if config.payload_index not in PAYLOAD_INDEX_MODES:
-        raise ConfigError(f"payload_index must be one of {', '.join(PAYLOAD_INDEX_MODES)}, "
-                          f"got {config.payload_index!r}")
+        raise ConfigError(
+            f"payload_index must be one of {', '.join(PAYLOAD_INDEX_MODES)}, "
+            f"got {config.payload_index!r}"
+        )
     rss0 = _rss_mb()
     t0 = time.perf_counter()
-    store.ensure_collection(dataset.dim, config.hnsw(indexing_threshold_kb),
-                            payload_indexes=tuple(payload_fields) if config.payload_index == "before" else (),
-                            quantization=None if config.quantization == "none" else config.quantization)
+    store.ensure_collection(
+        dataset.dim,
+        config.hnsw(indexing_threshold_kb),
+        payload_indexes=tuple(payload_fields) if config.payload_index == "before" else (),
+        quantization=None if config.quantization == "none" else config.quantization,
+    )
     for s in range(0, dataset.n, chunk):
         store.upsert(dataset.points(s, s + chunk), batch_size=batch_size)
     t1 = time.perf_counter()
@@ -271,9 +314,14 @@ def build_index(store: VectorStore, dataset: Dataset, config: BuildConfig, *,
     rss1 = _rss_mb()
     mb = 2**20
     return {
-        "upsert_s": t1 - t0, "optimize_s": t2 - t1, "build_s": t2 - t0, "payload_index_s": t3 - t2,
-        "points": info["points"], "indexed_vectors": info["indexed_vectors"],
-        "segments": info["segments"], "hnsw_segments": info.get("hnsw_segments"),
+        "upsert_s": t1 - t0,
+        "optimize_s": t2 - t1,
+        "build_s": t2 - t0,
+        "payload_index_s": t3 - t2,
+        "points": info["points"],
+        "indexed_vectors": info["indexed_vectors"],
+        "segments": info["segments"],
+        "hnsw_segments": info.get("hnsw_segments"),
         "payload_indexes": ",".join(info.get("payload_indexes", [])),
         "disk_mb": info.get("disk_allocated_bytes", math.nan) / mb,
         "hnsw_mb": info.get("hnsw_bytes", math.nan) / mb,
@@ -284,8 +332,14 @@ def build_index(store: VectorStore, dataset: Dataset, config: BuildConfig, *,
 # --- measurement ------------------------------------------------------------------------------
 
 
-def throughput(store: VectorStore, queries: np.ndarray, *, clients: int, min_queries: int | None = None,
-               **search: Any) -> float:
+def throughput(
+    store: VectorStore,
+    queries: np.ndarray,
+    *,
+    clients: int,
+    min_queries: int | None = None,
+    **search: Any,
+) -> float:
     """Queries per second with ``clients`` threads issuing searches back to back (closed loop).
 
     Each thread takes every ``clients``-th query; the set is repeated until at least
@@ -320,11 +374,24 @@ def throughput(store: VectorStore, queries: np.ndarray, *, clients: int, min_que
     return total / wall if wall > 0 else math.nan
 
 
-def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int = 10,
-             hnsw_ef: int | None = None, exact: bool = False, workspace: str | None = None,
-             rescore: bool | None = None, oversampling: float | None = None, clients: int = 2,
-             warmup: int = 20, repeats: int = 1, batch: bool = True, max_seconds: float | None = None,
-             min_queries: int = 50) -> dict[str, Any]:
+def evaluate(
+    store: VectorStore,
+    dataset: Dataset,
+    truth: np.ndarray,
+    *,
+    k: int = 10,
+    hnsw_ef: int | None = None,
+    exact: bool = False,
+    workspace: str | None = None,
+    rescore: bool | None = None,
+    oversampling: float | None = None,
+    clients: int = 2,
+    warmup: int = 20,
+    repeats: int = 1,
+    batch: bool = True,
+    max_seconds: float | None = None,
+    min_queries: int = 50,
+) -> dict[str, Any]:
     """Recall@k and latency of one search setting over all queries.
 
     ``returned`` is the mean number of hits per query (fewer than ``k`` means the search gave
@@ -341,9 +408,15 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
     """
     if not exact:
         check_hnsw_ef(hnsw_ef, k)
-    kw: dict[str, Any] = {"limit": k, "workspace_id": workspace, "hnsw_ef": None if exact else hnsw_ef,
-                          "exact": exact, "with_payload": False, "rescore": rescore,
-                          "oversampling": oversampling}
+    kw: dict[str, Any] = {
+        "limit": k,
+        "workspace_id": workspace,
+        "hnsw_ef": None if exact else hnsw_ef,
+        "exact": exact,
+        "with_payload": False,
+        "rescore": rescore,
+        "oversampling": oversampling,
+    }
     qs = dataset.queries
     for v in qs[:warmup]:
         store.search(v, **kw)
@@ -358,22 +431,38 @@ def evaluate(store: VectorStore, dataset: Dataset, truth: np.ndarray, *, k: int 
             lat[r * len(qs) + i] = (time.perf_counter_ns() - a) / 1e6
             if r == 0:
                 found.append([h.id for h in hits])
-            if (max_seconds is not None and r == 0 and len(found) >= min_queries
-                    and time.perf_counter() - t0 > max_seconds):
+            if (
+                max_seconds is not None
+                and r == 0
+                and len(found) >= min_queries
+                and time.perf_counter() - t0 > max_seconds
+            ):
                 truncated = True
                 break
         if truncated:
             break
     wall = time.perf_counter() - t0
     done = int(np.isfinite(lat).sum())
-    qs = qs[:len(found)]
+    qs = qs[: len(found)]
     allowed = None if workspace is None else dataset.workspace == workspace
-    rec = recall_at_k([dataset.rows(f) for f in found], truth[:len(found)], k, vectors=dataset.vectors,
-                      queries=qs, allowed=allowed)
-    out: dict[str, Any] = {"recall": float(rec.mean()), "recall_min": float(rec.min()),
-                           "returned": float(np.mean([len(f) for f in found])) if found else 0.0,
-                           "queries": len(qs), "truncated": truncated, **latency_summary(lat),
-                           "qps_1": done / wall if wall > 0 else math.nan, "clients": clients}
+    rec = recall_at_k(
+        [dataset.rows(f) for f in found],
+        truth[: len(found)],
+        k,
+        vectors=dataset.vectors,
+        queries=qs,
+        allowed=allowed,
+    )
+    out: dict[str, Any] = {
+        "recall": float(rec.mean()),
+        "recall_min": float(rec.min()),
+        "returned": float(np.mean([len(f) for f in found])) if found else 0.0,
+        "queries": len(qs),
+        "truncated": truncated,
+        **latency_summary(lat),
+        "qps_1": done / wall if wall > 0 else math.nan,
+        "clients": clients,
+    }
     out["qps_n"] = throughput(store, qs, clients=clients, **kw) if clients > 1 else out["qps_1"]
     if batch:
         b0 = time.perf_counter()
@@ -414,10 +503,16 @@ class Grid:
             raise ConfigError(f"k must be >= 1, got {self.k}")
         for ef in self.hnsw_ef:
             check_hnsw_ef(ef, self.k)
-        q = tuple(self.quantization) if not isinstance(self.quantization, str) else (self.quantization,)
+        q = (
+            tuple(self.quantization)
+            if not isinstance(self.quantization, str)
+            else (self.quantization,)
+        )
         bad = [x for x in q if x not in QUANTIZATIONS]
         if bad or not q:
-            raise ConfigError(f"quantization must be among {', '.join(QUANTIZATIONS)}, got {list(q)}")
+            raise ConfigError(
+                f"quantization must be among {', '.join(QUANTIZATIONS)}, got {list(q)}"
+            )
         object.__setattr__(self, "quantization", q)
         ov = tuple(float(x) for x in self.oversampling)
         if not ov or any(x < 1 for x in ov):
@@ -426,8 +521,13 @@ class Grid:
 
     def builds(self) -> list[BuildConfig]:
         """Every build of the grid, cheapest first."""
-        return [BuildConfig(m, efc, fst, q) for q in self.quantization for fst in self.full_scan_threshold
-                for m in self.m for efc in self.ef_construct]
+        return [
+            BuildConfig(m, efc, fst, q)
+            for q in self.quantization
+            for fst in self.full_scan_threshold
+            for m in self.m
+            for efc in self.ef_construct
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for provenance)."""
@@ -439,22 +539,41 @@ class Grid:
 SMOKE_FULL_SCAN_KB = 100
 
 
-def grid(*, m: Sequence[int] = (8, 16, 32), ef_construct: Sequence[int] = (64, 128, 256),
-         hnsw_ef: Sequence[int] = (16, 32, 64, 128, 256),
-         full_scan_threshold: Sequence[int] = (DEFAULT_FULL_SCAN_KB,),
-         quantization: Sequence[str] = ("none",), oversampling: Sequence[float] = (1.0, 2.0),
-         k: int = 10, smoke: bool = False) -> Grid:
+def grid(
+    *,
+    m: Sequence[int] = (8, 16, 32),
+    ef_construct: Sequence[int] = (64, 128, 256),
+    hnsw_ef: Sequence[int] = (16, 32, 64, 128, 256),
+    full_scan_threshold: Sequence[int] = (DEFAULT_FULL_SCAN_KB,),
+    quantization: Sequence[str] = ("none",),
+    oversampling: Sequence[float] = (1.0, 2.0),
+    k: int = 10,
+    smoke: bool = False,
+) -> Grid:
     """Build a :class:`Grid` (validated: ``hnsw_ef < k`` is a :class:`ConfigError`).
 
     With ``smoke`` the grid shrinks to the two smallest ``m``, the smallest ``ef_construct``, the
     two smallest ``hnsw_ef`` and a full-scan threshold of 100 KB.
     """
-    g = Grid(tuple(m), tuple(ef_construct), tuple(hnsw_ef), tuple(full_scan_threshold),
-             tuple(quantization), tuple(oversampling), int(k))
+    g = Grid(
+        tuple(m),
+        tuple(ef_construct),
+        tuple(hnsw_ef),
+        tuple(full_scan_threshold),
+        tuple(quantization),
+        tuple(oversampling),
+        int(k),
+    )
     if smoke:
-        g = replace(g, m=tuple(sorted(g.m)[:2]), ef_construct=(min(g.ef_construct),),
-                    hnsw_ef=tuple(sorted(g.hnsw_ef)[:2]), full_scan_threshold=(SMOKE_FULL_SCAN_KB,),
-                    quantization=g.quantization[:1], oversampling=g.oversampling[:1])
+        g = replace(
+            g,
+            m=tuple(sorted(g.m)[:2]),
+            ef_construct=(min(g.ef_construct),),
+            hnsw_ef=tuple(sorted(g.hnsw_ef)[:2]),
+            full_scan_threshold=(SMOKE_FULL_SCAN_KB,),
+            quantization=g.quantization[:1],
+            oversampling=g.oversampling[:1],
+        )
     return g
 
 
@@ -497,17 +616,33 @@ def _tidy(frame: pd.DataFrame, dataset: Dataset, settings: Settings) -> pd.DataF
 
 
 def _meta(dataset: Dataset, settings: Settings, **extra: Any) -> dict[str, Any]:
-    return {"dataset": dataset.name, "points": dataset.n, "dim": dataset.dim,
-            "queries": int(len(dataset.queries)), "dataset_info": dataset.info,
-            "backend": _backend(settings), "cpus": os.cpu_count(),
-            "loadavg_end": list(os.getloadavg()), "percentiles": PERCENTILE_DEFINITION, **extra}
+    return {
+        "dataset": dataset.name,
+        "points": dataset.n,
+        "dim": dataset.dim,
+        "queries": int(len(dataset.queries)),
+        "dataset_info": dataset.info,
+        "backend": _backend(settings),
+        "cpus": os.cpu_count(),
+        "loadavg_end": list(os.getloadavg()),
+        "percentiles": PERCENTILE_DEFINITION,
+        **extra,
+    }
 
 
-def sweep(dataset: Dataset, g: Grid | None = None, *, clients: int = 2, include_exact: bool = True,
-          payload_fields: Sequence[str] = ("workspaceId", "tier"),
-          indexing_threshold_kb: int = SWEEP_INDEXING_KB, max_search_threads: int | None = None,
-          warmup: int = 20, settings: Settings | None = None,
-          progress: Callable[[str], None] | None = None) -> SweepResult:
+def sweep(
+    dataset: Dataset,
+    g: Grid | None = None,
+    *,
+    clients: int = 2,
+    include_exact: bool = True,
+    payload_fields: Sequence[str] = ("workspaceId", "tier"),
+    indexing_threshold_kb: int = SWEEP_INDEXING_KB,
+    max_search_threads: int | None = None,
+    warmup: int = 20,
+    settings: Settings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> SweepResult:
     """Build each (m, ef_construct, full_scan_threshold, quantization) once, then measure every hnsw_ef.
 
     Each build is verified (``indexed_vectors == points``, else :class:`IndexNotBuilt`) and
@@ -537,36 +672,87 @@ def sweep(dataset: Dataset, g: Grid | None = None, *, clients: int = 2, include_
             store = open_store(cfg.label)
             try:
                 say(f"build {cfg.label} on {dataset.n} points ...")
-                b = build_index(store, dataset, cfg, payload_fields=payload_fields,
-                                indexing_threshold_kb=indexing_threshold_kb)
+                b = build_index(
+                    store,
+                    dataset,
+                    cfg,
+                    payload_fields=payload_fields,
+                    indexing_threshold_kb=indexing_threshold_kb,
+                )
                 say(f"  built in {b['build_s']:.1f} s (HNSW {b['optimize_s']:.1f} s)")
-                w = brute_force_warnings(b, full_scan_threshold_kb=cfg.full_scan_threshold, dim=dataset.dim)
+                w = brute_force_warnings(
+                    b, full_scan_threshold_kb=cfg.full_scan_threshold, dim=dataset.dim
+                )
                 notes.extend(f"{cfg.label}: {x}" for x in w)
                 base = {"config": cfg.label, **asdict(cfg), "k": k, "brute_force": bool(w)}
                 if include_exact and cfg.quantization not in exact_done:
                     exact_done.add(cfg.quantization)
-                    ev = evaluate(store, dataset, truth, k=k, exact=True, clients=clients, warmup=warmup)
-                    rows.append({**base, "config": f"exact-{cfg.quantization}" if cfg.quantization != "none"
-                                 else "exact", "m": None, "ef_construct": None, "hnsw_ef": None,
-                                 "exact": True, "rescore": None, "oversampling": None, **ev,
-                                 "brute_force": True})
+                    ev = evaluate(
+                        store, dataset, truth, k=k, exact=True, clients=clients, warmup=warmup
+                    )
+                    rows.append(
+                        {
+                            **base,
+                            "config": f"exact-{cfg.quantization}"
+                            if cfg.quantization != "none"
+                            else "exact",
+                            "m": None,
+                            "ef_construct": None,
+                            "hnsw_ef": None,
+                            "exact": True,
+                            "rescore": None,
+                            "oversampling": None,
+                            **ev,
+                            "brute_force": True,
+                        }
+                    )
                 searches: list[tuple[bool | None, float | None]] = [(None, None)]
                 if cfg.quantization != "none":
                     searches = [(True, ov) for ov in g.oversampling]
                 for ef in g.hnsw_ef:
                     for rescore, ov in searches:
-                        ev = evaluate(store, dataset, truth, k=k, hnsw_ef=ef, rescore=rescore,
-                                      oversampling=ov, clients=clients, warmup=warmup)
-                        rows.append({**base, **b, "hnsw_ef": ef, "exact": False, "rescore": rescore,
-                                     "oversampling": ov, **ev})
-                        say(f"  hnsw_ef={ef}{'' if ov is None else f' oversampling={ov}'}: "
+                        ev = evaluate(
+                            store,
+                            dataset,
+                            truth,
+                            k=k,
+                            hnsw_ef=ef,
+                            rescore=rescore,
+                            oversampling=ov,
+                            clients=clients,
+                            warmup=warmup,
+                        )
+                        rows.append(
+                            {
+                                **base,
+                                **b,
+                                "hnsw_ef": ef,
+                                "exact": False,
+                                "rescore": rescore,
+                                "oversampling": ov,
+                                **ev,
+                            }
+                        )
+                        say(
+                            f"  hnsw_ef={ef}{'' if ov is None else f' oversampling={ov}'}: "
                             f"recall@{k} {ev['recall']:.4f}, p95 {ev['p95_ms']:.3f} ms, "
-                            f"{ev['qps_1']:.0f} QPS")
+                            f"{ev['qps_1']:.0f} QPS"
+                        )
             finally:
                 store.drop()
                 store.close()
     frame = _tidy(pd.DataFrame(rows), dataset, s)
-    return SweepResult(frame, notes, _meta(dataset, s, grid=g.to_dict(), clients=clients, loadavg_start=load0,
-                                          indexing_threshold_kb=indexing_threshold_kb,
-                                          payload_fields=list(payload_fields),
-                                          max_search_threads=max_search_threads))
+    return SweepResult(
+        frame,
+        notes,
+        _meta(
+            dataset,
+            s,
+            grid=g.to_dict(),
+            clients=clients,
+            loadavg_start=load0,
+            indexing_threshold_kb=indexing_threshold_kb,
+            payload_fields=list(payload_fields),
+            max_search_threads=max_search_threads,
+        ),
+    )

@@ -8,8 +8,20 @@ from prometheus_client.parser import text_string_to_metric_families
 from axon_lab.load.servertiming import parse_server_timing
 
 PROCESS = "/api/v1/prompts/process"
-ALL_STAGES = {"collection", "analysis", "retrieval", "embed", "vector_search", "document_fetch",
-              "rerank", "synthesis", "injection", "llm", "postprocessing", "total"}
+ALL_STAGES = {
+    "collection",
+    "analysis",
+    "retrieval",
+    "embed",
+    "vector_search",
+    "document_fetch",
+    "rerank",
+    "synthesis",
+    "injection",
+    "llm",
+    "postprocessing",
+    "total",
+}
 
 
 def _post(client, prompt, ws="test", **kw):
@@ -42,8 +54,14 @@ def test_process_returns_contexts_from_the_right_workspace(api_client, ws):
     assert body["contexts"], "real retrieval must find contexts"
     assert {c["workspaceId"] for c in body["contexts"]} == {ws}
     assert all(c["content"] for c in body["contexts"])
-    assert body["analysis"]["intent"] in {"question", "instruction", "analysis", "debugging",
-                                          "comparison", "conversation"}
+    assert body["analysis"]["intent"] in {
+        "question",
+        "instruction",
+        "analysis",
+        "debugging",
+        "comparison",
+        "conversation",
+    }
 
 
 def test_server_timing_has_every_stage(api_client):
@@ -67,7 +85,9 @@ def test_repeated_prompt_is_a_cache_hit(api_client):
     assert "context=miss" in first.headers["X-Axon-Cache"]
     cache = second.json()["metadata"]["cache"]
     assert cache == {"context": "l1-hit", "embedding": "hit", "analysis": "hit"}, cache
-    assert [c["id"] for c in first.json()["contexts"]] == [c["id"] for c in second.json()["contexts"]]
+    assert [c["id"] for c in first.json()["contexts"]] == [
+        c["id"] for c in second.json()["contexts"]
+    ]
 
 
 def test_l2_redis_hit_when_l1_is_off(api_client):
@@ -89,7 +109,9 @@ def test_bad_options_are_422(api_client):
 
 
 def test_invalid_json_is_422(api_client):
-    r = api_client.post(PROCESS, content=b'{"prompt": ', headers={"content-type": "application/json"})
+    r = api_client.post(
+        PROCESS, content=b'{"prompt": ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422
     assert "JSON" in r.json()["error"]
 
@@ -121,8 +143,9 @@ def test_oversized_prompt_is_413(api_client):
 
 
 def test_oversized_body_is_413(api_client):
-    r = api_client.post(PROCESS, content=b"{" + b" " * 300_000 + b"}",
-                        headers={"content-type": "application/json"})
+    r = api_client.post(
+        PROCESS, content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 
@@ -142,8 +165,11 @@ def test_prometheus_metrics_parse(api_client):
     assert "axon_requests" in fams and "axon_stage_duration_seconds" in fams
     stages = {s.labels.get("stage") for s in fams["axon_stage_duration_seconds"].samples}
     assert {"analysis", "retrieval", "vector_search", "llm"} <= stages
-    counts = [s.value for s in fams["axon_requests"].samples
-              if s.name == "axon_requests_total" and s.labels["status"] == "200"]
+    counts = [
+        s.value
+        for s in fams["axon_requests"].samples
+        if s.name == "axon_requests_total" and s.labels["status"] == "200"
+    ]
     assert sum(counts) >= 1
 
 
@@ -175,11 +201,16 @@ def test_health_503_when_redis_stopped_and_requests_degrade(api_client):
 
 
 def test_trace_header_returns_the_span_timeline(api_client):
-    r = api_client.post(PROCESS, json={"prompt": "How do I compress data with zlib? (trace)", "workspaceId": "test"},
-                        headers={"X-Axon-Trace": "1"})
+    r = api_client.post(
+        PROCESS,
+        json={"prompt": "How do I compress data with zlib? (trace)", "workspaceId": "test"},
+        headers={"X-Axon-Trace": "1"},
+    )
     spans = r.json()["metadata"]["timeline"]
     names = [s["name"] for s in spans]
-    assert {"analysis.intent", "analysis.task_type", "analysis.entities", "vector_search"} <= set(names)
+    assert {"analysis.intent", "analysis.task_type", "analysis.entities", "vector_search"} <= set(
+        names
+    )
     by = {s["name"]: s for s in spans}
     assert by["vector_search"]["parent"] == "retrieval"
     assert all(s["end_ms"] >= s["start_ms"] >= 0 for s in spans)
@@ -211,10 +242,15 @@ def test_concurrent_identical_misses_share_one_computation(api_client, monkeypat
 
     def one(_):
         start.wait()
-        return _post(api_client, f"How does the bisect module keep a list sorted? (burst {coalesce})")
+        return _post(
+            api_client, f"How does the bisect module keep a list sorted? (burst {coalesce})"
+        )
 
     try:
-        assert api_client.put("/api/v1/options", json={**opts, "coalesce": coalesce}).status_code == 200
+        assert (
+            api_client.put("/api/v1/options", json={**opts, "coalesce": coalesce}).status_code
+            == 200
+        )
         with ThreadPoolExecutor(n) as pool:
             responses = list(pool.map(one, range(n)))
     finally:

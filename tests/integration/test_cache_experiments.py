@@ -34,7 +34,12 @@ def stack(lab_settings, tmp_path_factory):
 def test_expected_levels_for_n_distinct_prompts_repeated_k_times() -> None:
     n, k = 8, 3
     prompts = workload.distinct_prompts(n) * k
-    assert cache.expected_levels(prompts, "none") == {"l1-hit": 0, "l2-hit": 0, "miss": 0, "off": n * k}
+    assert cache.expected_levels(prompts, "none") == {
+        "l1-hit": 0,
+        "l2-hit": 0,
+        "miss": 0,
+        "off": n * k,
+    }
     assert cache.expected_levels(prompts, "l1")["l1-hit"] == n * (k - 1)
     assert cache.expected_levels(prompts, "l2")["l2-hit"] == n * (k - 1)
     both = cache.expected_levels(prompts, "l1+l2")
@@ -79,8 +84,9 @@ def test_hit_accounting_matches_the_known_workload(stack) -> None:
 
 
 def test_eviction_under_small_maxmemory_with_allkeys_lru(stack) -> None:
-    run = cache.eviction_experiment(stack, policies=("allkeys-lru",), budget_kb=64, universe=40,
-                                    requests=80, seed=1)
+    run = cache.eviction_experiment(
+        stack, policies=("allkeys-lru",), budget_kb=64, universe=40, requests=80, seed=1
+    )
     s = cache.eviction_summary(run).iloc[0]
     assert s.policy == "allkeys-lru" and s.maxmemory_policy == "allkeys-lru"
     assert s.evicted_keys > 0
@@ -91,8 +97,15 @@ def test_eviction_under_small_maxmemory_with_allkeys_lru(stack) -> None:
 
 
 def test_ttl_experiment_expires_short_ttls_only(stack) -> None:
-    run = cache.ttl_experiment(stack, ttls_s=(300, 3600), time_scale=300, duration_s=900,
-                               mean_interval_s=15, universe=4, seed=2)
+    run = cache.ttl_experiment(
+        stack,
+        ttls_s=(300, 3600),
+        time_scale=300,
+        duration_s=900,
+        mean_interval_s=15,
+        universe=4,
+        seed=2,
+    )
     s = cache.ttl_summary(run).set_index("ttl_s")
     assert s.loc[300, "effective_ttl_s"] == 300 and s.loc[3600, "effective_ttl_s"] == 3600
     assert s.loc[3600, "expired_misses"] == 0

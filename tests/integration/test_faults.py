@@ -23,8 +23,14 @@ PROCESS = "/api/v1/prompts/process"
 
 # --- units: the guard and the cache, no server --------------------------------------------------
 def _guard(name: str = "qdrant", **kw) -> BackendGuard:
-    base = dict(timeout_s=1.0, retries=0, retry_backoff_s=0.0, breaker_failures=100, breaker_cooldown_s=1.0,
-                max_inflight=4)
+    base = dict(
+        timeout_s=1.0,
+        retries=0,
+        retry_backoff_s=0.0,
+        breaker_failures=100,
+        breaker_cooldown_s=1.0,
+        max_inflight=4,
+    )
     return BackendGuard(name, **{**base, **kw})
 
 
@@ -113,6 +119,7 @@ def test_spans_measured_inside_a_store_call_land_in_the_request_trace():
 
 def test_cache_degrades_fast_and_comes_back_by_itself():
     with RedisServer() as srv:
+
         async def main() -> None:
             c = Cache(srv.url, timeout_s=0.2, cooldown_s=0.3)
             assert await c.set("k", b"v", 60)
@@ -136,6 +143,7 @@ def test_cache_degrades_fast_and_comes_back_by_itself():
 
 def test_frozen_redis_costs_one_timeout_per_cooldown():
     with RedisServer() as srv:
+
         async def main() -> None:
             c = Cache(srv.url, timeout_s=0.2, cooldown_s=5.0)
             assert await c.set("k", b"v", 60)
@@ -175,7 +183,12 @@ def test_fault_endpoints_stop_and_restart_the_redis_server_the_api_owns(tmp_path
     with TestClient(app) as client:
         server = client.app.state.stack.redis_server
         assert server is not None and server.ping()
-        assert client.put("/api/v1/faults/redis", json={"mode": "latency", "latency_ms": 5}).status_code == 422
+        assert (
+            client.put(
+                "/api/v1/faults/redis", json={"mode": "latency", "latency_ms": 5}
+            ).status_code
+            == 422
+        )
         assert client.put("/api/v1/faults/nope", json={"mode": "stop"}).status_code == 404
         r = client.put("/api/v1/faults/redis", json={"mode": "stop"})
         assert r.status_code == 200 and r.json()["faults"]["redis"]["mode"] == "stop"
@@ -184,7 +197,10 @@ def test_fault_endpoints_stop_and_restart_the_redis_server_the_api_owns(tmp_path
         assert r.status_code == 200 and r.json()["faults"]["redis"] is None
         assert server.ping() and "redis" not in client.get("/health").json()["down"]
         r = client.put("/api/v1/faults/mongodb", json={"mode": "stop"})
-        assert r.json()["faults"]["mongodb"]["mode"] == "stop" and "mongodb" in client.get("/health").json()["down"]
+        assert (
+            r.json()["faults"]["mongodb"]["mode"] == "stop"
+            and "mongodb" in client.get("/health").json()["down"]
+        )
         client.delete("/api/v1/faults/mongodb")
         assert "mongodb" not in client.get("/health").json()["down"]
 
@@ -217,16 +233,23 @@ def data_env(lab_settings, tmp_path_factory):
 def target(data_env, tmp_path_factory):
     from axon_lab.faults import start_fault_target
 
-    opts = PipelineOptions(llm=LLMOptions(median_ms=30.0), vector_timeout_s=0.5, document_timeout_s=0.5,
-                           breaker_cooldown_s=0.5)
+    opts = PipelineOptions(
+        llm=LLMOptions(median_ms=30.0),
+        vector_timeout_s=0.5,
+        document_timeout_s=0.5,
+        breaker_cooldown_s=0.5,
+    )
     log = tmp_path_factory.mktemp("faults-log") / "server.log"
     with start_fault_target(env=data_env, options=opts, log_path=log) as t:
         yield t
 
 
 def _prompt(tag: str) -> dict:
-    return {"prompt": f"How does the {tag} module handle errors? [{uuid.uuid4().hex[:8]}]",
-            "workspaceId": "test", "source": "api"}
+    return {
+        "prompt": f"How does the {tag} module handle errors? [{uuid.uuid4().hex[:8]}]",
+        "workspaceId": "test",
+        "source": "api",
+    }
 
 
 def _wait_ok(client: httpx.Client, timeout_s: float = 15.0) -> float:
@@ -243,8 +266,16 @@ def _wait_ok(client: httpx.Client, timeout_s: float = 15.0) -> float:
 def test_redis_killed_during_a_load_run_degrades_and_recovers(target, tmp_path):
     from axon_lab.faults import read_fault_run, run_fault, verdict
 
-    run = run_fault(target, backend="redis", mode="stop", at_s=3.0, for_s=3.0, duration_s=10.0, rate=8.0,
-                    out_dir=tmp_path / "run")
+    run = run_fault(
+        target,
+        backend="redis",
+        mode="stop",
+        at_s=3.0,
+        for_s=3.0,
+        duration_s=10.0,
+        rate=8.0,
+        out_dir=tmp_path / "run",
+    )
     ph = run.phases.set_index("phase")
     assert ph.loc["during", "requests"] >= 15
     assert ph.loc["during", "error_rate"] < 0.01, run.phases  # degrade, don't die
@@ -261,8 +292,9 @@ def test_redis_killed_during_a_load_run_degrades_and_recovers(target, tmp_path):
     assert redis["errors"] > 0 and redis["state"] == "closed" and redis["last_recovery_unix"]
 
     # a killed experiment leaves a stub summary: the analysis falls back to the schedule's clock
-    (tmp_path / "run" / "summary.json").write_text(json.dumps({"schema": "axon_lab.load.summary/1",
-                                                               "incomplete": True}))
+    (tmp_path / "run" / "summary.json").write_text(
+        json.dumps({"schema": "axon_lab.load.summary/1", "incomplete": True})
+    )
     again = read_fault_run(tmp_path / "run")
     assert len(again.records) == len(run.records)
     assert abs(again.fault["start_s"] - run.fault["start_s"]) < 1.0
@@ -275,8 +307,17 @@ def test_fault_cli_analyzes_a_run_directory(target, tmp_path, capsys):
     from axon_lab.faults import run_fault
     from axon_lab.report import load
 
-    run_fault(target, backend="qdrant", mode="latency", latency_ms=150.0, at_s=1.5, for_s=1.5,
-              duration_s=5.0, rate=4.0, out_dir=tmp_path)
+    run_fault(
+        target,
+        backend="qdrant",
+        mode="latency",
+        latency_ms=150.0,
+        at_s=1.5,
+        for_s=1.5,
+        duration_s=5.0,
+        rate=4.0,
+        out_dir=tmp_path,
+    )
     assert main(["fault", "--analyze", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "verdict: " in out and f"sidecar: {tmp_path}" in out and "during" in out
@@ -316,6 +357,7 @@ def test_hung_document_store_answers_503_within_its_deadline_never_hangs(target)
     with httpx.Client(base_url=target.url, timeout=30) as c:
         target.inject("mongodb", "pause")
         try:
+
             def one(i: int) -> tuple[int, float, dict]:
                 t0 = time.perf_counter()
                 r = c.post(PROCESS, json=_prompt(f"hung{i}"))
@@ -330,7 +372,9 @@ def test_hung_document_store_answers_503_within_its_deadline_never_hangs(target)
             t0 = time.perf_counter()
             h = c.get("/health")
             assert h.status_code == 503 and "mongodb" in h.json()["down"]
-            assert time.perf_counter() - t0 < 2.5  # /health never hangs on a hung store (0.8 s probes)
+            assert (
+                time.perf_counter() - t0 < 2.5
+            )  # /health never hangs on a hung store (0.8 s probes)
             st = c.get("/metrics").json()["backends"]["mongodb"]
             assert st["inflight"] <= st["max_inflight"] and st["timeouts"] >= 1
             assert st["fault"]["mode"] == "pause"
@@ -374,10 +418,16 @@ def test_timeouts_and_retries_per_backend_are_options_reported_in_metrics(target
         assert pol["redis"]["timeout_s"] == 0.1
         text = httpx.get(f"{target.url}/metrics/prometheus", timeout=10).text
         fams = {f.name: f for f in text_string_to_metric_families(text)}
-        timeouts = {s.labels["backend"]: s.value for s in fams["axon_backend_timeout_seconds"].samples}
+        timeouts = {
+            s.labels["backend"]: s.value for s in fams["axon_backend_timeout_seconds"].samples
+        }
         retries = {s.labels["backend"]: s.value for s in fams["axon_backend_retries"].samples}
         assert timeouts == {"redis": 0.1, "qdrant": 0.7, "mongodb": 0.5}
-        assert retries["qdrant"] == 2 and "axon_backend_calls" in fams and "axon_backend_circuit_open" in fams
+        assert (
+            retries["qdrant"] == 2
+            and "axon_backend_calls" in fams
+            and "axon_backend_circuit_open" in fams
+        )
     finally:
         target.set_options(before)
 
@@ -386,8 +436,14 @@ def test_timeouts_and_retries_per_backend_are_options_reported_in_metrics(target
 def test_spike_5_50_5_has_no_server_errors(target, tmp_path):
     from axon_lab.load import LoadRunner
 
-    res = LoadRunner(url=target.url, scenario="spike", scale=0.1, out_dir=tmp_path, progress=False,
-                     timeout_s=20.0).run()
+    res = LoadRunner(
+        url=target.url,
+        scenario="spike",
+        scale=0.1,
+        out_dir=tmp_path,
+        progress=False,
+        timeout_s=20.0,
+    ).run()
     s = res.summary
     assert s["engine"]["peak_vus"] == 50
     assert s["count"] >= 100

@@ -42,13 +42,15 @@ def _check(measured: np.ndarray, label: str, server_actual_ms: list[float]) -> N
         srv = percentile(server_actual_ms, q)
         assert abs(rel) <= TOLERANCE, (
             f"{label} p{q}: measured {got:.2f} ms, known {want:.2f} ms ({rel:+.2%}); "
-            f"the server's own p{q} was {srv:.2f} ms")
+            f"the server's own p{q} was {srv:.2f} ms"
+        )
 
 
 def test_closed_loop_measures_known_distribution(server):
     server.control(reset=True)
-    res = LoadRunner(url=server.url + "/work", connections=250, duration_s=60, max_requests=N,
-                     progress=False).run()
+    res = LoadRunner(
+        url=server.url + "/work", connections=250, duration_s=60, max_requests=N, progress=False
+    ).run()
     assert res.summary["count"] == N and res.summary["errors"] == 0
     stats = server.stats()
     assert stats["count"] == N  # every scheduled delay was used exactly once
@@ -65,8 +67,16 @@ def test_closed_loop_measures_known_distribution(server):
 
 def test_open_loop_measures_known_distribution(server):
     server.control(reset=True)
-    res = LoadRunner(url=server.url + "/work", rate=250, arrival="poisson", duration_s=30,
-                     max_requests=N, connections=600, progress=False, seed=3).run()
+    res = LoadRunner(
+        url=server.url + "/work",
+        rate=250,
+        arrival="poisson",
+        duration_s=30,
+        max_requests=N,
+        connections=600,
+        progress=False,
+        seed=3,
+    ).run()
     assert res.summary["count"] == N and res.summary["errors"] == 0
     assert res.summary["requests"]["queued"] == 0  # the pool never ran dry
     actual = server.stats()["actual_ms"]

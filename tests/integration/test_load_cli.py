@@ -29,14 +29,37 @@ def server():
 
 
 def test_threshold_pass_exits_0(server, tmp_path, capsys):
-    rc = main(["load", server.url + "/api/v1/prompts/process", "-m", "POST", "-b", '{"prompt":"x"}',
-               "-c", "2", "-d", "1", "--no-progress", "--out", str(tmp_path),
-               "--threshold", "http_req_duration:p(95)<2000",
-               "--threshold", "http_req_failed:rate<0.05",
-               "--threshold", "stage.retrieval:p(95)<500",
-               "--threshold", "checks:rate>0.99",
-               "--threshold", "http_reqs:rate>10",
-               "--check", "status==200", "--check", "json:result"])
+    rc = main(
+        [
+            "load",
+            server.url + "/api/v1/prompts/process",
+            "-m",
+            "POST",
+            "-b",
+            '{"prompt":"x"}',
+            "-c",
+            "2",
+            "-d",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--threshold",
+            "http_req_duration:p(95)<2000",
+            "--threshold",
+            "http_req_failed:rate<0.05",
+            "--threshold",
+            "stage.retrieval:p(95)<500",
+            "--threshold",
+            "checks:rate>0.99",
+            "--threshold",
+            "http_reqs:rate>10",
+            "--check",
+            "status==200",
+            "--check",
+            "json:result",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "Latency (ms)" in out and "Req/Sec" in out and "thresholds PASSED" in out
@@ -44,14 +67,29 @@ def test_threshold_pass_exits_0(server, tmp_path, capsys):
     assert s["passed"] is True and s["incomplete"] is False
     assert {t["expr"] for t in s["thresholds"]} >= {"stage.retrieval:p(95)<500", "checks:rate>0.99"}
     assert s["checks"]["rate"] == 1.0
-    assert "stage.retrieval" in s["metrics"] and s["cache"]["embedding"]["hit_rate"] == pytest.approx(0.75, abs=0.01)
+    assert "stage.retrieval" in s["metrics"] and s["cache"]["embedding"][
+        "hit_rate"
+    ] == pytest.approx(0.75, abs=0.01)
     for name in s["files"].values():
         assert (tmp_path / name).is_file()
 
 
 def test_threshold_fail_exits_99(server, tmp_path, capsys):
-    rc = main(["load", server.url + "/work", "-c", "2", "-d", "1", "--no-progress",
-               "--out", str(tmp_path), "--threshold", "http_req_duration:p(95)<0.001"])
+    rc = main(
+        [
+            "load",
+            server.url + "/work",
+            "-c",
+            "2",
+            "-d",
+            "1",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+            "--threshold",
+            "http_req_duration:p(95)<0.001",
+        ]
+    )
     captured = capsys.readouterr()
     assert rc == 99
     assert "thresholds failed: http_req_duration:p(95)<0.001" in captured.err
@@ -63,25 +101,52 @@ def test_threshold_fail_exits_99(server, tmp_path, capsys):
 
 def test_threshold_on_missing_samples_fails_not_passes(server, capsys):
     # /work sends no Server-Timing: a stage threshold has nothing to judge, so it must fail.
-    rc = main(["load", server.url + "/work", "-c", "1", "-d", "0.5", "--no-progress",
-               "--threshold", "stage.retrieval:p(95)<500", "--threshold", "checks:rate>0.5"])
+    rc = main(
+        [
+            "load",
+            server.url + "/work",
+            "-c",
+            "1",
+            "-d",
+            "0.5",
+            "--no-progress",
+            "--threshold",
+            "stage.retrieval:p(95)<500",
+            "--threshold",
+            "checks:rate>0.5",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 99
     assert "no samples" in err
 
 
 def test_error_rate_threshold(server, capsys):
-    rc = main(["load", server.url + "/status/503", "-c", "2", "-d", "0.5", "--no-progress",
-               "--threshold", "http_req_failed:rate<0.05"])
+    rc = main(
+        [
+            "load",
+            server.url + "/status/503",
+            "-c",
+            "2",
+            "-d",
+            "0.5",
+            "--no-progress",
+            "--threshold",
+            "http_req_failed:rate<0.05",
+        ]
+    )
     assert rc == 99
     assert "http_req_failed" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("expr", "needle"), [
-    ("foo_bar:p(95)<1", "unknown metric 'foo_bar'; valid: achieved_rate_ratio"),
-    ("http_req_failed:p(95)<1", "aggregation 'p(95)' is not valid; valid: rate"),
-    ("http_req_duration<3000", "cannot parse threshold"),
-])
+@pytest.mark.parametrize(
+    ("expr", "needle"),
+    [
+        ("foo_bar:p(95)<1", "unknown metric 'foo_bar'; valid: achieved_rate_ratio"),
+        ("http_req_failed:p(95)<1", "aggregation 'p(95)' is not valid; valid: rate"),
+        ("http_req_duration<3000", "cannot parse threshold"),
+    ],
+)
 def test_bad_thresholds_are_rejected_before_running(expr, needle, capsys):
     t0 = time.monotonic()
     rc = main(["load", "http://127.0.0.1:9/x", "--threshold", expr, "--no-progress"])
@@ -118,8 +183,9 @@ def test_every_run_is_bounded():
 
 
 def test_max_requests_bounds_a_run(server):
-    res = LoadRunner(url=server.url + "/work", connections=4, duration_s=30, max_requests=50,
-                     progress=False).run()
+    res = LoadRunner(
+        url=server.url + "/work", connections=4, duration_s=30, max_requests=50, progress=False
+    ).run()
     assert res.summary["requests"]["scheduled"] == 50 and res.summary["count"] == 50
     assert res.summary["elapsed_s"] < 10
 
@@ -130,8 +196,9 @@ def test_unreachable_target_is_an_error():
 
 
 def test_stop_keeps_records_and_marks_incomplete(server, tmp_path):
-    runner = LoadRunner(url=server.url + "/work", rate=100, duration_s=30, out_dir=tmp_path,
-                        progress=False)
+    runner = LoadRunner(
+        url=server.url + "/work", rate=100, duration_s=30, out_dir=tmp_path, progress=False
+    )
     threading.Timer(1.0, runner.stop, args=("interrupted (test)",)).start()
     res = runner.run()
     assert res.incomplete and res.interrupted and res.exit_code == 130
@@ -144,8 +211,14 @@ def test_stop_keeps_records_and_marks_incomplete(server, tmp_path):
 
 def test_dying_server_keeps_records_and_marks_incomplete(tmp_path):
     with LoadServer("constant:ms=2") as srv:
-        runner = LoadRunner(url=srv.url + "/work", rate=100, duration_s=30, out_dir=tmp_path,
-                            abort_unreachable_s=1.0, progress=False)
+        runner = LoadRunner(
+            url=srv.url + "/work",
+            rate=100,
+            duration_s=30,
+            out_dir=tmp_path,
+            abort_unreachable_s=1.0,
+            progress=False,
+        )
         threading.Timer(1.0, srv.stop).start()
         res = runner.run()
     s = read_summary(tmp_path)
@@ -157,22 +230,43 @@ def test_dying_server_keeps_records_and_marks_incomplete(tmp_path):
 
 def _cli(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "axon_lab", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "axon_lab", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_parts(out: Path, timeout_s: float = 20.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if list((out / "records.parquet").glob("part-*.parquet")) if (out / "records.parquet").is_dir() else False:
+        if (
+            list((out / "records.parquet").glob("part-*.parquet"))
+            if (out / "records.parquet").is_dir()
+            else False
+        ):
             return
         time.sleep(0.1)
     raise AssertionError("no records flushed")
 
 
 def test_ctrl_c_writes_summary_and_exits_130(server, tmp_path):
-    proc = _cli(["load", server.url + "/work", "--rate", "50", "-d", "60", "--no-progress",
-                 "--out", str(tmp_path)])
+    proc = _cli(
+        [
+            "load",
+            server.url + "/work",
+            "--rate",
+            "50",
+            "-d",
+            "60",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     _wait_for_parts(tmp_path)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
@@ -184,8 +278,19 @@ def test_ctrl_c_writes_summary_and_exits_130(server, tmp_path):
 
 
 def test_killed_run_leaves_readable_partial_records(server, tmp_path):
-    proc = _cli(["load", server.url + "/work", "--rate", "50", "-d", "60", "--no-progress",
-                 "--out", str(tmp_path)])
+    proc = _cli(
+        [
+            "load",
+            server.url + "/work",
+            "--rate",
+            "50",
+            "-d",
+            "60",
+            "--no-progress",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     _wait_for_parts(tmp_path)
     time.sleep(0.6)
     proc.kill()

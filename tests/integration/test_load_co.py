@@ -29,8 +29,14 @@ def _arm(server) -> None:
 @pytest.fixture(scope="module")
 def open_run(server):
     _arm(server)
-    res = LoadRunner(url=server.url + "/work", rate=RATE, duration_s=DURATION_S, connections=POOL,
-                     late_ms=10, progress=False).run()
+    res = LoadRunner(
+        url=server.url + "/work",
+        rate=RATE,
+        duration_s=DURATION_S,
+        connections=POOL,
+        late_ms=10,
+        progress=False,
+    ).run()
     assert server.stats()["stalls"] == 1
     return res
 
@@ -38,8 +44,9 @@ def open_run(server):
 @pytest.fixture(scope="module")
 def closed_run(server, open_run):
     _arm(server)
-    res = LoadRunner(url=server.url + "/work", connections=POOL, duration_s=DURATION_S,
-                     progress=False).run()
+    res = LoadRunner(
+        url=server.url + "/work", connections=POOL, duration_s=DURATION_S, progress=False
+    ).run()
     assert server.stats()["stalls"] == 1
     return res
 
@@ -75,5 +82,6 @@ def test_closed_loop_under_reports(open_run, closed_run):
     assert (closed_run.records["response_ms"] >= 1000).sum() <= POOL
     assert closed_p99 < 100.0
     assert open_p99 / closed_p99 > 10.0, (
-        f"closed loop p99 {closed_p99:.1f} ms vs open loop {open_p99:.1f} ms")
+        f"closed loop p99 {closed_p99:.1f} ms vs open loop {open_p99:.1f} ms"
+    )
     assert any("coordinated omission" in w for w in closed_run.summary["warnings"])

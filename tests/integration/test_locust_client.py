@@ -16,12 +16,25 @@ def server():
         yield srv
 
 
-@pytest.mark.parametrize(("path", "check", "status"), [
-    ("/close", "body~bye", 200), ("/chunked", "json:result", 200), ("/status/503", "status==503", 503)])
+@pytest.mark.parametrize(
+    ("path", "check", "status"),
+    [
+        ("/close", "body~bye", 200),
+        ("/chunked", "json:result", 200),
+        ("/status/503", "status==503", 503),
+    ],
+)
 def test_worker_client_reads_every_response_kind(server, path, check, status):
-    res = LoadRunner(url=server.url + path, connections=4, duration_s=5, max_requests=40,
-                     engine="locust", engine_options={"workers": 1}, checks=[check],
-                     progress=False).run()
+    res = LoadRunner(
+        url=server.url + path,
+        connections=4,
+        duration_s=5,
+        max_requests=40,
+        engine="locust",
+        engine_options={"workers": 1},
+        checks=[check],
+        progress=False,
+    ).run()
     s = res.summary
     assert s["count"] == 40, s.get("incomplete_reason")
     assert (res.records["status"] == status).all()
@@ -34,8 +47,14 @@ def test_worker_client_reads_every_response_kind(server, path, check, status):
 
 def test_guide_preset_with_stages_runs_on_locust(server):
     # The spike preset at 5% scale: 1→5 VUs, jump to 50, hold, back to 5 (think time 1 s).
-    res = LoadRunner(url=server.url, scenario="spike", scale=0.05, engine="locust",
-                     engine_options={"workers": 2}, progress=False).run()
+    res = LoadRunner(
+        url=server.url,
+        scenario="spike",
+        scale=0.05,
+        engine="locust",
+        engine_options={"workers": 2},
+        progress=False,
+    ).run()
     s = res.summary
     assert not res.incomplete, s.get("incomplete_reason")
     assert s["shape"]["executor"] == "ramping-vus"

@@ -37,10 +37,18 @@ def run(server, tmp_path_factory):
     server.control(reset=True)
     out = tmp_path_factory.mktemp("locust")
     # 500 users over 2 workers: 2 requests each; with start-up the run takes ~25-30 s.
-    res = LoadRunner(url=server.url + "/api/v1/prompts/process", method="POST",
-                     body={"prompt": "x"}, connections=500, duration_s=60, max_requests=N,
-                     engine="locust", engine_options={"workers": 2}, progress=False,
-                     out_dir=out).run()
+    res = LoadRunner(
+        url=server.url + "/api/v1/prompts/process",
+        method="POST",
+        body={"prompt": "x"},
+        connections=500,
+        duration_s=60,
+        max_requests=N,
+        engine="locust",
+        engine_options={"workers": 2},
+        progress=False,
+        out_dir=out,
+    ).run()
     return res, server.stats(), out
 
 
@@ -78,7 +86,8 @@ def test_merged_percentiles_match_the_truth(run):
         got = percentile(service, q)
         assert abs(got - want) / want <= TOLERANCE, (
             f"p{q}: merged {got:.2f} ms vs known {want:.2f} ms; server's own "
-            f"{percentile(stats['actual_ms'], q):.2f} ms")
+            f"{percentile(stats['actual_ms'], q):.2f} ms"
+        )
     for q, key in ((50, "p50"), (95, "p95"), (99, "p99")):
         assert res.summary[key] == pytest.approx(percentile(ok["response_ms"].to_numpy(), q))
 
@@ -100,9 +109,27 @@ def test_records_keep_stages_and_cache_and_locust_is_shown(run):
 def test_failing_threshold_exits_99_via_cli(server, tmp_path, capsys):
     server.control(reset=True, latency="constant:ms=20")
     try:
-        rc = main(["load", server.url + "/work", "--engine", "locust", "--workers", "2",
-                   "-c", "10", "-d", "3", "--max-requests", "200", "--no-progress",
-                   "--threshold", "http_req_duration:p(95)<5", "--out", str(tmp_path)])
+        rc = main(
+            [
+                "load",
+                server.url + "/work",
+                "--engine",
+                "locust",
+                "--workers",
+                "2",
+                "-c",
+                "10",
+                "-d",
+                "3",
+                "--max-requests",
+                "200",
+                "--no-progress",
+                "--threshold",
+                "http_req_duration:p(95)<5",
+                "--out",
+                str(tmp_path),
+            ]
+        )
     finally:
         server.control(reset=True, latency=LATENCY)
     assert rc == 99
@@ -115,8 +142,9 @@ def test_failing_threshold_exits_99_via_cli(server, tmp_path, capsys):
 
 def test_locust_engine_refuses_what_it_does_not_run(server, capsys):
     with pytest.raises(ConfigError, match="closed-loop"):
-        LoadRunner(url=server.url + "/work", rate=10, duration_s=1, engine="locust",
-                   progress=False).run()
+        LoadRunner(
+            url=server.url + "/work", rate=10, duration_s=1, engine="locust", progress=False
+        ).run()
     assert main(["load", server.url + "/work", "--workers", "2", "-d", "1"]) not in (0, 99)
     assert "only apply with --engine locust" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="non-loopback"):

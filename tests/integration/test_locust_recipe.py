@@ -24,15 +24,46 @@ def test_master_and_separately_started_workers(tmp_path):
     cli = [sys.executable, "-c", "import sys; from axon_lab.cli import main; sys.exit(main())"]
     port = _free_port()
     with LoadServer("constant:ms=20") as srv:
-        common = [srv.url + "/work", "--engine", "locust", "-c", "10", "-d", "3",
-                  "--max-requests", "200", "--master-port", str(port), "--no-progress"]
-        master = subprocess.Popen([*cli, "load", *common, "--master", "--expect-workers", "2",
-                                   "--master-bind", "127.0.0.1", "--out", str(tmp_path),
-                                   "--threshold", "http_req_duration:p(95)<1"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        workers = [subprocess.Popen([*cli, "load", *common, "--worker", "--master-host",
-                                     "127.0.0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                   for _ in range(2)]
+        common = [
+            srv.url + "/work",
+            "--engine",
+            "locust",
+            "-c",
+            "10",
+            "-d",
+            "3",
+            "--max-requests",
+            "200",
+            "--master-port",
+            str(port),
+            "--no-progress",
+        ]
+        master = subprocess.Popen(
+            [
+                *cli,
+                "load",
+                *common,
+                "--master",
+                "--expect-workers",
+                "2",
+                "--master-bind",
+                "127.0.0.1",
+                "--out",
+                str(tmp_path),
+                "--threshold",
+                "http_req_duration:p(95)<1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        workers = [
+            subprocess.Popen(
+                [*cli, "load", *common, "--worker", "--master-host", "127.0.0.1"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
         try:
             _, err = master.communicate(timeout=120)
             rcs = [w.wait(timeout=30) for w in workers]

@@ -29,9 +29,31 @@ RATE = 40
 
 def _load_cli(url: str, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "axon_lab", "load", url + PROCESS, "-m", "POST", "-b", BODY,
-                             "--rate", str(RATE), "-d", "60", "--no-progress", "--out", str(out)],
-                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "axon_lab",
+            "load",
+            url + PROCESS,
+            "-m",
+            "POST",
+            "-b",
+            BODY,
+            "--rate",
+            str(RATE),
+            "-d",
+            "60",
+            "--no-progress",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_parts(out: Path, n: int, timeout_s: float = 30.0) -> None:

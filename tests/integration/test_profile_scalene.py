@@ -87,8 +87,11 @@ def test_flame_layout_shares(scalene_profile) -> None:
     assert roots.width.sum() == pytest.approx(1.0)
     assert layout.label.str.contains("burn").any()
     for r in layout[layout.depth > 0].itertuples():  # every box lies inside its parent
-        parent = layout[(layout.depth == r.depth - 1) & (layout.x0 <= r.x0 + 1e-9)
-                        & (layout.x0 + layout.width >= r.x0 + r.width - 1e-9)]
+        parent = layout[
+            (layout.depth == r.depth - 1)
+            & (layout.x0 <= r.x0 + 1e-9)
+            & (layout.x0 + layout.width >= r.x0 + r.width - 1e-9)
+        ]
         assert len(parent)
     from axon_lab.profiling import plots as plots
 
@@ -121,15 +124,25 @@ def test_resource_sampler_sees_a_growing_child() -> None:
 def _frame(minutes: float, slope: float, noise: float = 0.5, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     t = np.arange(0, minutes * 60, 1.0)
-    idle = pd.DataFrame({"t_s": np.arange(-10, 0, 1.0), "phase": "idle", "rss_mb": 500.0, "cpu_pct": 2.0})
-    load = pd.DataFrame({"t_s": t, "phase": "load", "rss_mb": 600 + slope * t / 60 + rng.normal(0, noise, t.size),
-                         "cpu_pct": 40 + rng.normal(0, 5, t.size)})
+    idle = pd.DataFrame(
+        {"t_s": np.arange(-10, 0, 1.0), "phase": "idle", "rss_mb": 500.0, "cpu_pct": 2.0}
+    )
+    load = pd.DataFrame(
+        {
+            "t_s": t,
+            "phase": "load",
+            "rss_mb": 600 + slope * t / 60 + rng.normal(0, noise, t.size),
+            "cpu_pct": 40 + rng.normal(0, 5, t.size),
+        }
+    )
     return pd.concat([idle, load], ignore_index=True)
 
 
 def test_memory_slope_flags_a_leak_only_when_it_is_one() -> None:
     leak = profiling.memory_slope(_frame(5, slope=8.0))
-    assert leak["slope_mb_per_min"] == pytest.approx(8.0, abs=0.3) and leak["leak_suspected"] is True
+    assert (
+        leak["slope_mb_per_min"] == pytest.approx(8.0, abs=0.3) and leak["leak_suspected"] is True
+    )
     flat = profiling.memory_slope(_frame(5, slope=0.0))
     assert abs(flat["slope_mb_per_min"]) < 0.3 and flat["leak_suspected"] is False
     short = profiling.memory_slope(_frame(0.5, slope=30.0))
@@ -144,7 +157,9 @@ def test_resource_verdicts_against_the_guide_targets() -> None:
     v = profiling.resource_verdicts(hot).set_index("metric")
     assert v.loc["memory under load (max RSS)", "status"] == "fail"
     assert v.loc["CPU peak (p95 under load)", "status"] == "fail"
-    assert v.loc["memory idle (max RSS)", "status"] == "fail"  # 4.5 GB idle is past the 4 GB critical
+    assert (
+        v.loc["memory idle (max RSS)", "status"] == "fail"
+    )  # 4.5 GB idle is past the 4 GB critical
 
 
 def test_lag_file_and_phases(tmp_path) -> None:

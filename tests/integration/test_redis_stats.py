@@ -111,7 +111,9 @@ def test_evictions_counted_under_small_maxmemory(server) -> None:
 def test_cli_stats_json_redacts_url(server, capsys) -> None:
     from axon_lab.cli import main
 
-    url = server.url.replace("redis://", "redis://default:hunter2@")  # password is not needed: no ACL
+    url = server.url.replace(
+        "redis://", "redis://default:hunter2@"
+    )  # password is not needed: no ACL
     rc = main(["redis", "stats", "--url", server.url, "--json"])
     assert rc == 0
     doc = json.loads(capsys.readouterr().out)

@@ -58,7 +58,9 @@ def secret_env(redis_pw):
     }
 
 
-def test_api_bodies_headers_metrics_and_logs_never_show_a_password(secret_env, lab_settings, caplog, monkeypatch):
+def test_api_bodies_headers_metrics_and_logs_never_show_a_password(
+    secret_env, lab_settings, caplog, monkeypatch
+):
     from fastapi.testclient import TestClient
 
     from axon_lab.api.app import create_app
@@ -68,7 +70,9 @@ def test_api_bodies_headers_metrics_and_logs_never_show_a_password(secret_env, l
     for k, v in secret_env.items():
         monkeypatch.setenv(k, v)
     settings = Settings(data_dir=lab_settings.data_dir)
-    opts = PipelineOptions(vector_timeout_s=1.0, document_timeout_s=1.0, llm=LLMOptions(median_ms=5.0))
+    opts = PipelineOptions(
+        vector_timeout_s=1.0, document_timeout_s=1.0, llm=LLMOptions(median_ms=5.0)
+    )
     caplog.set_level(logging.DEBUG)
     seen: list[str] = []
     with TestClient(create_app(settings, opts, load_corpus=False)) as client:
@@ -77,24 +81,48 @@ def test_api_bodies_headers_metrics_and_logs_never_show_a_password(secret_env, l
         assert h.json()["backends"]["redis"]["status"] == "up"  # the password works
         r = client.post(PROCESS, json={"prompt": "How do I read a file?", "workspaceId": "test"})
         assert r.status_code == 503 and r.json()["backend"] == "qdrant"
-        for resp in (h, r, client.get("/metrics"), client.get("/metrics/prometheus"),
-                     client.get("/api/v1/options"), client.get("/api/v1/faults"),
-                     client.post(PROCESS, content=b'{"prompt": ', headers={"content-type": "application/json"})):
+        for resp in (
+            h,
+            r,
+            client.get("/metrics"),
+            client.get("/metrics/prometheus"),
+            client.get("/api/v1/options"),
+            client.get("/api/v1/faults"),
+            client.post(
+                PROCESS, content=b'{"prompt": ', headers={"content-type": "application/json"}
+            ),
+        ):
             seen.append(resp.text + json.dumps(dict(resp.headers)))
         backends = client.get("/metrics").json()["backends"]
         assert backends["qdrant"]["last_error"]  # the client's error text is there, redacted
         stack = client.app.state.stack
-        seen.append(repr(settings) + str(settings.public()) + stack.cache.url + stack.vectors.url + stack.docs.url)
+        seen.append(
+            repr(settings)
+            + str(settings.public())
+            + stack.cache.url
+            + stack.vectors.url
+            + stack.docs.url
+        )
     _no_secret("\n".join(seen), "API responses")
-    _no_secret("\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records), "logs")
+    _no_secret(
+        "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records), "logs"
+    )
 
 
 @pytest.mark.slow
 def test_stack_status_text_and_json_are_redacted(secret_env, tmp_path):
     env = {**os.environ, "AXON_DATA_DIR": str(tmp_path), **secret_env}
-    runs = [subprocess.run([sys.executable, "-m", "axon_lab", *args], capture_output=True, text=True, env=env,
-                           timeout=180, cwd=REPO)
-            for args in (["stack", "status", "--json"], ["-v", "stack", "status"])]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-m", "axon_lab", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=180,
+            cwd=REPO,
+        )
+        for args in (["stack", "status", "--json"], ["-v", "stack", "status"])
+    ]
     _no_secret("\n".join(r.stdout + r.stderr for r in runs), "axon-lab stack status")
     assert "DOWN qdrant" in runs[1].stdout and "redis://:***@127.0.0.1:" in runs[1].stdout
     by = {b["name"]: b for b in json.loads(runs[0].stdout)["backends"]}
@@ -112,23 +140,40 @@ def test_sidecars_notebooks_html_and_load_summaries_are_redacted(tmp_path, redis
     url = redis_pw.url  # redis://:<password>@127.0.0.1:port/0
     # a sidecar written directly
     frame = pd.DataFrame({"n": [1, 2], "target": [url, "plain"], "at": [1.5, 2.5]})
-    side = record("leaky", {"url": url, "nested": [{"dsn": url}], "password": REDIS_PW},
-                  parameters={"redis_url": url}, frames={"runs": frame}, out_dir=tmp_path / "direct")
+    side = record(
+        "leaky",
+        {"url": url, "nested": [{"dsn": url}], "password": REDIS_PW},
+        parameters={"redis_url": url},
+        frames={"runs": frame},
+        out_dir=tmp_path / "direct",
+    )
     _no_secret(side.read_text(), "sidecar")
     written = pd.read_parquet(tmp_path / "direct" / "leaky.runs.parquet")
     _no_secret(written.to_csv(), "sidecar frame")
-    assert written["target"].tolist() == [redact_text(url), "plain"] and written["n"].tolist() == [1, 2]
+    assert written["target"].tolist() == [redact_text(url), "plain"] and written["n"].tolist() == [
+        1,
+        2,
+    ]
     assert frame["target"][0] == url  # the caller's frame is not modified
     # a notebook that prints, logs, displays and finally fails with the URL
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        }
+    )
     nb.cells = [
         nbformat.v4.new_markdown_cell("# leak check"),
-        nbformat.v4.new_code_cell('url: str = ""  # a URL with a password', metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import logging\nprint('connecting to', url)\n"
-                                  "logging.getLogger('leak').warning('connecting to %s', url)\nurl"),
-        nbformat.v4.new_code_cell("from axon_lab.report import record\n"
-                                  "record('leak_nb', {'url': url}, parameters={'url': url}, verdict={'status': 'info', 'summary': url})"),
+        nbformat.v4.new_code_cell(
+            'url: str = ""  # a URL with a password', metadata={"tags": ["parameters"]}
+        ),
+        nbformat.v4.new_code_cell(
+            "import logging\nprint('connecting to', url)\n"
+            "logging.getLogger('leak').warning('connecting to %s', url)\nurl"
+        ),
+        nbformat.v4.new_code_cell(
+            "from axon_lab.report import record\n"
+            "record('leak_nb', {'url': url}, parameters={'url': url}, verdict={'status': 'info', 'summary': url})"
+        ),
         nbformat.v4.new_code_cell("raise ConnectionError(f'cannot reach {url}')"),
     ]
     path = tmp_path / "leak_nb.ipynb"
@@ -141,8 +186,14 @@ def test_sidecars_notebooks_html_and_load_summaries_are_redacted(tmp_path, redis
     # a load run whose target URL carries credentials
     with LoadServer("constant:ms=1") as srv:
         target = srv.url.replace("http://", f"http://axon:{LLM_PW}@") + "/health"
-        LoadRunner(url=target, duration_s=0.5, connections=1, out_dir=tmp_path / "load", progress=False,
-                   parameters={"note": target}).run()
+        LoadRunner(
+            url=target,
+            duration_s=0.5,
+            connections=1,
+            out_dir=tmp_path / "load",
+            progress=False,
+            parameters={"note": target},
+        ).run()
     _no_secret((tmp_path / "load" / "summary.json").read_text(), "load summary.json")
 
 
@@ -164,7 +215,11 @@ def served(lab_settings, tmp_path_factory):
 
 
 def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
-    return [(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    return [
+        (c.laddr.ip, c.laddr.port)
+        for c in proc.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
 
 
 @pytest.mark.slow
@@ -173,7 +228,9 @@ def test_api_and_its_redis_server_listen_on_loopback_only(served):
     api = psutil.Process(pid)
     api_socks = _listening(api)
     port = int(served.rsplit(":", 1)[1])
-    assert (("127.0.0.1", port) in api_socks) and all(ip == "127.0.0.1" for ip, _ in api_socks), api_socks
+    assert (("127.0.0.1", port) in api_socks) and all(ip == "127.0.0.1" for ip, _ in api_socks), (
+        api_socks
+    )
     redis = [c for c in api.children(recursive=True) if "redis-server" in " ".join(c.cmdline())]
     assert len(redis) == 1, "the API owns its redis-server"
     redis_socks = _listening(redis[0])
@@ -201,7 +258,10 @@ def test_load_tool_refuses_non_loopback_targets_without_allow_remote(capsys):
     with pytest.raises(ConfigError, match="allow_remote"):
         LoadRunner(url="http://192.0.2.1/health", duration_s=1)
     # with the flag the run is allowed (constructed, not sent: no traffic leaves 127.0.0.1 here)
-    assert LoadRunner(url="http://192.0.2.1/health", duration_s=1, allow_remote=True).target.host == "192.0.2.1"
+    assert (
+        LoadRunner(url="http://192.0.2.1/health", duration_s=1, allow_remote=True).target.host
+        == "192.0.2.1"
+    )
 
 
 def test_fault_proxy_refuses_a_non_loopback_upstream(capsys):

@@ -37,8 +37,13 @@ def test_redis_pause_and_resume():
 
 def _status(env_extra, tmp_path):
     env = {**os.environ, "AXON_DATA_DIR": str(tmp_path), **env_extra}
-    r = subprocess.run([sys.executable, "-m", "axon_lab", "stack", "status", "--json"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "axon_lab", "stack", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     return r, json.loads(r.stdout)
 
 
@@ -56,7 +61,10 @@ def test_stack_status_owns_redis_when_no_url(tmp_path):
 def test_stack_status_redacts_urls(tmp_path):
     with RedisServer() as srv:
         url = f"redis://axon:sup3rs3cret@127.0.0.1:{srv.port}/0"
-        r, doc = _status({"AXON_REDIS_URL": url, "AXON_MONGODB_URI": "mongodb://u:m0ngopw@127.0.0.1:1/"}, tmp_path)
+        r, doc = _status(
+            {"AXON_REDIS_URL": url, "AXON_MONGODB_URI": "mongodb://u:m0ngopw@127.0.0.1:1/"},
+            tmp_path,
+        )
     assert "sup3rs3cret" not in r.stdout + r.stderr
     assert "m0ngopw" not in r.stdout + r.stderr
     by = {b["name"]: b for b in doc["backends"]}
@@ -71,9 +79,13 @@ def test_edge_shard_in_use_gives_a_clear_error(tmp_path):
     v.ensure_collection(4, HnswParams())
     v.upsert([VectorPoint(1, [0.1, 0.2, 0.3, 0.4], {"workspaceId": "w"})])
     try:
-        code = ("from axon_lab.stack import EdgeVectorStore; import sys; "
-                f"EdgeVectorStore({str(tmp_path / 'shard')!r})")
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        code = (
+            "from axon_lab.stack import EdgeVectorStore; import sys; "
+            f"EdgeVectorStore({str(tmp_path / 'shard')!r})"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode != 0
         assert "in use by another process" in r.stderr
     finally:

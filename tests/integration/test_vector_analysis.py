@@ -33,14 +33,19 @@ def built(data, settings):
     """One real HNSW build on Qdrant Edge (full-scan threshold low enough that HNSW is used)."""
     with V.sweep_stores(settings) as open_store:
         store = open_store("fixture")
-        info = V.build_index(store, data, V.BuildConfig(m=8, ef_construct=32, full_scan_threshold=16))
+        info = V.build_index(
+            store, data, V.BuildConfig(m=8, ef_construct=32, full_scan_threshold=16)
+        )
         yield store, info
 
 
 def _naive_topk(vectors, queries, k, rows=None):
     out = []
     for q in queries:
-        sims = [(float(np.dot(vectors[r], q)), r) for r in (range(len(vectors)) if rows is None else rows)]
+        sims = [
+            (float(np.dot(vectors[r], q)), r)
+            for r in (range(len(vectors)) if rows is None else rows)
+        ]
         out.append([r for _, r in sorted(sims, key=lambda t: (-t[0], t[1]))[:k]])
     return out
 
@@ -54,9 +59,14 @@ def test_ground_truth_matches_naive_brute_force(data):
     rows = np.flatnonzero(data.workspace == "w10")
     fidx, _ = V.ground_truth(data.vectors, data.queries, K, rows=rows)
     assert set(np.unique(fidx)) <= set(rows.tolist())
-    assert [set(r) for r in fidx.tolist()] == [set(r) for r in _naive_topk(data.vectors, data.queries, K, rows)]
+    assert [set(r) for r in fidx.tolist()] == [
+        set(r) for r in _naive_topk(data.vectors, data.queries, K, rows)
+    ]
     tiny = rows[:3]  # a subset smaller than k gives k' = 3 neighbours
-    assert V.ground_truth(data.vectors, data.queries, K, rows=tiny)[0].shape == (len(data.queries), 3)
+    assert V.ground_truth(data.vectors, data.queries, K, rows=tiny)[0].shape == (
+        len(data.queries),
+        3,
+    )
 
 
 def test_recall_at_k_definition():
@@ -74,7 +84,10 @@ def test_recall_at_k_definition():
     assert V.recall_at_k([[0, 2]], np.array([[0, 1]]), 2, vectors=vecs, queries=q)[0] == 1.0
     # ... unless that row is outside the filtered subset
     allowed = np.array([True, True, False, True])
-    assert V.recall_at_k([[0, 2]], np.array([[0, 1]]), 2, vectors=vecs, queries=q, allowed=allowed)[0] == 0.5
+    assert (
+        V.recall_at_k([[0, 2]], np.array([[0, 1]]), 2, vectors=vecs, queries=q, allowed=allowed)[0]
+        == 0.5
+    )
 
 
 def test_index_is_really_built(built, data):
@@ -92,16 +105,24 @@ def test_search_recall_matches_numpy_and_exact_is_perfect(built, data):
     ev = V.evaluate(store, data, truth, k=K, hnsw_ef=K, clients=1, warmup=2)
     # recompute recall independently from the ids the engine returns
     naive = _naive_topk(data.vectors, data.queries, K)
-    got = [[h.id for h in store.search(q, limit=K, hnsw_ef=K, with_payload=False)] for q in data.queries]
+    got = [
+        [h.id for h in store.search(q, limit=K, hnsw_ef=K, with_payload=False)]
+        for q in data.queries
+    ]
     expected = np.mean([len(set(g) & set(n)) / K for g, n in zip(got, naive, strict=True)])
     assert ev["recall"] == pytest.approx(expected, abs=0.02)  # tie tolerance may only add
     assert 0.5 < ev["recall"] <= 1.0
-    assert ev["count"] == len(data.queries) and ev["p50_ms"] <= ev["p95_ms"] <= ev["p99_ms"] <= ev["max_ms"]
+    assert (
+        ev["count"] == len(data.queries)
+        and ev["p50_ms"] <= ev["p95_ms"] <= ev["p99_ms"] <= ev["max_ms"]
+    )
     assert ev["qps_1"] > 0 and ev["qps_batch"] > 0
     # filtered: recall against the filtered ground truth, every hit inside the workspace
     rows = np.flatnonzero(data.workspace == "w50")
     ftruth, _ = V.ground_truth(data.vectors, data.queries, K, rows=rows)
-    fex = V.evaluate(store, data, ftruth, k=K, exact=True, workspace="w50", clients=1, warmup=0, batch=False)
+    fex = V.evaluate(
+        store, data, ftruth, k=K, exact=True, workspace="w50", clients=1, warmup=0, batch=False
+    )
     assert fex["recall"] == 1.0
     hits = store.search(data.queries[0], limit=K, workspace_id="w50", hnsw_ef=32, with_payload=True)
     assert {h.payload["workspaceId"] for h in hits} == {"w50"}
@@ -110,7 +131,9 @@ def test_search_recall_matches_numpy_and_exact_is_perfect(built, data):
 def test_evaluate_time_cap(built, data):
     store, _ = built
     truth, _ = V.ground_truth(data.vectors, data.queries, K)
-    ev = V.evaluate(store, data, truth, k=K, exact=True, clients=2, warmup=0, max_seconds=0.0, min_queries=5)
+    ev = V.evaluate(
+        store, data, truth, k=K, exact=True, clients=2, warmup=0, max_seconds=0.0, min_queries=5
+    )
     assert ev["truncated"] and ev["queries"] == ev["count"] == 5 and ev["recall"] == 1.0
     assert not V.evaluate(store, data, truth, k=K, exact=True, clients=1, warmup=0)["truncated"]
 
@@ -130,8 +153,12 @@ def test_guard_unindexed_shard(data, settings):
         with pytest.raises(V.IndexNotBuilt, match="empty"):
             V.check_indexed(empty)
         with pytest.raises(V.IndexNotBuilt):
-            V.build_index(open_store("also-unindexed"), data,
-                          V.BuildConfig(m=8, ef_construct=16), indexing_threshold_kb=10**7)
+            V.build_index(
+                open_store("also-unindexed"),
+                data,
+                V.BuildConfig(m=8, ef_construct=16),
+                indexing_threshold_kb=10**7,
+            )
 
 
 def test_guard_hnsw_ef_below_k(built, data):
@@ -152,8 +179,9 @@ def test_guard_brute_force_warnings():
     # Qdrant's default 10,000 KB is 6,666 points at 384-d
     assert V.full_scan_points(10_000, 384) == 6666
     with pytest.warns(V.BruteForceWarning) as caught:
-        out = V.brute_force_warnings(info, full_scan_threshold_kb=10_000, dim=384,
-                                     subsets={"workspaceId=tiny": 20})
+        out = V.brute_force_warnings(
+            info, full_scan_threshold_kb=10_000, dim=384, subsets={"workspaceId=tiny": 20}
+        )
     assert [str(w.message) for w in caught] == out and len(out) == 2
     assert "~2000 points each, under the full-scan threshold" in out[0]
     assert "workspaceId=tiny: 20 points" in out[1]
@@ -171,8 +199,20 @@ def test_sweep_frame_frontier_and_recommendation(data, tmp_path):
     assert len(f) == 1 + 2 * 2  # exact + builds x hnsw_ef
     assert f["exact"].sum() == 1 and f.loc[f["exact"], "recall"].item() == 1.0
     assert (f.loc[~f["exact"], "indexed_vectors"] == data.n).all()
-    assert set(f.columns) >= {"config", "m", "ef_construct", "hnsw_ef", "recall", "p95_ms", "qps_1",
-                              "qps_n", "build_s", "disk_mb", "rss_mb", "brute_force"}
+    assert set(f.columns) >= {
+        "config",
+        "m",
+        "ef_construct",
+        "hnsw_ef",
+        "recall",
+        "p95_ms",
+        "qps_1",
+        "qps_n",
+        "build_s",
+        "disk_mb",
+        "rss_mb",
+        "brute_force",
+    }
     assert not (settings.data_dir / "vector-sweep").exists(), "sweep shards are cleaned up"
     rec = V.recommend(f, target_recall=0.5, budget_ms=1000)
     assert rec["status"] == "ok" and rec["recall"] >= 0.5 and rec["margin"]["latency_ms"] > 0
@@ -185,14 +225,20 @@ def test_sweep_frame_frontier_and_recommendation(data, tmp_path):
 
 
 def test_pareto_and_cheapest_choice():
-    f = pd.DataFrame({
-        "config": ["a", "b", "c", "d", "exact"], "m": [8, 16, 32, 16, None],
-        "ef_construct": [64, 64, 64, 128, None], "hnsw_ef": [16, 16, 16, 64, None],
-        "quantization": ["none"] * 5, "exact": [False, False, False, False, True],
-        "recall": [0.90, 0.97, 0.97, 0.99, 1.0], "p95_ms": [0.30, 0.40, 0.41, 0.80, 2.0],
-        "p50_ms": [0.20, 0.30, 0.29, 0.50, 1.5],
-        "qps_1": [3000, 2500, 2400, 1200, 500],
-    })
+    f = pd.DataFrame(
+        {
+            "config": ["a", "b", "c", "d", "exact"],
+            "m": [8, 16, 32, 16, None],
+            "ef_construct": [64, 64, 64, 128, None],
+            "hnsw_ef": [16, 16, 16, 64, None],
+            "quantization": ["none"] * 5,
+            "exact": [False, False, False, False, True],
+            "recall": [0.90, 0.97, 0.97, 0.99, 1.0],
+            "p95_ms": [0.30, 0.40, 0.41, 0.80, 2.0],
+            "p50_ms": [0.20, 0.30, 0.29, 0.50, 1.5],
+            "qps_1": [3000, 2500, 2400, 1200, 500],
+        }
+    )
     front = V.pareto_frontier(f)
     assert front["config"].tolist() == ["a", "b", "d", "exact"]  # c is dominated by b
     assert V.pareto_frontier(f, x="qps_1")["config"].tolist() == ["exact", "d", "b", "a"]
@@ -200,7 +246,10 @@ def test_pareto_and_cheapest_choice():
     # b and c tie on median latency (within 10%): the smaller index (m=16) wins
     assert rec["config"] == "b" and rec["margin"]["recall"] == pytest.approx(0.02)
     assert rec["margin"]["latency_ms"] == pytest.approx(5 - 0.40)
-    assert V.recommend(f, target_recall=0.95, budget_ms=5, cost="p95_ms", tie_tolerance=0)["config"] == "b"
+    assert (
+        V.recommend(f, target_recall=0.95, budget_ms=5, cost="p95_ms", tie_tolerance=0)["config"]
+        == "b"
+    )
     assert V.recommend(f, target_recall=0.95, budget_ms=0.35)["status"] == "none"
 
 
@@ -223,22 +272,82 @@ def test_cli_sweep_smoke_and_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AXON_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
     try:
-        assert main(["vector", "sweep", "--dataset", "synthetic", "--smoke", "--no-filtered", "--json",
-                     "--out", str(tmp_path / "out")]) == 0
+        assert (
+            main(
+                [
+                    "vector",
+                    "sweep",
+                    "--dataset",
+                    "synthetic",
+                    "--smoke",
+                    "--no-filtered",
+                    "--json",
+                    "--out",
+                    str(tmp_path / "out"),
+                ]
+            )
+            == 0
+        )
         doc = json.loads(capsys.readouterr().out)
         assert doc["recommendation"]["status"] == "ok" and doc["verdict"]["status"] == "pass"
         assert (tmp_path / "out" / "vector_sweep.results.json").exists()
         assert main(["vector", "sweep", "--dataset", "synthetic", "--smoke", "--hnsw-ef", "5"]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("axon-lab: hnsw_ef 5 < k 10") and "\n" not in err
-        assert main(["vector", "sweep", "--dataset", "synthetic", "--smoke", "--no-filtered",
-                     "--target-recall", "1.1", "--quiet"]) == 99
+        assert (
+            main(
+                [
+                    "vector",
+                    "sweep",
+                    "--dataset",
+                    "synthetic",
+                    "--smoke",
+                    "--no-filtered",
+                    "--target-recall",
+                    "1.1",
+                    "--quiet",
+                ]
+            )
+            == 99
+        )
         capsys.readouterr()
-        assert main(["vector", "upsert-bench", "--dataset", "synthetic", "--smoke", "--n", "10",
-                     "--repeats", "2", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "vector",
+                    "upsert-bench",
+                    "--dataset",
+                    "synthetic",
+                    "--smoke",
+                    "--n",
+                    "10",
+                    "--repeats",
+                    "2",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         assert json.loads(capsys.readouterr().out)["n"] == 10
-        assert main(["vector", "filtered", "--dataset", "synthetic", "--smoke", "--hnsw-ef", "16",
-                     "--full-scan-threshold", "100", "--payload-index", "before", "--json"]) == 0
+        assert (
+            main(
+                [
+                    "vector",
+                    "filtered",
+                    "--dataset",
+                    "synthetic",
+                    "--smoke",
+                    "--hnsw-ef",
+                    "16",
+                    "--full-scan-threshold",
+                    "100",
+                    "--payload-index",
+                    "before",
+                    "--json",
+                ]
+            )
+            == 0
+        )
         rows = json.loads(capsys.readouterr().out)["filtered"]
         assert {r["workspace"] for r in rows} == {"(all)", "w01", "w10", "w50"}
     finally:

@@ -34,10 +34,15 @@ def test_levels_match_the_prediction(sidecar) -> None:
     res = load(sidecar)["results"]
     levels = {r["config"]: r for r in res["levels"]}
     assert list(levels) == ["none", "l1", "l2", "l1+l2"]
-    assert levels["none"]["hit_rate"] is None and levels["none"]["misses"] == levels["none"]["requests"]
+    assert (
+        levels["none"]["hit_rate"] is None
+        and levels["none"]["misses"] == levels["none"]["requests"]
+    )
     for name in ("l1", "l2", "l1+l2"):
         lv = levels[name]
-        assert lv["l1_hits"] == lv["expected_l1_hits"] and lv["l2_hits"] == lv["expected_l2_hits"], name
+        assert (
+            lv["l1_hits"] == lv["expected_l1_hits"] and lv["l2_hits"] == lv["expected_l2_hits"]
+        ), name
         assert 0 < lv["hit_rate"] < 1 and lv["cache_errors"] == 0
     assert levels["l2"]["keyspace_hit_rate"] == pytest.approx(levels["l2"]["hit_rate"])
     lat = {(r["config"], r["level"]): r for r in res["level_latency"]}
@@ -59,5 +64,10 @@ def test_experiments_values(sidecar) -> None:
     assert {r["variant"] for r in res["parallelism"]} == {"pipeline", "io 20 ms"}
     assert res["chars4_error"]["texts"] == 100 and res["chars4_error"]["cl100k_total"] > 0
     claims = res["claims"]
-    assert len(claims) >= 5 and {c["status"] for c in claims} <= {"confirmed", "partly", "refuted", "unknown"}
+    assert len(claims) >= 5 and {c["status"] for c in claims} <= {
+        "confirmed",
+        "partly",
+        "refuted",
+        "unknown",
+    }
     assert res["redis_after"]["maxmemory"] == 0  # the eviction experiment restored the config

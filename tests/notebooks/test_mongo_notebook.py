@@ -18,8 +18,11 @@ def test_notebook_smoke_falls_back_and_records_a_sane_sidecar(tmp_path, monkeypa
     monkeypatch.setenv("AXON_LAB_OUT_DIR", str(tmp_path))
     monkeypatch.setenv("AXON_MONGODB_URI", "")  # never a real server from the environment here
     papermill.execute_notebook(
-        str(NOTEBOOK), str(tmp_path / "mongo_analysis.ipynb"), kernel_name="python3",
-        parameters={"mode": "live", "mongodb_uri": "", "smoke": True}, progress_bar=False,
+        str(NOTEBOOK),
+        str(tmp_path / "mongo_analysis.ipynb"),
+        kernel_name="python3",
+        parameters={"mode": "live", "mongodb_uri": "", "smoke": True},
+        progress_bar=False,
         cwd=str(tmp_path),
     )
     sidecar = tmp_path / "mongo_analysis.results.json"

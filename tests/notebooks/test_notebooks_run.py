@@ -21,9 +21,13 @@ def test_every_notebook_runs_and_records_a_sidecar(smoke_report, path):
     assert r.status == "ok", r.error
     doc = load(r.sidecar)
     assert doc["status"] == "ok" and doc["name"] == path.stem
-    assert doc["verdict"]["status"] in {"pass", "warn", "fail", "info"} and doc["verdict"]["summary"]
+    assert (
+        doc["verdict"]["status"] in {"pass", "warn", "fail", "info"} and doc["verdict"]["summary"]
+    )
     assert doc["provenance"]["parameters"].get("smoke") is True
-    assert doc["provenance"]["machine"]["cores"] >= 1 and doc["provenance"]["created_utc"].endswith("+00:00")
+    assert doc["provenance"]["machine"]["cores"] >= 1 and doc["provenance"]["created_utc"].endswith(
+        "+00:00"
+    )
     html = r.html.read_text()
     assert '<div class="highlight' not in html  # code hidden
     assert "Figure size" not in html  # figures rendered as images, not text
@@ -47,26 +51,50 @@ def test_load_baseline_values(smoke_report):
     overview = load_frame(results["load_baseline"].sidecar, "overview")
     assert list(overview.scenario) == ["simple"]
     issues = load_frame(results["load_baseline"].sidecar, "issues")
-    assert set(issues.symptom) == {"High p95 latency", "High p99 latency", "Low throughput",
-                                   "Memory growth", "High error rate"}
+    assert set(issues.symptom) == {
+        "High p95 latency",
+        "High p99 latency",
+        "Low throughput",
+        "Memory growth",
+        "High error rate",
+    }
 
 
 def test_latency_breakdown_values(smoke_report):
     results, _ = smoke_report
     stages = load_frame(results["latency_breakdown"].sidecar, "stages").set_index("stage")
-    for s in ("collection", "analysis", "retrieval", "vector_search", "document_fetch", "rerank",
-              "synthesis", "injection", "llm", "postprocessing", "total"):
+    for s in (
+        "collection",
+        "analysis",
+        "retrieval",
+        "vector_search",
+        "document_fetch",
+        "rerank",
+        "synthesis",
+        "injection",
+        "llm",
+        "postprocessing",
+        "total",
+    ):
         assert stages.loc[s, "count"] > 0, s
     assert stages.loc["total", "p95_ms"] >= stages.loc["llm", "p95_ms"]
     assert stages.loc["vector_search", "budget_ms"] == 200
     doc = load(results["latency_breakdown"].sidecar)
-    assert doc["results"]["timeline_spans"] >= 8 and doc["results"]["timeline_reconstructed"] is False
+    assert (
+        doc["results"]["timeline_spans"] >= 8 and doc["results"]["timeline_reconstructed"] is False
+    )
 
 
 def test_before_after_values(smoke_report):
     results, _ = smoke_report
     t = load_frame(results["before_after"].sidecar, "measuring_success")
-    assert list(t.metric) == ["p95 Latency", "Throughput", "Memory Usage", "Cache Hit Rate", "Error Rate"]
+    assert list(t.metric) == [
+        "p95 Latency",
+        "Throughput",
+        "Memory Usage",
+        "Cache Hit Rate",
+        "Error Rate",
+    ]
     assert set(t.verdict) <= {"improved", "regressed", "noise", "unknown", "too few samples"}
     hr = t.set_index("metric").loc["Cache Hit Rate"]
     assert hr.before == 0 and not pd.isna(hr.after)  # baseline has caches off

@@ -23,9 +23,16 @@ def sidecar(smoke_report):
 def test_sidecar_schema_and_resource_verdicts(sidecar) -> None:
     doc = load(sidecar)
     assert doc["name"] == "profiling" and doc["status"] == "ok" and doc["error"] is None
-    assert doc["verdict"]["status"] in {"pass", "warn", "fail", "info"} and "memory idle" in doc["verdict"]["summary"]
+    assert (
+        doc["verdict"]["status"] in {"pass", "warn", "fail", "info"}
+        and "memory idle" in doc["verdict"]["summary"]
+    )
     params = doc["provenance"]["parameters"]
-    assert params["smoke"] is True and params["profiler"] == "scalene" and params["scenario"] == "simple"
+    assert (
+        params["smoke"] is True
+        and params["profiler"] == "scalene"
+        and params["scenario"] == "simple"
+    )
     res = doc["results"]
     verdicts = {v["metric"]: v for v in res["verdicts"]}
     idle = verdicts["memory idle (max RSS)"]

@@ -18,8 +18,13 @@ pytestmark = pytest.mark.notebook
 
 def test_parameters_are_checked_and_typed():
     assert coerce_parameters(TINY, {"n": "5", "smoke": "true", "secret_uri": "x"}) == {
-        "n": 5, "smoke": True, "secret_uri": "x"}
-    with pytest.raises(ConfigError, match="unknown parameter 'nn'; valid: fail, n, secret_uri, smoke"):
+        "n": 5,
+        "smoke": True,
+        "secret_uri": "x",
+    }
+    with pytest.raises(
+        ConfigError, match="unknown parameter 'nn'; valid: fail, n, secret_uri, smoke"
+    ):
         coerce_parameters(TINY, {"nn": "1"})
     with pytest.raises(ConfigError, match="parameter n='five' is not a valid int"):
         coerce_parameters(TINY, {"n": "five"})

@@ -35,7 +35,12 @@ def test_redact_text_removes_passwords(raw, secret):
 def test_redact_nested_and_secret_keys():
     doc = {"uri": "mongodb://a:b@h/", "nested": [{"password": "x"}], "api_key": "k", "n": 3}
     out = redact(doc)
-    assert out == {"uri": "mongodb://a:***@h/", "nested": [{"password": "***"}], "api_key": "***", "n": 3}
+    assert out == {
+        "uri": "mongodb://a:***@h/",
+        "nested": [{"password": "***"}],
+        "api_key": "***",
+        "n": 3,
+    }
 
 
 def test_settings_repr_redacts(monkeypatch):
@@ -63,7 +68,9 @@ def test_targets_verdicts_use_the_pessimistic_ci_bound():
     assert t.judge(5200) == "fail"
     assert t.judge(None) == "unknown"
     rps = goals.get("throughput")  # > 10 target, >= 5 critical
-    assert rps.judge(12) == "pass" and rps.judge(12, ci=(8, 14)) == "warn" and rps.judge(4) == "fail"
+    assert (
+        rps.judge(12) == "pass" and rps.judge(12, ci=(8, 14)) == "warn" and rps.judge(4) == "fail"
+    )
     assert goals.stage_status("analysis", 150) == "pass"
     assert goals.stage_status("analysis", 300) == "warn"
     assert goals.stage_status("analysis", 450) == "fail"
@@ -91,7 +98,9 @@ def test_measure_records_spans_nesting_and_errors():
 
 def test_parse_server_timing_tolerates_odd_entries():
     assert parse_server_timing('db;dur=53, cache;desc="Cache Read";dur=23.2, miss, x;dur=abc') == {
-        "db": 53.0, "cache": 23.2}
+        "db": 53.0,
+        "cache": 23.2,
+    }
     assert parse_server_timing("") == {}
     assert isinstance(Trace().durations_ms(), dict)
 
@@ -120,10 +129,16 @@ def test_zipf_workload_is_deterministic_and_skewed():
 
 
 def test_cli_errors_are_one_line_exit_1():
-    r = subprocess.run([sys.executable, "-m", "axon_lab", "corpus", "build", "--limit", "0"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "axon_lab", "corpus", "build", "--limit", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1] == "axon-lab: --limit must be a positive integer, got 0"
+    assert (
+        r.stderr.strip().splitlines()[-1] == "axon-lab: --limit must be a positive integer, got 0"
+    )
 
 
 @pytest.mark.slow
@@ -144,10 +159,21 @@ def test_full_corpus_matches_the_committed_manifest():
 def test_experiment_commands_end_with_the_verdict_and_exit_99_on_a_fail(capsys):
     from axon_lab.cli._verdict import finish
 
-    assert finish("soak failed", {"status": "pass", "summary": "no leak"}, "out/soak.results.json", show=True) == 0
+    assert (
+        finish(
+            "soak failed",
+            {"status": "pass", "summary": "no leak"},
+            "out/soak.results.json",
+            show=True,
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert out.out == "verdict: pass: no leak\nsidecar: out/soak.results.json\n" and out.err == ""
-    assert finish("soak failed", {"status": "fail", "summary": "RSS +12 MB/min"}, "x", show=False) == 99
+    assert (
+        finish("soak failed", {"status": "fail", "summary": "RSS +12 MB/min"}, "x", show=False)
+        == 99
+    )
     out = capsys.readouterr()
     assert out.out == "" and out.err == "axon-lab: soak failed: RSS +12 MB/min\n"
 
@@ -157,11 +183,15 @@ def test_sink_summary_mean_is_exact_and_reset_clears_it():
 
     sink = Sink()
     for ms in (1, 2, 3, 10):
-        sink.record(Span(name="stage", parent=None, start_ns=0, end_ns=ms * 1_000_000, outcome="ok"))
+        sink.record(
+            Span(name="stage", parent=None, start_ns=0, end_ns=ms * 1_000_000, outcome="ok")
+        )
     sink.record(Span(name="stage", parent=None, start_ns=0, end_ns=4_000_000, outcome="error"))
     s = sink.summary()["stage"]
     assert s["count"] == 5 and s["errors"] == 1 and s["mean_ms"] == pytest.approx(4.0)
-    assert s["max_ms"] == pytest.approx(10.0, rel=1e-3) and s["p50_ms"] == pytest.approx(3.0, rel=1e-3)
+    assert s["max_ms"] == pytest.approx(10.0, rel=1e-3) and s["p50_ms"] == pytest.approx(
+        3.0, rel=1e-3
+    )
     sink.reset()
     assert sink.summary() == {}
 
@@ -187,8 +217,10 @@ def test_single_flight_shares_results_errors_and_survives_a_cancelled_leader():
         assert runs == ["a"] and sorted(s for _, s in out) == [False, True, True, True, True]
         assert {v for v, _ in out} == {"a"} and len(flight) == 0
         # an error reaches every waiter, and the next call computes afresh
-        res = await asyncio.gather(*(flight.do("e", lambda: work("e", fail=True)) for _ in range(3)),
-                                   return_exceptions=True)
+        res = await asyncio.gather(
+            *(flight.do("e", lambda: work("e", fail=True)) for _ in range(3)),
+            return_exceptions=True,
+        )
         assert all(isinstance(r, ValueError) for r in res) and runs.count("e") == 1
         assert (await flight.do("e", lambda: work("e2")))[0] == "e2"
         # a cancelled leader does not cancel its followers: one of them computes

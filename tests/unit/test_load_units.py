@@ -88,8 +88,10 @@ def test_shape_validation_and_registry():
     assert SHAPES.get("ramping-vus") is ramping_vus
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30", 30), ("30s", 30), ("1m30s", 90), ("500ms", 0.5),
-                                          ("2h", 7200), ("1.5s", 1.5), (12, 12)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30), ("30s", 30), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), ("1.5s", 1.5), (12, 12)],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -110,11 +112,16 @@ def test_runner_shape_resolution():
     assert r.shape.executor == "constant-arrival-rate" and r.shape.arrival == "poisson"
     assert r.connections == 256  # open-loop pool bound by default
     assert LoadRunner(url=u, stages=[(5, 10)]).shape.executor == "ramping-vus"
-    assert LoadRunner(url=u, arrival="constant", stages=[(5, 10)]).shape.executor == "ramping-arrival-rate"
+    assert (
+        LoadRunner(url=u, arrival="constant", stages=[(5, 10)]).shape.executor
+        == "ramping-arrival-rate"
+    )
     sc = LoadRunner(url=u, scenario="simple", scale=0.1)
     assert sc.shape.duration_s == pytest.approx(6) and sc.connections == 10
     assert sc.target.path == "/api/v1/prompts/process" and sc.method == "POST"
-    assert LoadRunner(url=u, scenario="health", connections=3, duration_s=2).shape.stages == ((2, 3),)
+    assert LoadRunner(url=u, scenario="health", connections=3, duration_s=2).shape.stages == (
+        (2, 3),
+    )
     with pytest.raises(ConfigError, match="stages"):
         LoadRunner(url=u, scenario="spike", connections=10)
     with pytest.raises(ConfigError, match="think time"):
@@ -128,8 +135,11 @@ def test_scenarios_carry_the_guide_expectations():
     assert SCENARIOS.names() == ["complex", "health", "simple", "spike", "sustained"]
     h = get_scenario("health")
     assert h.method == "GET" and h.path == "/health" and h.shape.stages == ((60, 50),)
-    assert h.thresholds() == ["http_req_duration:p(95)<50", "http_reqs:rate>100",
-                              "http_req_failed:rate<=0"]
+    assert h.thresholds() == [
+        "http_req_duration:p(95)<50",
+        "http_reqs:rate>100",
+        "http_req_failed:rate<=0",
+    ]
     s = get_scenario("simple")
     assert s.body == {"prompt": "Hello", "workspaceId": "test", "source": "api"}
     assert get_scenario("complex").shape.stages == ((120, 5),)
@@ -146,17 +156,29 @@ def test_scenarios_carry_the_guide_expectations():
 
 
 def test_server_timing_parsing():
-    v = 'collection;dur=0.4, analysis;dur=12.1, retrieval;dur=30.2, vector_search;dur=3.1'
-    assert parse_server_timing(v) == {"collection": 0.4, "analysis": 12.1, "retrieval": 30.2,
-                                      "vector_search": 3.1}
-    assert parse_server_timing('cache;desc="Cache, Read; x";dur=23.2, db;dur=53, app;dur=47.2') == \
-        {"cache": 23.2, "db": 53.0, "app": 47.2}
+    v = "collection;dur=0.4, analysis;dur=12.1, retrieval;dur=30.2, vector_search;dur=3.1"
+    assert parse_server_timing(v) == {
+        "collection": 0.4,
+        "analysis": 12.1,
+        "retrieval": 30.2,
+        "vector_search": 3.1,
+    }
+    assert parse_server_timing('cache;desc="Cache, Read; x";dur=23.2, db;dur=53, app;dur=47.2') == {
+        "cache": 23.2,
+        "db": 53.0,
+        "app": 47.2,
+    }
     assert parse_server_timing("miss, db;dur=bad, x;desc=y, y;dur=1, y;dur=2") == {"y": 3.0}
     assert parse_server_timing("") == {}
 
 
-@given(st.dictionaries(st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
-                       st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=12))
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+        st.floats(min_value=0, max_value=1e6, allow_nan=False),
+        max_size=12,
+    )
+)
 @settings(max_examples=80, deadline=None)
 def test_server_timing_round_trip(d):
     header = ", ".join(f'{k};desc="a, b; c";dur={v!r}' for k, v in d.items())
@@ -164,16 +186,21 @@ def test_server_timing_round_trip(d):
 
 
 def test_cache_header_parsing():
-    assert parse_cache_headers({"x-axon-cache": "context=l1-hit, embedding=miss"}) == \
-        {"context": "l1-hit", "embedding": "miss"}
+    assert parse_cache_headers({"x-axon-cache": "context=l1-hit, embedding=miss"}) == {
+        "context": "l1-hit",
+        "embedding": "miss",
+    }
     assert parse_cache_headers({"x-cache": "HIT from proxy"}) == {"x-cache": "hit"}
-    assert parse_cache_headers({"cache-status": 'Edge; hit, Origin; fwd=uri-miss; stored'}) == \
-        {"Edge": "hit", "Origin": "uri-miss"}
+    assert parse_cache_headers({"cache-status": "Edge; hit, Origin; fwd=uri-miss; stored"}) == {
+        "Edge": "hit",
+        "Origin": "uri-miss",
+    }
 
 
 def test_checks():
-    r = CheckResponse(200, {"server-timing": "a;dur=1"}, b'{"result": {"x": [1, 2]}, "n": null}',
-                      12.0, 15.0)
+    r = CheckResponse(
+        200, {"server-timing": "a;dur=1"}, b'{"result": {"x": [1, 2]}, "n": null}', 12.0, 15.0
+    )
     assert parse_check("status==200")(r) and parse_check("status==200").name == "status is 200"
     assert parse_check("status in 200, 201")(r) and not parse_check("status>=400")(r)
     assert parse_check("json:result")(r) and parse_check("json:result.x.1")(r)
@@ -187,7 +214,13 @@ def test_checks():
 
 def test_thresholds_syntax():
     t = parse_threshold("http_req_duration:p(99.9) < 2s")
-    assert (t.metric, t.agg, t.op, t.limit, t.quantile) == ("http_req_duration", "p(99.9)", "<", 2000, 99.9)
+    assert (t.metric, t.agg, t.op, t.limit, t.quantile) == (
+        "http_req_duration",
+        "p(99.9)",
+        "<",
+        2000,
+        99.9,
+    )
     assert parse_threshold("cache.embedding:rate>=80%").limit == 0.8
     assert get_metric("stage.retrieval").kind == "trend"
     with pytest.raises(ConfigError, match="percentile"):
@@ -198,7 +231,9 @@ def test_thresholds_syntax():
 
 
 def test_loopback_detection_and_request_bytes():
-    assert is_loopback_host("127.0.0.1") and is_loopback_host("localhost") and is_loopback_host("::1")
+    assert (
+        is_loopback_host("127.0.0.1") and is_loopback_host("localhost") and is_loopback_host("::1")
+    )
     assert not is_loopback_host("10.0.0.1") and not is_loopback_host("no-such-host.invalid")
     t = Endpoint.parse("http://127.0.0.1:8080/api?x=1")
     raw = build_request("post", t, headers={"X-A": "1"}, body='{"a":1}')
@@ -249,8 +284,10 @@ def test_hdr_encode_merge_and_precision():
 # -- statistics ----------------------------------------------------------------------------------
 
 
-@given(st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=200),
-       st.floats(min_value=0.1, max_value=100))
+@given(
+    st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1, max_size=200),
+    st.floats(min_value=0.1, max_value=100),
+)
 @settings(max_examples=300, deadline=None)
 def test_nearest_rank_definition(values, q):
     x = np.array(values)
@@ -314,8 +351,21 @@ def test_diff_percentile_and_compare_runs():
 
 def test_records_frame_columns():
     f = empty_frame()
-    for col in ("seq", "intended_ns", "sent_ns", "first_byte_ns", "end_ns", "response_ms",
-                "service_ms", "ttfb_ms", "lag_ms", "status", "outcome", "late", "queued"):
+    for col in (
+        "seq",
+        "intended_ns",
+        "sent_ns",
+        "first_byte_ns",
+        "end_ns",
+        "response_ms",
+        "service_ms",
+        "ttfb_ms",
+        "lag_ms",
+        "status",
+        "outcome",
+        "late",
+        "queued",
+    ):
         assert col in f.columns
     assert list(f["outcome"].cat.categories) == list(OUTCOMES)
 
@@ -328,29 +378,45 @@ def server():
 
 def test_client_handles_chunked_close_and_errors(server):
     for path, body in (("/chunked", b'{"result":"chunked"}'), ("/close", b'{"result":"bye"}')):
-        res = LoadRunner(url=server.url + path, connections=2, duration_s=0.5, progress=False,
-                         checks=["status==200", "json:result", ("exact body", lambda r, b=body: r.body == b)]).run()
+        res = LoadRunner(
+            url=server.url + path,
+            connections=2,
+            duration_s=0.5,
+            progress=False,
+            checks=["status==200", "json:result", ("exact body", lambda r, b=body: r.body == b)],
+        ).run()
         assert res.summary["errors"] == 0 and res.summary["count"] > 5, path
         assert res.summary["checks"]["rate"] == 1.0, path
-    closed = LoadRunner(url=server.url + "/close", connections=2, duration_s=0.5, progress=False).run()
+    closed = LoadRunner(
+        url=server.url + "/close", connections=2, duration_s=0.5, progress=False
+    ).run()
     assert closed.summary["engine"]["connections_opened"] >= closed.summary["count"]
-    res = LoadRunner(url=server.url + "/status/500", connections=1, duration_s=0.3, progress=False).run()
-    assert res.summary["error_rate"] == 1.0 and res.summary["requests"]["status_counts"] == \
-        {"500": res.summary["count"]}
+    res = LoadRunner(
+        url=server.url + "/status/500", connections=1, duration_s=0.3, progress=False
+    ).run()
+    assert res.summary["error_rate"] == 1.0 and res.summary["requests"]["status_counts"] == {
+        "500": res.summary["count"]
+    }
 
 
 def test_timeouts_are_counted_at_the_timeout(tmp_path):
     with LoadServer("constant:ms=2000") as slow:
-        res = LoadRunner(url=slow.url + "/work", connections=2, duration_s=0.5, timeout_s=0.3,
-                         progress=False).run()
+        res = LoadRunner(
+            url=slow.url + "/work", connections=2, duration_s=0.5, timeout_s=0.3, progress=False
+        ).run()
     s = res.summary
     assert s["requests"]["timeouts"] == s["count"] > 0 and s["error_rate"] == 1.0
     assert s["min"] >= 300 and s["max"] < 1000
 
 
 def test_ramping_vus_and_think_time(server):
-    res = LoadRunner(url=server.url + "/work", stages=[(0.6, 6), (0.6, 6), (0.4, 0)], start=1,
-                     think_time_s=0.05, progress=False).run()
+    res = LoadRunner(
+        url=server.url + "/work",
+        stages=[(0.6, 6), (0.6, 6), (0.4, 0)],
+        start=1,
+        think_time_s=0.05,
+        progress=False,
+    ).run()
     s = res.summary
     assert s["engine"]["peak_vus"] == 6 and s["loop"] == "closed"
     # 6 VUs × (3 ms + 50 ms think) ≈ 110 req/s at the plateau: think time paces them
@@ -360,26 +426,55 @@ def test_ramping_vus_and_think_time(server):
 
 
 def test_spike_scenario_runs_scaled_against_a_url(server, tmp_path):
-    res = LoadRunner(url=server.url, scenario="spike", scale=0.02, out_dir=tmp_path,
-                     progress=False).run()
+    res = LoadRunner(
+        url=server.url, scenario="spike", scale=0.02, out_dir=tmp_path, progress=False
+    ).run()
     s = res.summary
     assert s["schema"] == SCHEMA and s["target"]["scenario"] == "spike"
     assert s["engine"]["peak_vus"] == 50
-    assert {t["expr"] for t in s["thresholds"] if t["source"] == "scenario"} == \
-        {"http_req_duration:p(95)<3000", "http_req_failed:rate<0.05"}
+    assert {t["expr"] for t in s["thresholds"] if t["source"] == "scenario"} == {
+        "http_req_duration:p(95)<3000",
+        "http_req_failed:rate<0.05",
+    }
     assert s["checks"]["by_name"]["response has result"]["fails"] == 0
     assert res.passed and res.exit_code == 0
-    for key in ("count", "min", "max", "mean", "stddev", "p50", "p90", "p95", "p99", "p999",
-                "rps", "errors", "requests", "metrics", "checks", "thresholds", "client",
-                "provenance", "incomplete", "ci", "percentile_definition"):
+    for key in (
+        "count",
+        "min",
+        "max",
+        "mean",
+        "stddev",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "p999",
+        "rps",
+        "errors",
+        "requests",
+        "metrics",
+        "checks",
+        "thresholds",
+        "client",
+        "provenance",
+        "incomplete",
+        "ci",
+        "percentile_definition",
+    ):
         assert key in s
     prov = s["provenance"]
     assert prov["parameters"]["scenario"] == "spike" and prov["created_utc"].endswith("+00:00")
 
 
 def test_open_ramping_rate_achieves_its_schedule(server):
-    res = LoadRunner(url=server.url + "/work", arrival="poisson", stages=[(1, 200), (1, 200)],
-                     start=50, connections=32, progress=False).run()
+    res = LoadRunner(
+        url=server.url + "/work",
+        arrival="poisson",
+        stages=[(1, 200), (1, 200)],
+        start=50,
+        connections=32,
+        progress=False,
+    ).run()
     s = res.summary
     assert s["loop"] == "open" and s["rate"]["target_rps"] == pytest.approx(162.5)
     assert s["rate"]["achieved_rate_ratio"] >= 0.9 and s["requests"]["dropped"] == 0
@@ -395,9 +490,28 @@ def tls_files(tmp_path_factory):
         pytest.skip("openssl not installed")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return str(cert), str(key)
 
 
@@ -410,12 +524,17 @@ def test_https_targets(tls_files):
         url = srv.url + "/work"
         assert url.startswith("https://")
         trusted = ssl.create_default_context(cafile=tls_files[0])
-        res = LoadRunner(url=url, connections=2, duration_s=0.5, ssl_context=trusted,
-                         progress=False).run()
+        res = LoadRunner(
+            url=url, connections=2, duration_s=0.5, ssl_context=trusted, progress=False
+        ).run()
         assert res.summary["count"] > 5 and res.summary["errors"] == 0
-        res = LoadRunner(url=url, connections=2, duration_s=0.3, insecure=True, progress=False).run()
+        res = LoadRunner(
+            url=url, connections=2, duration_s=0.3, insecure=True, progress=False
+        ).run()
         assert res.summary["errors"] == 0
-        with pytest.raises(BackendUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify"):
+        with pytest.raises(
+            BackendUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify"
+        ):
             LoadRunner(url=url, connections=1, duration_s=0.3, progress=False).run()
 
 
@@ -423,8 +542,15 @@ def test_zero_samples_fail_every_threshold():
     from axon_lab.load.thresholds import RunMetrics, builtin_thresholds, evaluate
 
     metrics = RunMetrics(empty_frame(), elapsed_s=1.0, window_s=1.0, scheduled_in_window=10)
-    ths = [parse_threshold(t) for t in ("http_req_duration:p(95)<3000", "http_req_failed:rate<0.05",
-                                        "checks:rate>0.99", "stage.retrieval:avg<1")]
+    ths = [
+        parse_threshold(t)
+        for t in (
+            "http_req_duration:p(95)<3000",
+            "http_req_failed:rate<0.05",
+            "checks:rate>0.99",
+            "stage.retrieval:avg<1",
+        )
+    ]
     results = evaluate(ths + builtin_thresholds(open_loop=True), metrics)
     assert not any(r.ok for r in results)
     assert {r.reason for r in results[:4]} >= {"no samples"}
@@ -433,8 +559,14 @@ def test_zero_samples_fail_every_threshold():
 def test_rate_shortfall_over_ten_percent_fails():
     # 100 req/s into a 100 ms server through 2 connections: at most ~20 req/s get out.
     with LoadServer("constant:ms=100") as slow:
-        res = LoadRunner(url=slow.url + "/work", rate=100, duration_s=1.5, connections=2,
-                         grace_s=1.0, progress=False).run()
+        res = LoadRunner(
+            url=slow.url + "/work",
+            rate=100,
+            duration_s=1.5,
+            connections=2,
+            grace_s=1.0,
+            progress=False,
+        ).run()
     failed = [t.threshold.expr for t in res.failed_thresholds]
     assert failed == ["achieved_rate_ratio:value>=0.9"]
     assert res.summary["rate"]["achieved_rate_ratio"] < 0.5 and res.exit_code == 99

@@ -23,17 +23,26 @@ def test_the_guides_contexts_query_gets_the_guides_index():
 
 
 def test_existing_indexes_serve_it_or_become_redundant_prefixes():
-    existing = [{"name": "_id_", "key": {"_id": 1}},
-                {"name": "workspaceId_1", "key": {"workspaceId": 1}},
-                {"name": "ws_tier", "key": {"workspaceId": 1, "tier": 1}}]
+    existing = [
+        {"name": "_id_", "key": {"_id": 1}},
+        {"name": "workspaceId_1", "key": {"workspaceId": 1}},
+        {"name": "ws_tier", "key": {"workspaceId": 1, "tier": 1}},
+    ]
     a = mongo.contexts_advice(existing)
     assert a.needed and a.redundant_after == ["workspaceId_1", "ws_tier"]
     # Equality fields in any order, sort direction reversed as a whole, extra trailing key.
-    served = mongo.contexts_advice({"workspace_tier_confidence_idx": {
-        "key": [("tier", 1), ("workspaceId", -1), ("confidence", 1), ("content", 1)]}})
+    served = mongo.contexts_advice(
+        {
+            "workspace_tier_confidence_idx": {
+                "key": [("tier", 1), ("workspaceId", -1), ("confidence", 1), ("content", 1)]
+            }
+        }
+    )
     assert served.served_by == "workspace_tier_confidence_idx" and not served.needed
     # Sort key before the equality fields does not serve it.
-    assert mongo.contexts_advice([{"confidence": -1, "workspaceId": 1, "tier": 1}]).served_by is None
+    assert (
+        mongo.contexts_advice([{"confidence": -1, "workspaceId": 1, "tier": 1}]).served_by is None
+    )
     # mongod's planSummary text is understood as a key.
     assert mongo.advise_index({"a": 1}, None, None, ["{ a: 1, b: -1 }"]).served_by == "a_1_b_-1"
     # Unique indexes are kept even when they are a prefix.
@@ -70,8 +79,11 @@ def test_covering_projection():
 fields = st.sampled_from(["a", "b", "c", "d", "e"])
 
 
-@given(eq=st.lists(fields, unique=True, max_size=3), rng=st.lists(fields, unique=True, max_size=3),
-       srt=st.lists(st.tuples(fields, st.sampled_from([1, -1])), unique_by=lambda t: t[0], max_size=2))
+@given(
+    eq=st.lists(fields, unique=True, max_size=3),
+    rng=st.lists(fields, unique=True, max_size=3),
+    srt=st.lists(st.tuples(fields, st.sampled_from([1, -1])), unique_by=lambda t: t[0], max_size=2),
+)
 def test_advised_key_always_serves_its_own_shape(eq, rng, srt):
     flt = {f: "v" for f in eq}
     flt.update({f: {"$gt": 1} for f in rng if f not in eq})
@@ -84,19 +96,33 @@ def test_advised_key_always_serves_its_own_shape(eq, rng, srt):
 
 
 def test_index_stats_of_recorded_replies():
-    frame = mongo.index_stats_report({
-        "bar": read_documents(find_fixture("indexStats_datadog_bar.json")),
-        "foo": read_documents(find_fixture("indexStats_datadog_foo.json"))})
-    assert frame[["collection", "name", "ops"]].values.tolist() == [["bar", "_id_", 12], ["foo", "_id_", 1243]]
-    assert frame.since.tolist() == ["2020-09-16T13:14:05.088+00:00", "2020-09-16T13:14:04.923+00:00"]
+    frame = mongo.index_stats_report(
+        {
+            "bar": read_documents(find_fixture("indexStats_datadog_bar.json")),
+            "foo": read_documents(find_fixture("indexStats_datadog_foo.json")),
+        }
+    )
+    assert frame[["collection", "name", "ops"]].values.tolist() == [
+        ["bar", "_id_", 12],
+        ["foo", "_id_", 1243],
+    ]
+    assert frame.since.tolist() == [
+        "2020-09-16T13:14:05.088+00:00",
+        "2020-09-16T13:14:04.923+00:00",
+    ]
     assert frame.hosts.tolist() == ["07611b1ad97a:27018"] * 2
     assert not frame.unused.any() and frame.redundant_with.isna().all()
     assert frame.advice.tolist() == ["keep", "keep"]
 
 
 def _ix(name, key, ops, **spec):
-    return {"name": name, "key": key, "host": "h:27017",
-            "accesses": {"ops": ops, "since": {"$date": "2024-01-01T00:00:00Z"}}, "spec": {"key": key, **spec}}
+    return {
+        "name": name,
+        "key": key,
+        "host": "h:27017",
+        "accesses": {"ops": ops, "since": {"$date": "2024-01-01T00:00:00Z"}},
+        "spec": {"key": key, **spec},
+    }
 
 
 def test_index_stats_unused_and_redundant_prefixes():
@@ -120,12 +146,15 @@ def test_index_stats_unused_and_redundant_prefixes():
     assert f.loc["workspace_tier_confidence_idx", "advice"] == "keep"
 
 
-@pytest.mark.parametrize(("short", "long", "expected"), [
-    ([("a", 1)], [("a", -1), ("b", 1)], True),
-    ([("a", 1), ("b", -1)], [("a", -1), ("b", 1), ("c", 1)], True),
-    ([("a", 1), ("b", 1)], [("a", 1), ("b", -1)], False),
-    ([("b", 1)], [("a", 1), ("b", 1)], False),
-    ([("a", "hashed")], [("a", "hashed"), ("b", 1)], False),
-])
+@pytest.mark.parametrize(
+    ("short", "long", "expected"),
+    [
+        ([("a", 1)], [("a", -1), ("b", 1)], True),
+        ([("a", 1), ("b", -1)], [("a", -1), ("b", 1), ("c", 1)], True),
+        ([("a", 1), ("b", 1)], [("a", 1), ("b", -1)], False),
+        ([("b", 1)], [("a", 1), ("b", 1)], False),
+        ([("a", "hashed")], [("a", "hashed"), ("b", 1)], False),
+    ],
+)
 def test_is_prefix(short, long, expected):
     assert mongo.is_prefix(short, long) is expected

@@ -25,11 +25,23 @@ from axon_lab.mongo.files import find_fixture
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DOCS = [
-    {"_id": i, "workspaceId": w, "tier": t, "confidence": c, "content": "text " * 40,
-     "metadata": {"path": f"m{i}.py", "tags": ["x"]}}
-    for i, (w, t, c) in enumerate([("test", "workspace", 0.9), ("test", "workspace", 0.4),
-                                   ("test", "project", 0.7), ("test", "workspace", 0.8),
-                                   ("acme", "global", 0.3)])
+    {
+        "_id": i,
+        "workspaceId": w,
+        "tier": t,
+        "confidence": c,
+        "content": "text " * 40,
+        "metadata": {"path": f"m{i}.py", "tags": ["x"]},
+    }
+    for i, (w, t, c) in enumerate(
+        [
+            ("test", "workspace", 0.9),
+            ("test", "workspace", 0.4),
+            ("test", "project", 0.7),
+            ("test", "workspace", 0.8),
+            ("acme", "global", 0.3),
+        ]
+    )
 ]
 FLT = {"workspaceId": "test", "tier": "workspace"}
 
@@ -37,28 +49,73 @@ FLT = {"workspaceId": "test", "tier": "workspace"}
 def _explain(indexed: bool) -> dict[str, Any]:
     """A 7.0-shaped executionStats explain of the app query, without or with the index."""
     if indexed:
-        ix = {"stage": "IXSCAN", "keyPattern": {"workspaceId": 1, "tier": 1, "confidence": -1},
-              "indexName": "workspace_tier_confidence_idx", "direction": "forward",
-              "nReturned": 3, "keysExamined": 3}
-        plan = {"stage": "PROJECTION_SIMPLE", "nReturned": 3, "inputStage": {
-            "stage": "LIMIT", "limitAmount": 20, "nReturned": 3,
-            "inputStage": {"stage": "FETCH", "docsExamined": 3, "nReturned": 3, "inputStage": ix}}}
+        ix = {
+            "stage": "IXSCAN",
+            "keyPattern": {"workspaceId": 1, "tier": 1, "confidence": -1},
+            "indexName": "workspace_tier_confidence_idx",
+            "direction": "forward",
+            "nReturned": 3,
+            "keysExamined": 3,
+        }
+        plan = {
+            "stage": "PROJECTION_SIMPLE",
+            "nReturned": 3,
+            "inputStage": {
+                "stage": "LIMIT",
+                "limitAmount": 20,
+                "nReturned": 3,
+                "inputStage": {
+                    "stage": "FETCH",
+                    "docsExamined": 3,
+                    "nReturned": 3,
+                    "inputStage": ix,
+                },
+            },
+        }
         stats = (3, 1, 3, 3)
     else:
-        plan = {"stage": "PROJECTION_SIMPLE", "nReturned": 3, "inputStage": {
-            "stage": "SORT", "sortPattern": {"confidence": -1}, "memLimit": 104857600,
-            "limitAmount": 20, "type": "simple", "totalDataSizeSorted": 2190, "usedDisk": False,
-            "spills": 0, "nReturned": 3,
-            "inputStage": {"stage": "COLLSCAN", "direction": "forward", "docsExamined": 5, "nReturned": 3}}}
+        plan = {
+            "stage": "PROJECTION_SIMPLE",
+            "nReturned": 3,
+            "inputStage": {
+                "stage": "SORT",
+                "sortPattern": {"confidence": -1},
+                "memLimit": 104857600,
+                "limitAmount": 20,
+                "type": "simple",
+                "totalDataSizeSorted": 2190,
+                "usedDisk": False,
+                "spills": 0,
+                "nReturned": 3,
+                "inputStage": {
+                    "stage": "COLLSCAN",
+                    "direction": "forward",
+                    "docsExamined": 5,
+                    "nReturned": 3,
+                },
+            },
+        }
         stats = (3, 4, 0, 5)
     n, ms, keys, docs = stats
-    return {"explainVersion": "1",
-            "queryPlanner": {"namespace": "axon.contexts", "parsedQuery": FLT, "winningPlan": plan,
-                             "rejectedPlans": []},
-            "executionStats": {"executionSuccess": True, "nReturned": n, "executionTimeMillis": ms,
-                               "totalKeysExamined": keys, "totalDocsExamined": docs,
-                               "executionStages": plan},
-            "serverInfo": {"host": "db", "port": 27017, "version": "7.0.12"}, "ok": 1}
+    return {
+        "explainVersion": "1",
+        "queryPlanner": {
+            "namespace": "axon.contexts",
+            "parsedQuery": FLT,
+            "winningPlan": plan,
+            "rejectedPlans": [],
+        },
+        "executionStats": {
+            "executionSuccess": True,
+            "nReturned": n,
+            "executionTimeMillis": ms,
+            "totalKeysExamined": keys,
+            "totalDocsExamined": docs,
+            "executionStages": plan,
+        },
+        "serverInfo": {"host": "db", "port": 27017, "version": "7.0.12"},
+        "ok": 1,
+    }
 
 
 class FakeCursor:
@@ -109,10 +166,18 @@ class FakeServer:
         self.level = {"was": 0, "slowms": 100, "sampleRate": 1.0}
         self.fail_on = fail_on
         self.explains = 0
-        profile_doc = {"op": "query", "ns": "axon.contexts", "command": {
-            "find": "contexts", "filter": FLT, "sort": {"confidence": -1}, "limit": 20},
-            "keysExamined": 0, "docsExamined": 5, "nreturned": 3, "millis": 120,
-            "planSummary": "COLLSCAN", "hasSortStage": True, "ts": NOW}
+        profile_doc = {
+            "op": "query",
+            "ns": "axon.contexts",
+            "command": {"find": "contexts", "filter": FLT, "sort": {"confidence": -1}, "limit": 20},
+            "keysExamined": 0,
+            "docsExamined": 5,
+            "nreturned": 3,
+            "millis": 120,
+            "planSummary": "COLLSCAN",
+            "hasSortStage": True,
+            "ts": NOW,
+        }
         self.profile = FakeCollection([profile_doc])
 
     def command(self, name: Any, value: Any = 1, **kw: Any) -> dict[str, Any]:
@@ -131,11 +196,20 @@ class FakeServer:
             return {"n": len(self.contexts.docs), "ok": 1}
         if name == "aggregate":
             if kw["pipeline"] == [{"$indexStats": {}}]:
-                batch = [{"name": ix["name"], "key": ix["key"], "host": "db:27017",
-                          "accesses": {"ops": 1, "since": NOW}} for ix in self.indexes]
+                batch = [
+                    {
+                        "name": ix["name"],
+                        "key": ix["key"],
+                        "host": "db:27017",
+                        "accesses": {"ops": 1, "since": NOW},
+                    }
+                    for ix in self.indexes
+                ]
             else:
-                batch = [{"_id": {"w": "test", "t": "workspace"}, "n": 3},
-                         {"_id": {"w": "test", "t": "project"}, "n": 1}]
+                batch = [
+                    {"_id": {"w": "test", "t": "workspace"}, "n": 3},
+                    {"_id": {"w": "test", "t": "project"}, "n": 1},
+                ]
             return {"cursor": {"firstBatch": batch, "id": 0}, "ok": 1}
         if name == "listIndexes":
             return {"cursor": {"firstBatch": list(self.indexes), "id": 0}, "ok": 1}
@@ -156,12 +230,14 @@ class FakeServer:
     def admin_command(self, name: Any, value: Any = 1, **kw: Any) -> dict[str, Any]:
         if name == "getLog":
             lines = find_fixture("slowlog_datadog_getLog_v6plus.log").read_text().splitlines()
-            lines.append('{"t":{"$date":"2026-01-01T00:00:00.000+00:00"},"s":"I","c":"COMMAND",'
-                         '"id":51803,"ctx":"conn1","msg":"Slow query","attr":{"type":"command",'
-                         '"ns":"axon.contexts","command":{"find":"contexts","filter":{"workspaceId":'
-                         '"test","tier":"workspace"},"sort":{"confidence":-1},"limit":20},'
-                         '"planSummary":"COLLSCAN","keysExamined":0,"docsExamined":5,'
-                         '"hasSortStage":true,"nreturned":3,"durationMillis":130}}')
+            lines.append(
+                '{"t":{"$date":"2026-01-01T00:00:00.000+00:00"},"s":"I","c":"COMMAND",'
+                '"id":51803,"ctx":"conn1","msg":"Slow query","attr":{"type":"command",'
+                '"ns":"axon.contexts","command":{"find":"contexts","filter":{"workspaceId":'
+                '"test","tier":"workspace"},"sort":{"confidence":-1},"limit":20},'
+                '"planSummary":"COLLSCAN","keysExamined":0,"docsExamined":5,'
+                '"hasSortStage":true,"nreturned":3,"durationMillis":130}}'
+            )
             return {"totalLinesWritten": len(lines), "log": lines, "ok": 1}
         raise OperationFailure(f"no such admin command: {name}")
 
@@ -197,18 +273,45 @@ def test_live_session_sends_the_guides_commands_in_order():
     rep = mongo.run_live(target, repeats=2)
     assert rep.ran, rep.notes
     names = [n for n, _, _ in sent(db)]
-    assert names == ["buildInfo", "hello", "hello", "profile", "profile", "count", "aggregate",
-                     "listIndexes", "explain", "explain", "createIndexes", "explain", "explain",
-                     "aggregate", "dropIndexes", "profile"]
+    assert names == [
+        "buildInfo",
+        "hello",
+        "hello",
+        "profile",
+        "profile",
+        "count",
+        "aggregate",
+        "listIndexes",
+        "explain",
+        "explain",
+        "createIndexes",
+        "explain",
+        "explain",
+        "aggregate",
+        "dropIndexes",
+        "profile",
+    ]
     calls = sent(db)
     assert calls[3][:2] == ("profile", -1)
-    assert calls[4] == ("profile", 2, {"slowms": 100})  # the guide's setProfilingLevel(2, {slowms: 100})
+    assert calls[4] == (
+        "profile",
+        2,
+        {"slowms": 100},
+    )  # the guide's setProfilingLevel(2, {slowms: 100})
     explain = calls[8]
-    assert explain[1] == {"find": "contexts", "filter": FLT, "sort": {"confidence": -1},
-                          "projection": mongo_live.APP_PROJECTION, "limit": 20}
+    assert explain[1] == {
+        "find": "contexts",
+        "filter": FLT,
+        "sort": {"confidence": -1},
+        "projection": mongo_live.APP_PROJECTION,
+        "limit": 20,
+    }
     assert explain[2] == {"verbosity": "executionStats"}
-    assert calls[9][1] == {"find": "contexts", "filter": {"workspaceId": "test"},
-                           "projection": mongo_live.APP_PROJECTION}  # the guide's second query
+    assert calls[9][1] == {
+        "find": "contexts",
+        "filter": {"workspaceId": "test"},
+        "projection": mongo_live.APP_PROJECTION,
+    }  # the guide's second query
     assert calls[12][1] == calls[9][1]
     create = calls[10]
     assert create[1] == "contexts"
@@ -224,7 +327,10 @@ def test_live_session_sends_the_guides_commands_in_order():
     assert len(rep.query_runs_ms) == 2
     ba = rep.before_after()
     assert ba.phase.tolist() == ["before", "after", "workspace before", "workspace after"]
-    assert ba.collscan.tolist()[:2] == [True, False] and ba.in_memory_sort.tolist()[:2] == [True, False]
+    assert ba.collscan.tolist()[:2] == [True, False] and ba.in_memory_sort.tolist()[:2] == [
+        True,
+        False,
+    ]
     assert ba.docs_examined.tolist()[:2] == [5, 3] and ba.keys_examined.tolist()[:2] == [0, 3]
     assert rep.after.indexes_used == ["workspace_tier_confidence_idx"]
     assert rep.before.sort_memory_bytes == 2190 and rep.before.sort_used_disk is False
@@ -238,7 +344,11 @@ def test_live_session_sends_the_guides_commands_in_order():
     assert 0 < rep.projection["saved_fraction"] < 1
     # Profiler and getLog: only this namespace.
     (prof,) = rep.profile_operations
-    assert (prof.namespace, prof.pattern, prof.duration_ms) == ("axon.contexts", '{"tier": 1, "workspaceId": 1}', 120)
+    assert (prof.namespace, prof.pattern, prof.duration_ms) == (
+        "axon.contexts",
+        '{"tier": 1, "workspaceId": 1}',
+        120,
+    )
     assert [o.duration_ms for o in rep.log_operations] == [130]
     shapes = mongo.live_shapes(rep)
     assert set(shapes.source) == {"profile", "log"}
@@ -248,8 +358,14 @@ def test_live_session_sends_the_guides_commands_in_order():
 
 
 def test_an_index_that_already_serves_is_bypassed_with_a_natural_hint_not_recreated():
-    server = FakeServer(indexes=[{"key": {"workspaceId": 1, "tier": 1, "confidence": -1},
-                                  "name": "workspace_tier_confidence_idx"}])
+    server = FakeServer(
+        indexes=[
+            {
+                "key": {"workspaceId": 1, "tier": 1, "confidence": -1},
+                "name": "workspace_tier_confidence_idx",
+            }
+        ]
+    )
     db = fake_db(server)
     rep = mongo.run_live(mongo.connect(db))
     explains = [c for c in sent(db) if c[0] == "explain"]
@@ -296,13 +412,17 @@ def test_empty_collection_is_seeded_only_when_asked(monkeypatch):
     server = FakeServer(docs=[])
     rep = mongo.run_live(mongo.connect(fake_db(server)), seed=30)
     assert rep.ran and rep.seeded == 30 and len(server.contexts.inserted) == 30
-    assert {"workspaceId", "tier", "confidence", "content", "metadata"} <= set(server.contexts.inserted[0])
+    assert {"workspaceId", "tier", "confidence", "content", "metadata"} <= set(
+        server.contexts.inserted[0]
+    )
 
 
 def test_mongos_without_profiler_continues():
     server = FakeServer(fail_on="profile")
     rep = mongo.run_live(mongo.connect(fake_db(server)))
-    assert rep.ran and any(n.startswith("profiling not available (OperationFailure") for n in rep.notes)
+    assert rep.ran and any(
+        n.startswith("profiling not available (OperationFailure") for n in rep.notes
+    )
 
 
 # ---- the fallback --------------------------------------------------------------------------
@@ -354,10 +474,16 @@ def test_unreachable_uri_falls_back_and_never_shows_the_password():
 
 
 def test_analyze_falls_back_to_recorded_files():
-    a = mongo.analyze(mongo.connect(mongomock.MongoClient()), fixtures_dir=str(find_fixture("README.md").parent))
-    assert a.mode == "files" and a.notes[0].startswith("Offline mode: the embedded store (mongomock) is not MongoDB")
+    a = mongo.analyze(
+        mongo.connect(mongomock.MongoClient()), fixtures_dir=str(find_fixture("README.md").parent)
+    )
+    assert a.mode == "files" and a.notes[0].startswith(
+        "Offline mode: the embedded store (mongomock) is not MongoDB"
+    )
     v = a.verdict()
-    assert v["status"] == "info" and v["summary"].startswith("offline (embedded store, not MongoDB)")
+    assert v["status"] == "info" and v["summary"].startswith(
+        "offline (embedded store, not MongoDB)"
+    )
     assert len(a.plans) >= 7 and a.tree_plan is not None
     assert a.before_after.phase.tolist()[0] == "v3.2.5_find_in_memory_sort_skip_limit"
     assert a.shapes.total_ms.is_monotonic_decreasing
@@ -371,8 +497,11 @@ def test_analyze_falls_back_to_recorded_files():
 def test_analyze_live_against_the_fake_server():
     a = mongo.analyze(mongo.connect(fake_db(FakeServer())), smoke=True)
     assert a.mode == "live" and [s.source for s in a.plans] == [
-        "live contexts: before", "live contexts: after", "live contexts: workspace before",
-        "live contexts: workspace after"]
+        "live contexts: before",
+        "live contexts: after",
+        "live contexts: workspace before",
+        "live contexts: workspace after",
+    ]
     assert a.tree_plan is a.live.before and a.before_after.phase.tolist()[:2] == ["before", "after"]
     assert a.verdict()["status"] == "pass"
     assert "COLLSCAN → IXSCAN { workspaceId: 1, tier: 1, confidence: -1 }" in a.verdict()["summary"]
@@ -388,8 +517,11 @@ def test_projection_bytes_on_the_embedded_store():
     coll.insert_many([dict(d) for d in DOCS])
     m = mongo.measure_projection(coll, {"workspaceId": "test"}, {"confidence": 1})
     assert m["documents"] == 4
-    assert m["projected_bytes"] == sum(len(bson.encode({"_id": d["_id"], "confidence": d["confidence"]}))
-                                       for d in DOCS if d["workspaceId"] == "test")
+    assert m["projected_bytes"] == sum(
+        len(bson.encode({"_id": d["_id"], "confidence": d["confidence"]}))
+        for d in DOCS
+        if d["workspaceId"] == "test"
+    )
     assert m["saved_bytes"] == m["full_bytes"] - m["projected_bytes"] > 0
 
 
@@ -414,7 +546,12 @@ def test_pool_comparison_opens_one_client_per_setting():
         made.append(FakeClient(**kw))
         return made[-1]
 
-    q = {"filter": FLT, "sort": {"confidence": -1}, "limit": 20, "projection": mongo_live.APP_PROJECTION}
+    q = {
+        "filter": FLT,
+        "sort": {"confidence": -1},
+        "limit": 20,
+        "projection": mongo_live.APP_PROJECTION,
+    }
     f = mongo.compare_pools(factory, "axon", "contexts", q, threads=4, queries=24, warm_s=0)
     assert [(c.kw["maxPoolSize"], c.kw["minPoolSize"]) for c in made] == [(10, 0), (50, 10)]
     assert all(len(c.kw["event_listeners"]) == 1 and c.closed for c in made)

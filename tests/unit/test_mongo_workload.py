@@ -25,7 +25,11 @@ def test_datadog_log_two_finds_form_one_shape_with_esr_advice():
     assert f.total_ms.tolist() == [26.0, 11.0]  # sorted by total time
     find = f.iloc[0]
     assert (find.namespace, find.operation, find.pattern, find.sort) == (
-        "test.customers", "find", '{"subscribed": 1}', '{"name": 1}')
+        "test.customers",
+        "find",
+        '{"subscribed": 1}',
+        '{"name": 1}',
+    )
     assert (find["count"], find.min_ms, find.mean_ms, find.max_ms) == (2, 12, 13, 14)
     assert find.p95_ms == pytest.approx(13.9)  # linear interpolation between 12 and 14
     assert (find.docs_examined, find.keys_examined, find.n_returned) == (540 + 612, 1152, 101 + 0)
@@ -34,7 +38,11 @@ def test_datadog_log_two_finds_form_one_shape_with_esr_advice():
     assert find.advised_index == "{ subscribed: 1, name: 1 }"
     upd = f.iloc[1]
     assert (upd.operation, upd.pattern, upd.docs_examined, upd.n_returned) == (
-        "update", '{"age": {"$gt": 1}}', 487, 487)
+        "update",
+        '{"age": {"$gt": 1}}',
+        487,
+        487,
+    )
     assert upd.advised_index == ""  # one document examined per document matched: fine
 
 
@@ -45,7 +53,9 @@ def test_hatchet_log_shapes():
     assert f.total_ms.tolist() == [268, 221, 90, 89, 1, 0]
     s = shapes(f)
     collscan = s[("testdb.vehicles", "find", "{}", "")]
-    assert collscan.collscan and collscan.plan_summary == "COLLSCAN" and collscan.advised_index == ""
+    assert (
+        collscan.collscan and collscan.plan_summary == "COLLSCAN" and collscan.advised_index == ""
+    )
     covered = s[("testdb.vehicles", "find", '{"color": 1}', '{"brand": -1}')]
     assert covered.docs_examined == 0 and covered.keys_examined == 101 and covered.n_returned == 101
     assert covered.plan_summary == "IXSCAN { color: 1, brand: 1 }" and not covered.in_memory_sort
@@ -53,7 +63,9 @@ def test_hatchet_log_shapes():
     assert remove.n_returned == 1 and remove.total_ms == 221  # ndeleted counts as returned
     distinct = s[("testdb.vehicles", "distinct", "{}", "")]
     assert distinct.plan_summary == "DISTINCT_SCAN { color: 1 }"
-    keys = s[("admin.system.keys", "find", '{"expiresAt": {"$gt": 1}, "purpose": 1}', '{"expiresAt": 1}')]
+    keys = s[
+        ("admin.system.keys", "find", '{"expiresAt": {"$gt": 1}, "purpose": 1}', '{"expiresAt": 1}')
+    ]
     assert keys.in_memory_sort and keys.collscan
     assert keys.advised_index == ""  # internal collection: no advice
     ts = s[("testdb.system.buckets.ts_seconds", "update", '{"_id": 1}', "")]
@@ -62,7 +74,12 @@ def test_hatchet_log_shapes():
 
 def test_profiler_documents():
     ops = mongo.read_profile(find_fixture("profile_system.profile_datadog_v6plus.json"))
-    assert [(o.operation, o.duration_ms) for o in ops] == [("update", 10), ("find", 85), ("update", 21), ("find", 14)]
+    assert [(o.operation, o.duration_ms) for o in ops] == [
+        ("update", 10),
+        ("find", 85),
+        ("update", 21),
+        ("find", 14),
+    ]
     assert [o.has_sort_stage for o in ops] == [False, False, False, True]
     f = mongo.digest(ops)
     assert f.source.tolist() == ["profile", "profile"]
@@ -72,7 +89,12 @@ def test_profiler_documents():
     assert find.in_memory_sort and find.plan_summary == "IXSCAN { name: 1 }"
     assert find.advised_index == "{ name: 1, age: 1 }"  # sort first, range last
     assert (upd.operation, upd["count"], upd.total_ms, upd.docs_examined, upd.n_returned) == (
-        "update", 2, 31, 431 + 416, 431 + 416)
+        "update",
+        2,
+        31,
+        431 + 416,
+        431 + 416,
+    )
 
 
 def test_profiling_status():
@@ -86,10 +108,16 @@ def test_profiling_status():
 
 def test_filter_shapes():
     assert mongo.filter_shape({"b": "x", "a": {"$in": [1, 2]}}) == {"a": {"$in": 1}, "b": 1}
-    assert mongo.filter_shape({"$or": [{"a": 1}, {"b": {"$gt": 2}}]}) == {"$or": [{"a": 1}, {"b": {"$gt": 1}}]}
-    assert mongo.filter_shape({"_id": {"$oid": "65f7"}, "d": {"$date": "2024"}}) == {"_id": 1, "d": 1}
+    assert mongo.filter_shape({"$or": [{"a": 1}, {"b": {"$gt": 2}}]}) == {
+        "$or": [{"a": 1}, {"b": {"$gt": 1}}]
+    }
+    assert mongo.filter_shape({"_id": {"$oid": "65f7"}, "d": {"$date": "2024"}}) == {
+        "_id": 1,
+        "d": 1,
+    }
     assert mongo.filter_shape({"e": {"$elemMatch": {"x": 1, "y": {"$lt": 3}}}}) == {
-        "e": {"$elemMatch": {"x": 1, "y": {"$lt": 1}}}}
+        "e": {"$elemMatch": {"x": 1, "y": {"$lt": 1}}}
+    }
 
 
 def test_gzip_logs_and_other_lines(tmp_path):
@@ -99,8 +127,12 @@ def test_gzip_logs_and_other_lines(tmp_path):
     read = mongo.read_slow_log(gz)
     assert (read.lines, read.json_lines, read.skipped, len(read.operations)) == (4, 3, 1, 3)
     text = tmp_path / "mongod-4.2.log"
-    text.write_text("2020-01-01T00:00:00.000+0000 I COMMAND [conn1] command test.c command: find { find: \"c\" } 120ms\n")
-    with pytest.raises(InputFileError, match=r"mongod-4.2.log: no JSON log lines: .*4.4\+ structured logs"):
+    text.write_text(
+        '2020-01-01T00:00:00.000+0000 I COMMAND [conn1] command test.c command: find { find: "c" } 120ms\n'
+    )
+    with pytest.raises(
+        InputFileError, match=r"mongod-4.2.log: no JSON log lines: .*4.4\+ structured logs"
+    ):
         mongo.read_slow_log(text)
     with pytest.raises(InputFileError, match="no system.profile documents"):
         mongo.read_profile(find_fixture("indexStats_datadog_foo.json"))

@@ -30,7 +30,9 @@ def test_notebook_structure(path):
     cells = nb["cells"]
     assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
     # 1. markdown header first
-    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith("#")
+    assert cells[0]["cell_type"] == "markdown" and "".join(cells[0]["source"]).lstrip().startswith(
+        "#"
+    )
     code_cells = [c for c in cells if c["cell_type"] == "code"]
     # 4. no committed outputs
     for c in code_cells:
@@ -66,17 +68,28 @@ def test_notebook_structure(path):
             assert len(imports) == len(tree.body), f"{path.name}: imports mixed with code"
             for n in imports:
                 mods = [n.module] if isinstance(n, ast.ImportFrom) else [a.name for a in n.names]
-                assert all(m and m.split(".")[0] == "axon_lab" for m in mods), f"{path.name}: imports {mods}"
+                assert all(m and m.split(".")[0] == "axon_lab" for m in mods), (
+                    f"{path.name}: imports {mods}"
+                )
                 # one style: modules, not names (calls read ``vector.sweep(...)``)
-                assert isinstance(n, ast.ImportFrom), f"{path.name}: use 'from axon_lab import module'"
+                assert isinstance(n, ast.ImportFrom), (
+                    f"{path.name}: use 'from axon_lab import module'"
+                )
                 for a in n.names:
                     obj = _imported(n.module, a.name)
-                    assert isinstance(obj, types.ModuleType), f"{path.name}: imports {a.name} (not a module)"
+                    assert isinstance(obj, types.ModuleType), (
+                        f"{path.name}: imports {a.name} (not a module)"
+                    )
         for node in ast.walk(tree):
-            assert not isinstance(node, ast.AnnAssign), f"{path.name}: annotations belong to the parameters cell"
-            assert not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda), \
-                f"{path.name}: defines logic"
-            assert not isinstance(node, ast.For | ast.While), f"{path.name}: loops belong in axon_lab"
+            assert not isinstance(node, ast.AnnAssign), (
+                f"{path.name}: annotations belong to the parameters cell"
+            )
+            assert not isinstance(
+                node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda
+            ), f"{path.name}: defines logic"
+            assert not isinstance(node, ast.For | ast.While), (
+                f"{path.name}: loops belong in axon_lab"
+            )
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in FORBIDDEN_CALLS, f"{path.name}: calls {node.func.id}()"
             if isinstance(node, ast.Name):
@@ -84,8 +97,9 @@ def test_notebook_structure(path):
     assert import_cells == 1, f"{path.name}: {import_cells} import cells"
     # 3. results are recorded as a sidecar at the end, with every parameter typed once only
     assert "record(" in _code(code_cells[-1]), f"{path.name}: last cell must record() the results"
-    assert _records_parameter_values(code_cells), \
+    assert _records_parameter_values(code_cells), (
         f"{path.name}: record(parameters=...) must come from report.parameter_values()"
+    )
 
 
 def _imported(module: str, name: str):
@@ -110,9 +124,16 @@ def _records_parameter_values(code_cells) -> bool:
     for c in code_cells:
         tree = ast.parse(_code(c))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+            ):
                 assigned[node.targets[0].id] = node.value
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "record":
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) == "record"
+            ):
                 calls.append(node)
     for call in calls:
         value = next((k.value for k in call.keywords if k.arg == "parameters"), None)

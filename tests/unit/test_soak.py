@@ -9,7 +9,9 @@ import pytest
 from axon_lab.profiling import soak
 
 
-def _resources(minutes: float, mb_per_min: float, *, noise_mb: float = 2.0, every_s: float = 2.0) -> pd.DataFrame:
+def _resources(
+    minutes: float, mb_per_min: float, *, noise_mb: float = 2.0, every_s: float = 2.0
+) -> pd.DataFrame:
     rng = np.random.default_rng(1)
     t = np.arange(0.0, minutes * 60, every_s)
     rss = 600.0 + mb_per_min * t / 60 + rng.normal(0, noise_mb, t.size)
@@ -22,8 +24,16 @@ def _records(minutes: float, start_ms: float, end_ms: float, *, rate: float = 4.
     base = start_ms + (end_ms - start_ms) * t / t[-1]
     ms = base * rng.lognormal(0, 0.2, t.size)
     ns = (t * 1e9).astype(np.int64)
-    return pd.DataFrame({"intended_ns": ns, "sent_ns": ns, "end_ns": ns + (ms * 1e6).astype(np.int64),
-                         "response_ms": ms, "status": 200, "outcome": "ok"})
+    return pd.DataFrame(
+        {
+            "intended_ns": ns,
+            "sent_ns": ns,
+            "end_ns": ns + (ms * 1e6).astype(np.int64),
+            "response_ms": ms,
+            "status": 200,
+            "outcome": "ok",
+        }
+    )
 
 
 def test_a_growing_rss_is_a_suspected_leak_with_the_right_slope():
@@ -55,9 +65,13 @@ def test_rising_latency_is_drift_and_flat_latency_is_not():
 
 def test_drift_is_judged_on_the_servers_own_time_when_it_reports_one():
     rec = _records(5, 100.0, 400.0)  # the client saw it slow down...
-    rec["stage.total"] = 80.0 + np.random.default_rng(3).normal(0, 5, len(rec))  # ...the server did not
+    rec["stage.total"] = 80.0 + np.random.default_rng(3).normal(
+        0, 5, len(rec)
+    )  # ...the server did not
     run = soak.analyze(rec, _resources(5, 0.0).assign(phase="load"), {"errors": 0}, {})
-    assert run.latency["drift_suspected"] is True and run.latency["server"]["drift_suspected"] is False
+    assert (
+        run.latency["drift_suspected"] is True and run.latency["server"]["drift_suspected"] is False
+    )
     assert soak.verdict(run)["status"] == "pass"
     assert {"server_p50_ms", "server_p95_ms"} <= set(run.windows.columns)
 
@@ -80,13 +94,22 @@ def test_windows_count_errors_and_leave_them_out_of_the_percentiles():
 
 def test_verdicts():
     def run(res: pd.DataFrame, rec: pd.DataFrame, errors: int = 0) -> soak.SoakRun:
-        return soak.analyze(rec, res.assign(phase="load"), {"errors": errors, "count": len(rec)}, {"duration_s": 600})
+        return soak.analyze(
+            rec,
+            res.assign(phase="load"),
+            {"errors": errors, "count": len(rec)},
+            {"duration_s": 600},
+        )
 
     assert soak.verdict(run(_resources(10, 0.0), _records(10, 100, 100)))["status"] == "pass"
     leak = soak.verdict(run(_resources(10, 5.0), _records(10, 100, 100)))
     assert leak["status"] == "fail" and leak["summary"].startswith("LEAK SUSPECTED")
-    assert soak.verdict(run(_resources(10, 0.0), _records(10, 100, 400)))["summary"].startswith("LATENCY DRIFT")
-    assert soak.verdict(run(_resources(10, 0.0), _records(10, 100, 100), errors=3))["status"] == "fail"
+    assert soak.verdict(run(_resources(10, 0.0), _records(10, 100, 400)))["summary"].startswith(
+        "LATENCY DRIFT"
+    )
+    assert (
+        soak.verdict(run(_resources(10, 0.0), _records(10, 100, 100), errors=3))["status"] == "fail"
+    )
     short = soak.verdict(run(_resources(1, 0.0), _records(1, 100, 100)))
     assert short["status"] == "info" and "not judged" in short["summary"]
 
