@@ -25,96 +25,31 @@ from typing import Any
 
 from axon_lab.errors import InputFileError
 from axon_lab.mongo.advice import (
-    CONTEXTS_FILTER,
-    CONTEXTS_PROJECTION,
-    CONTEXTS_SORT,
-    GUIDE_INDEX_NAME,
     IndexAdvice,
-    advise_index,
     contexts_advice,
     index_stats_report,
-    is_prefix,
-    key_pairs,
-    normalize_indexes,
-    serves,
 )
 from axon_lab.mongo.explain import (
     ExplainSummary,
-    PlanNode,
-    format_key,
     load_explains,
-    parse_explain,
     plans_table,
-    stage_rows,
     summaries_frame,
 )
-from axon_lab.mongo.files import classify, default_fixture_dir, read_documents, scan_folder
+from axon_lab.mongo.files import default_fixture_dir, read_documents, scan_folder
 from axon_lab.mongo.live import (
     LiveReport,
     MongoConnection,
-    compare_pools,
     connect,
-    is_embedded,
     live_shapes,
-    measure_projection,
     run_live,
 )
 from axon_lab.mongo.workload import (
-    DIGEST_COLUMNS,
     Operation,
     digest,
-    filter_shape,
     profiling_status,
     read_profile,
     read_slow_log,
 )
-
-__all__ = [
-    "CONTEXTS_FILTER",
-    "CONTEXTS_PROJECTION",
-    "CONTEXTS_SORT",
-    "DIGEST_COLUMNS",
-    "GUIDE_INDEX_NAME",
-    "ExplainSummary",
-    "IndexAdvice",
-    "LiveReport",
-    "MongoAnalysis",
-    "Operation",
-    "PlanNode",
-    "MongoConnection",
-    "advise_index",
-    "analyze",
-    "analyze_files",
-    "classify",
-    "compare_pools",
-    "connect",
-    "contexts_advice",
-    "default_fixture_dir",
-    "digest",
-    "filter_shape",
-    "format_key",
-    "index_stats_report",
-    "is_embedded",
-    "is_prefix",
-    "key_pairs",
-    "live_shapes",
-    "load_explains",
-    "measure_projection",
-    "normalize_indexes",
-    "parse_explain",
-    "plans_table",
-    "profiling_status",
-    "read_documents",
-    "read_profile",
-    "read_slow_log",
-    "recorded_comparison",
-    "run_live",
-    "scan_folder",
-    "serves",
-    "stage_rows",
-    "summaries_frame",
-    "worst_plan",
-]
 
 
 def worst_plan(summaries: Sequence[ExplainSummary]) -> ExplainSummary | None:
