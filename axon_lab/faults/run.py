@@ -32,7 +32,7 @@ rate, server errors, share of degraded responses and latency percentiles
 requests are healthy again for good (every later request answered 200 and not degraded), the
 same from ``/health``, and how fast the fault was detected
 (:func:`~axon_lab.faults.analysis.recovery`). A killed experiment still leaves its records and
-events file; :func:`read_fault_run` analyses it.
+events file; :func:`read_fault_run` analyzes it.
 """
 
 from __future__ import annotations

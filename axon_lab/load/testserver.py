@@ -283,7 +283,7 @@ async def serve(
 
 
 class LoadServer:
-    """Start ``loadserver.py`` in a subprocess on a free loopback port (context manager).
+    """Start the test server (this file) in a subprocess on a free loopback port (context manager).
 
     Parameters
     ----------
@@ -355,7 +355,7 @@ class LoadServer:
             if not line and self.proc.poll() is not None:
                 break
         self.stop()
-        raise RuntimeError(f"loadserver did not start: {line!r}")
+        raise RuntimeError(f"test server did not start: {line!r}")
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

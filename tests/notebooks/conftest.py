@@ -8,7 +8,13 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def smoke_report(tmp_path_factory: pytest.TempPathFactory):
+def smoke_data_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The smoke report's AXON_DATA_DIR (its corpus, shards and sweep stores)."""
+    return tmp_path_factory.mktemp("report-data")
+
+
+@pytest.fixture(scope="session")
+def smoke_report(tmp_path_factory: pytest.TempPathFactory, smoke_data_dir):
     """Every notebook executed once with smoke parameters, like ``axon-lab report --smoke``.
 
     Returns ``(results_by_name, out_dir)``; notebook tests check their sidecars from here so
@@ -17,7 +23,7 @@ def smoke_report(tmp_path_factory: pytest.TempPathFactory):
     from axon_lab.report.index import build_report
 
     out = tmp_path_factory.mktemp("report")
-    data = tmp_path_factory.mktemp("report-data")
+    data = smoke_data_dir
     saved = {k: os.environ.get(k) for k in ("AXON_DATA_DIR", "AXON_CORPUS_LIMIT")}
     os.environ["AXON_DATA_DIR"] = str(data)
     os.environ["AXON_CORPUS_LIMIT"] = "300"

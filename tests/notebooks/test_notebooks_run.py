@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from axon_lab.report import load, load_frame
+from axon_lab.report.run import notebook_parameters
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 
@@ -25,6 +26,11 @@ def test_every_notebook_runs_and_records_a_sidecar(smoke_report, path):
         doc["verdict"]["status"] in {"pass", "warn", "fail", "info"} and doc["verdict"]["summary"]
     )
     assert doc["provenance"]["parameters"].get("smoke") is True
+    # every declared parameter reaches the sidecar (report.parameter_values(), not retyped)
+    declared = set(notebook_parameters(path))
+    assert declared <= set(doc["provenance"]["parameters"]), declared - set(
+        doc["provenance"]["parameters"]
+    )
     assert doc["provenance"]["machine"]["cores"] >= 1 and doc["provenance"]["created_utc"].endswith(
         "+00:00"
     )

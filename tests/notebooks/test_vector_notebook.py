@@ -1,33 +1,28 @@
-"""The HNSW tuning notebook runs end to end with smoke parameters and records a valid sidecar."""
+"""The HNSW tuning notebook's sidecar from the session's smoke report (corpus sample, smoke grid).
+
+The notebook runs once per session (the ``smoke_report`` fixture, like ``axon-lab report
+--smoke``, with ``AXON_CORPUS_LIMIT=300``); this test checks what it recorded.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "hnsw_tuning.ipynb"
+from axon_lab.report import load, load_frame
+
+pytestmark = [pytest.mark.notebook, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
-@pytest.mark.notebook
-def test_hnsw_tuning_notebook_smoke(tmp_path, monkeypatch):
-    import papermill
+@pytest.fixture(scope="module")
+def sidecar(smoke_report):
+    results, _ = smoke_report
+    r = results["hnsw_tuning"]
+    assert r.status == "ok", r.error
+    return r.sidecar
 
-    from axon_lab.report import load, load_frame
 
-    out, data = tmp_path / "out", tmp_path / "data"
-    monkeypatch.setenv("AXON_LAB_OUT_DIR", str(out))
-    monkeypatch.setenv("AXON_DATA_DIR", str(data))
-    # synthetic keeps the test free of the embedding model; corpus smoke runs use the same cells
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(tmp_path / "executed.ipynb"),
-        kernel_name="python3",
-        parameters={"smoke": True, "dataset": "synthetic", "upsert_repeats": 3},
-        progress_bar=False,
-        cwd=str(tmp_path),
-    )
-    doc = load(out / "hnsw_tuning.results.json")
+def test_hnsw_tuning_notebook_smoke(sidecar, smoke_data_dir):
+    doc = load(sidecar)
     assert doc["status"] == "ok" and doc["name"] == "hnsw_tuning"
     assert (
         doc["verdict"]["status"] in {"pass", "warn", "fail"}
@@ -40,11 +35,13 @@ def test_hnsw_tuning_notebook_smoke(tmp_path, monkeypatch):
     assert rec["exact"]["recall"] == 1.0
     assert {r["role"] for r in res["table"]} >= {"exact", "recommended"}
     assert 0 < res["upserts"]["single_p50_ms"] and 0 < res["upserts"]["batch_p50_ms"]
-    sweep = load_frame(out / "hnsw_tuning.results.json", "sweep")
+    sweep = load_frame(sidecar, "sweep")
     assert (
         sweep.loc[~sweep["exact"], "indexed_vectors"] == sweep.loc[~sweep["exact"], "points"]
     ).all()
     assert sweep["recall"].between(0, 1).all() and (sweep["p95_ms"] > 0).all()
-    filtered = load_frame(out / "hnsw_tuning.results.json", "filtered")
+    filtered = load_frame(sidecar, "filtered")
     assert set(filtered["payload_index"]) == {"before", "none"} and filtered["filtered"].any()
-    assert not (data / "vector-sweep").exists() or not any((data / "vector-sweep").iterdir())
+    # the sweep's throw-away shards are removed after the run
+    sweeps = smoke_data_dir / "vector-sweep"
+    assert not sweeps.exists() or not any(sweeps.iterdir())
