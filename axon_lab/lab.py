@@ -18,6 +18,7 @@ import pandas as pd
 
 from axon_lab import workload
 from axon_lab.errors import ConfigError
+from axon_lab.load.profiles import PROFILES, TargetProfile, resolve_profile
 from axon_lab.redact import redact_text
 from axon_lab.report.sidecar import default_out_dir
 from axon_lab.samplers import ServerResourceSampler
@@ -35,19 +36,32 @@ def interactive() -> bool:
 
 @dataclass
 class AxonTarget:
-    """An Axon to test: the embedded one the lab started, or a URL given by the user."""
+    """An Axon to test: the embedded one the lab started, or a URL given by the user.
+
+    Attributes
+    ----------
+    url
+        Base URL.
+    embedded
+        Whether the lab started it.
+    profile
+        How to talk to it and read its answers (:mod:`axon_lab.load.profiles`).
+    workspace
+        The ``workspaceId`` its prompts carry (checked against the profile: a UUID for the
+        real API).
+    """
 
     url: str
     embedded: bool
+    profile: TargetProfile = field(default_factory=lambda: PROFILES.get("axon-lab"))
+    workspace: str = "test"
     _stack: contextlib.ExitStack | None = field(default=None, repr=False)
 
     @property
     def label(self) -> str:
-        return (
-            "embedded Axon (axon_lab, MongoDB stand-in: mongomock)"
-            if self.embedded
-            else redact_text(self.url)
-        )
+        if self.embedded:
+            return "embedded Axon (axon_lab, MongoDB stand-in: mongomock)"
+        return f"{redact_text(self.url)} (profile {self.profile.name})"
 
     def set_options(self, options: Any) -> dict[str, Any]:
         """PUT ``PipelineOptions`` on an axon_lab server (before/after experiments)."""
@@ -55,11 +69,17 @@ class AxonTarget:
 
         from axon_lab.pipeline import PipelineOptions
 
+        if not self.profile.options_path:
+            raise ConfigError(
+                f"{self.label} cannot switch options (profile {self.profile.name} has no options "
+                "endpoint): compare two deployments by giving two URLs instead"
+            )
         body = options.model_dump() if isinstance(options, PipelineOptions) else dict(options)
-        r = httpx.put(f"{self.url}/api/v1/options", json=body, timeout=10)
+        r = httpx.put(f"{self.url}{self.profile.options_path}", json=body, timeout=10)
         if r.status_code == 404:
             raise ConfigError(
-                f"{self.label} has no /api/v1/options: switching options needs an axon_lab server"
+                f"{self.label} has no {self.profile.options_path}: switching options needs an "
+                "axon_lab server"
             )
         if r.status_code != 200:
             raise ConfigError(f"options rejected: {r.json().get('error', r.text)}")
@@ -74,25 +94,50 @@ class AxonTarget:
         return f"<AxonTarget {self.label}>"
 
 
-def start_target(target_url: str = "", *, timeout_s: float = 300.0) -> AxonTarget:
-    """``target_url`` if given (checked to answer), else the embedded Axon on a free loopback port."""
-    if target_url:
-        import httpx
+def start_target(
+    target_url: str = "",
+    *,
+    profile: str = "auto",
+    workspace: str = "",
+    timeout_s: float = 300.0,
+) -> AxonTarget:
+    """``target_url`` if given, else the embedded Axon on a free loopback port.
 
+    ``profile`` (``auto``: detected from the target's ``/health``, which also checks that it
+    answers; a name or a profile file otherwise) and ``workspace`` (the profile's default when
+    empty; the real API needs a UUID) are checked before any load is sent.
+    """
+    if target_url:
+        url = target_url.rstrip("/")
         try:
-            httpx.get(f"{target_url.rstrip('/')}/health", timeout=10)
-        except httpx.HTTPError as exc:
-            raise ConfigError(
-                f"target_url {redact_text(target_url)} does not answer: {exc}"
-            ) from None
-        return AxonTarget(target_url.rstrip("/"), embedded=False)
+            prof = resolve_profile(profile or "auto", url)
+        except ConfigError as exc:
+            raise ConfigError(f"target_url {redact_text(url)}: {exc}") from None
+        if profile and profile != "auto":
+            import httpx
+
+            try:
+                httpx.get(f"{url}{prof.health_path or '/'}", timeout=10)
+            except httpx.HTTPError as exc:
+                raise ConfigError(f"target_url {redact_text(url)} does not answer: {exc}") from None
+        return AxonTarget(
+            url, embedded=False, profile=prof, workspace=prof.check_workspace(workspace)
+        )
     from axon_lab.api.server import running_server
 
+    prof = PROFILES.get("axon-lab") if profile in ("", "auto") else resolve_profile(profile)
+    ws = prof.check_workspace(workspace)
     stack = contextlib.ExitStack()
     url = stack.enter_context(running_server(timeout_s=timeout_s))
-    target = AxonTarget(url, embedded=True, _stack=stack)
+    target = AxonTarget(url, embedded=True, profile=prof, workspace=ws, _stack=stack)
     atexit.register(target.stop)
     return target
+
+
+def stop_target(target: AxonTarget | None) -> None:
+    """Stop ``target`` if the lab started it (``None``: nothing was started)."""
+    if target is not None:
+        target.stop()
 
 
 def scenario_list(scenario: str) -> list[str]:
@@ -144,6 +189,8 @@ def run_scenarios(
             name=name,
             progress=interactive() if progress is None else progress,
             parameters={"target": target.label, "smoke": smoke},
+            profile=target.profile,
+            workspace=target.workspace,
         )
         out[name] = runner.run()
     return out
@@ -156,7 +203,7 @@ def load_run(
     requests_per_prompt: int = 1,
     connections: int = 4,
     duration_s: float = 20.0,
-    workspace: str = "test",
+    workspace: str = "",
     notebook: str = "latency_breakdown",
     label: str = "run",
     smoke: bool = False,
@@ -165,8 +212,9 @@ def load_run(
     sample_resources: bool = True,
 ) -> Any:
     """A closed-loop run over a realistic prompt mix (``distinct``: every prompt new, all caches
-    miss; ``mix``: Zipf-like repetition; ``guide``: the guide's single prompt). Server RSS/CPU are
-    sampled from ``/metrics/process`` while it runs (``result.resources``).
+    miss; ``mix``: Zipf-like repetition; ``guide``: the guide's single prompt), in the target
+    profile's body (``workspace``: the target's when empty). Server RSS/CPU are sampled while it
+    runs (``result.resources``) when the profile has a process-metrics endpoint.
     """
     from axon_lab.load import LoadRunner
 
@@ -181,21 +229,24 @@ def load_run(
         texts = [workload.GUIDE_PROMPTS["baseline"]]
     else:
         raise ConfigError(f"prompts must be distinct, mix or guide, got {prompts!r}")
-    bodies = workload.prompt_bodies(texts, workspace)
+    prof = target.profile
+    bodies = prof.bodies(texts, workspace or target.workspace)
     out = run_dir(notebook, label)
-    sampler = ServerResourceSampler(target.url).start() if sample_resources else None
+    sample = sample_resources and bool(prof.process_metrics_path)
+    sampler = ServerResourceSampler(target.url).start() if sample else None
     try:
         result = LoadRunner(
-            url=f"{target.url}/api/v1/prompts/process",
+            url=f"{target.url}{prof.prompt_path}",
             method="POST",
             bodies=bodies,
             connections=connections,
             duration_s=duration_s,
             out_dir=out,
             name=label,
-            checks=["status==200", "json:result"],
+            checks=["status==200", f"json:{prof.ok_json}"] if prof.ok_json else ["status==200"],
             progress=interactive() if progress is None else progress,
             parameters={"target": target.label, "prompts": prompts, "smoke": smoke},
+            profile=prof,
         ).run()
     finally:
         resources = sampler.stop() if sampler else pd.DataFrame()
@@ -242,18 +293,43 @@ def options_preset(spec: str) -> Any:
 
 
 def run_variant(
-    target: AxonTarget,
+    target: AxonTarget | None,
     spec: str,
     *,
     label: str,
     notebook: str = "before_after",
     smoke: bool = False,
+    profile: str = "auto",
+    workspace: str = "",
     **kw: Any,
 ) -> Any:
-    """Run a variant: a path to an earlier run directory is loaded; otherwise ``spec`` names
-    ``PipelineOptions`` that are set on the server before a :func:`load_run`.
+    """Run a variant: a path to an earlier run directory is loaded; a URL (``http://...``) is
+    another deployment, loaded with the same workload (blue/green, before/after a release);
+    otherwise ``spec`` names ``PipelineOptions`` that are set on ``target`` before a
+    :func:`load_run`.
     """
     if os.path.isdir(spec):
         return load_earlier_run(spec)
+    if spec.startswith(("http://", "https://")):
+        other = start_target(spec, profile=profile, workspace=workspace)
+        return load_run(other, label=label, notebook=notebook, smoke=smoke, **kw)
+    if target is None:
+        raise ConfigError(f"variant {spec!r} needs a target to set options on")
     target.set_options(options_preset(spec))
     return load_run(target, label=label, notebook=notebook, smoke=smoke, **kw)
+
+
+def variant_target(
+    target_url: str, before: str, after: str, *, profile: str = "auto", workspace: str = ""
+) -> AxonTarget | None:
+    """The target options presets are set on, or ``None`` when both variants are URLs or earlier
+    runs (then nothing is started).
+    """
+    presets = [
+        v
+        for v in (before, after)
+        if not os.path.isdir(v) and not v.startswith(("http://", "https://"))
+    ]
+    if not presets:
+        return None
+    return start_target(target_url, profile=profile, workspace=workspace)

@@ -80,6 +80,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--timeout", default="30s", metavar="S", help="per-request timeout (30s)")
     r.add_argument(
+        "--profile",
+        default="auto",
+        metavar="NAME|FILE",
+        help="the target's contract: axon-lab, axon-api, a TOML/JSON profile file, or auto "
+        "(default: ask the target's /health once; the embedded API is axon-lab)",
+    )
+    r.add_argument(
+        "--workspace",
+        metavar="ID",
+        help="workspaceId of the scenario's prompts (the real Axon API needs a UUID)",
+    )
+    r.add_argument(
         "--grace", metavar="S", help="time for in-flight requests after the end (= timeout)"
     )
     v = p.add_argument_group("verdicts")
@@ -208,6 +220,8 @@ def runner_kwargs(args: argparse.Namespace, url: str) -> dict:
         "progress": not args.no_progress and sys.stderr.isatty(),
         "use_uvloop": not args.no_uvloop,
         "insecure": args.insecure,
+        "profile": None if args.profile == "auto" else args.profile,
+        "workspace": args.workspace,
     }
     kw["engine_options"] = _engine_options(args)
     if args.rate is not None and args.think_time:
@@ -313,6 +327,11 @@ def _load(args: argparse.Namespace) -> int:
 
     # Validate everything we can before starting a server.
     kwargs = runner_kwargs(args, args.url or "http://127.0.0.1:1/health")
+    if args.url and args.profile == "auto" and not args.worker:
+        from axon_lab.load.profiles import resolve_profile
+
+        kwargs["profile"] = resolve_profile("auto", args.url)
+        sys.stderr.write(f"axon-lab load: target profile {kwargs['profile'].name} (detected)\n")
     if args.worker:
         kwargs["url"] = args.url
         return _run_worker(kwargs, args)

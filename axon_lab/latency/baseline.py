@@ -23,13 +23,13 @@ PERCENTILE_TARGETS: dict[str, str | None] = {
 
 
 def _ok_times(records: pd.DataFrame, column: str = "response_ms") -> np.ndarray:
-    from axon_lab.load.records import TIMED_OUTCOMES
+    from axon_lab.load.records import LATENCY_OUTCOMES
 
     df = records
     if "outcome" in df.columns:
         oc = df["outcome"]
         if not pd.api.types.is_numeric_dtype(oc):
-            df = df[oc.isin(TIMED_OUTCOMES)]
+            df = df[oc.isin(LATENCY_OUTCOMES)]
     return df[column].dropna().to_numpy(dtype=float)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from axon_lab.goals import RETRIEVAL_PARTS, STAGE_BUDGET_MS, STAGES, stage_status
-from axon_lab.workload import prompt_bodies
+from axon_lab.load.profiles import PROFILES, TargetProfile
 
 #: Every stage in display order: the seven top-level stages, retrieval's parts, then total.
 ORDER: tuple[str, ...] = (*STAGES[:3], *RETRIEVAL_PARTS, *STAGES[3:], "total")
@@ -139,26 +139,44 @@ def _depth(df: pd.DataFrame, i: int) -> int:
 
 
 def fetch_timeline(
-    base_url: str, prompt: str, workspace_id: str = "test", *, timeout_s: float = 30.0
+    base_url: str,
+    prompt: str,
+    workspace_id: str = "",
+    *,
+    profile: TargetProfile | None = None,
+    timeout_s: float = 30.0,
 ) -> dict[str, Any]:
-    """POST one prompt with ``X-Axon-Trace: 1`` and return its timeline and Server-Timing.
+    """POST one prompt with ``X-Axon-Trace: 1`` and return its timeline and stage timings.
 
     A deployment that does not return ``metadata.timeline`` gets a sequential timeline
-    reconstructed from ``Server-Timing`` (top-level stages only; concurrency not visible).
+    reconstructed from its stage timings (``Server-Timing`` or the body, as ``profile`` says;
+    top-level stages only, concurrency not visible). A refused request (e.g. 429) gives an empty
+    timeline and a ``note`` naming the status, never an exception.
     """
     import httpx
 
-    from axon_lab.load.servertiming import parse_server_timing
-
+    prof = profile or PROFILES.get("axon-lab")
     r = httpx.post(
-        f"{base_url.rstrip('/')}/api/v1/prompts/process",
+        f"{base_url.rstrip('/')}{prof.prompt_path}",
         timeout=timeout_s,
-        json=prompt_bodies([prompt], workspace_id)[0],
-        headers={"X-Axon-Trace": "1"},
+        json=prof.body(prompt, workspace_id or None),
+        headers={"X-Axon-Trace": "1", **prof.auth_headers()},
     )
-    r.raise_for_status()
-    timing = parse_server_timing(r.headers.get("server-timing", ""))
-    tl = r.json().get("metadata", {}).get("timeline")
+    facts = prof.reader()(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+    if r.status_code >= 400:
+        why = facts.error or f"HTTP {r.status_code}"
+        return {
+            "timeline": [],
+            "server_timing": {},
+            "reconstructed": True,
+            "note": f"the traced request was refused ({why}): no timeline",
+        }
+    timing = facts.stages or {}
+    try:
+        doc = r.json()
+    except ValueError:
+        doc = {}
+    tl = doc.get("metadata", {}).get("timeline") if isinstance(doc, dict) else None
     reconstructed = tl is None
     if tl is None:
         tl, start = [], 0.0
@@ -175,7 +193,22 @@ def fetch_timeline(
                     }
                 )
                 start += timing[stage]
-    return {"timeline": tl, "server_timing": timing, "reconstructed": reconstructed}
+    note = (
+        "" if tl else f"no stage timings in the traced response (looked in {prof.stage_sources()})"
+    )
+    return {"timeline": tl, "server_timing": timing, "reconstructed": reconstructed, "note": note}
+
+
+def stage_note(table: pd.DataFrame, run: Any, profile: TargetProfile | None = None) -> str:
+    """One line when the run has no stage timings (which sources were looked in), else ``""``."""
+    if len(table):
+        return ""
+    prof = profile or PROFILES.get("axon-lab")
+    n = run.summary.get("requests", {}).get("ok", 0)
+    return (
+        f"no stage timings in {n} successful responses: looked in {prof.stage_sources()} "
+        f"(profile {prof.name}); the other results below still hold"
+    )
 
 
 def waterfalls_for(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -185,6 +218,8 @@ def waterfalls_for(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def verdict(table: pd.DataFrame) -> dict[str, str]:
     """One-line verdict: stages over budget, and the non-LLM overhead at p95."""
+    if not len(table):
+        return {"status": "info", "summary": "no stage timings: nothing to judge per stage"}
     over = table[(table.status.isin(["warn", "fail"])) & (table.stage != "total")]
     status = "fail" if (over.status == "fail").any() else ("warn" if len(over) else "pass")
     t = table.set_index("stage")

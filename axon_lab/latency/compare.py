@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from axon_lab import provenance, stats
-from axon_lab.load.records import read_records
+from axon_lab.load.records import LATENCY_OUTCOMES, read_records
 from axon_lab.load.summary import read_summary
 from axon_lab.metrics import Metric, declare
 from axon_lab.registry import Registry
@@ -173,7 +173,7 @@ def measuring_success(before: Any, after: Any, *, confidence: float = 0.95) -> p
 def _lat(run: Any) -> np.ndarray:
     r = run.records
     if "outcome" in r.columns:
-        r = r[r["outcome"].isin(["ok", "http_error", "timeout"])]
+        r = r[r["outcome"].isin(LATENCY_OUTCOMES)]
     return r["response_ms"].dropna().to_numpy(dtype=float)
 
 
@@ -241,7 +241,7 @@ def _samples(run: Any, column: str) -> tuple[np.ndarray, Mapping[str, Any] | Non
             raise KeyError(f"no column {column!r}; has {list(run.columns)}")
         frame = run
         if "outcome" in frame.columns:  # latency of requests that got an answer or timed out
-            frame = frame[frame["outcome"].isin(["ok", "http_error", "timeout"])]
+            frame = frame[frame["outcome"].isin(LATENCY_OUTCOMES)]
         return stats.clean(frame[column].to_numpy(dtype=float)), prov
     return stats.clean(run), prov
 

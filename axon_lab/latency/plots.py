@@ -140,9 +140,21 @@ COLORS = {
 }
 
 
+def _nothing(title: str, message: str) -> Figure:
+    """A small figure saying what is missing (a plot never crashes on an empty frame)."""
+    fig = Figure(figsize=(10, 1.2))
+    ax = fig.subplots()
+    ax.axis("off")
+    ax.text(0.0, 0.5, message, va="center", ha="left", fontsize=10, wrap=True)
+    ax.set_title(title, loc="left")
+    return fig
+
+
 def stage_distributions(long: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Box plot per stage on a log axis, with the guide's budget per stage as a red tick."""
-    stages = [s for s in ORDER if s in set(long.stage)]
+    stages = [s for s in ORDER if s in set(long.stage)] + sorted(set(long.stage) - set(ORDER))
+    if not stages:
+        return _nothing("Per-stage latency", "no stage timings in this run: nothing to draw")
     fig = Figure(figsize=(10, 0.45 * len(stages) + 1.5))
     ax = fig.subplots()
     data = [np.clip(long.loc[long.stage == s, "ms"].to_numpy(), 1e-3, None) for s in stages]
@@ -171,6 +183,9 @@ def stage_distributions(long: pd.DataFrame, table: pd.DataFrame) -> Figure:
 
 def waterfalls(frames: dict[str, pd.DataFrame]) -> Figure:
     """One horizontal waterfall per picked request (e.g. typical and p95)."""
+    frames = {k: v for k, v in frames.items() if len(v)}
+    if not frames:
+        return _nothing("Waterfalls", "no stage timings in this run: nothing to draw")
     fig = Figure(figsize=(10, 2.2 * len(frames) + 0.5))
     axes = fig.subplots(len(frames), 1, squeeze=False)
     cmap = matplotlib.colormaps.get_cmap("tab10")
@@ -196,6 +211,8 @@ def waterfalls(frames: dict[str, pd.DataFrame]) -> Figure:
 
 def span_timeline(tl: pd.DataFrame, title: str = "One request's spans") -> Figure:
     """Gantt chart of a request's spans; overlapping bars are concurrent work (parallel analysis)."""
+    if not len(tl):
+        return _nothing(title, "the traced request returned no spans or stage timings")
     fig = Figure(figsize=(10, 0.32 * max(len(tl), 4) + 1.2))
     ax = fig.subplots()
     for i, r in enumerate(tl.itertuples()):

@@ -61,6 +61,7 @@ from axon_lab.load.http import (
     HttpConnection,
     open_connection,
 )
+from axon_lab.load.profiles import ReaderFn
 from axon_lab.load.records import RecordSink
 from axon_lab.load.selfcheck import ClientMonitor
 from axon_lab.load.servertiming import CACHE_HEADERS, parse_cache_headers, parse_server_timing
@@ -106,7 +107,11 @@ class Plan:
     abort_unreachable_s
         Stop (incomplete) when every attempt has failed for this long.
     cache_headers
-        Response headers parsed as cache outcomes.
+        Response headers parsed as cache outcomes (when no ``reader`` is given).
+    reader
+        Reads stage timings, cache outcomes, rate-limit headers and error codes from a
+        response, as the target profile declares (:mod:`axon_lab.load.profiles`); ``None``:
+        ``Server-Timing`` and ``cache_headers`` only.
     connect_timeout_s
         TCP (and TLS) connect timeout.
     """
@@ -127,6 +132,7 @@ class Plan:
     cache_headers: tuple[str, ...] = CACHE_HEADERS
     connect_timeout_s: float = 10.0
     ssl_context: _ssl.SSLContext | None = None
+    reader: ReaderFn | None = None
 
 
 @dataclass
@@ -378,9 +384,22 @@ class AsyncioEngine:
                 else:
                     failed += 1
                     counts[c.name][1] += 1
-        stages = caches = None
+        stages = caches = numbers = texts = None
+        error = ex.error
         headers = ex.headers
-        if headers:
+        reader = self.plan.reader
+        if reader is not None:
+            if headers or ex.body:
+                facts = reader(ex.status, headers, ex.body)
+                stages, caches, numbers, texts = (
+                    facts.stages,
+                    facts.caches,
+                    facts.numbers,
+                    facts.texts,
+                )
+                if facts.error and error is None and outcome == HTTP_ERROR:
+                    error = facts.error
+        elif headers:
             st = headers.get("server-timing")
             if st:
                 stages = parse_server_timing(st)
@@ -399,7 +418,7 @@ class AsyncioEngine:
             ex.connect_ns,
             ex.status,
             outcome,
-            ex.error,
+            error,
             ex.nbytes,
             ex.queued,
             late,
@@ -407,6 +426,8 @@ class AsyncioEngine:
             -1 if not checks else failed,
             stages,
             caches,
+            numbers,
+            texts,
         )
         self.done += 1
         if late:

@@ -29,8 +29,11 @@ Columns (times in ns since the run's start; ``-1`` when the event did not happen
 ``queued``           waited for a free connection (open loop, pool exhausted)
 ``late``             ``lag_ms`` above the run's ``late_ms``
 ``checks_passed``    / ``checks_failed``: check results for this response
-``stage.<name>``     Server-Timing durations (ms), one column per name seen
+``stage.<name>``     stage durations (ms), one column per name seen: from ``Server-Timing`` or
+                     the response body, as the target profile says (:mod:`axon_lab.load.profiles`)
 ``cache.<name>``     cache outcome per cache header entry (``hit``, ``miss``, ``l1-hit``...)
+``ratelimit.<name>`` rate-limit headers when the target sends them: ``limit``, ``remaining``,
+                     ``reset`` (s), ``retry_after`` (s), ``policy`` (text, ``100;w=900``)
 
 ``response_ms``/``service_ms`` are set for outcomes ``ok``, ``http_error`` and ``timeout`` (a
 timeout counts at the timeout: a lower bound); ``ttfb_ms`` when a first byte came.
@@ -63,6 +66,10 @@ OUTCOMES: tuple[str, ...] = (
 )
 #: Outcomes whose latency is measured (a response came, or it timed out).
 TIMED_OUTCOMES: tuple[str, ...] = ("ok", "http_error", "timeout")
+#: Outcomes latency statistics and thresholds are judged on: successful responses, and timeouts
+#: at the timeout (a lower bound of the wait, never hidden). Error responses (4xx/5xx: a 429 is
+#: fast) are reported apart, as k6 users do with ``expected_response``.
+LATENCY_OUTCOMES: tuple[str, ...] = ("ok", "timeout")
 #: Outcomes counted by ``http_req_failed`` (k6: status >= 400 or no response).
 FAILED_OUTCOMES: tuple[str, ...] = (
     "http_error",
@@ -109,6 +116,8 @@ class _Chunk:
         self.error: list[Any] = [None] * capacity
         self.stages: dict[str, np.ndarray] = {}
         self.caches: dict[str, list[Any]] = {}
+        self.numbers: dict[str, np.ndarray] = {}  # full column names (``ratelimit.remaining``)
+        self.texts: dict[str, list[Any]] = {}  # full column names (``ratelimit.policy``)
 
 
 class RecordSink:
@@ -176,6 +185,8 @@ class RecordSink:
         checks_failed: int,
         stages: dict[str, float] | None,
         caches: dict[str, str] | None,
+        numbers: dict[str, float] | None = None,
+        texts: dict[str, str] | None = None,
     ) -> None:
         """Append one record (times in ns since the run start, ``-1`` if absent)."""
         c = self._chunk
@@ -213,6 +224,18 @@ class RecordSink:
                 if ccol is None:
                     ccol = c.caches[name] = [None] * c.capacity
                 ccol[i] = val
+        if numbers:
+            for name, x in numbers.items():
+                ncol = c.numbers.get(name)
+                if ncol is None:
+                    ncol = c.numbers[name] = np.full(c.capacity, np.nan)
+                ncol[i] = x
+        if texts:
+            for name, val in texts.items():
+                tcol = c.texts.get(name)
+                if tcol is None:
+                    tcol = c.texts[name] = [None] * c.capacity
+                tcol[i] = val
         c.n = i + 1
         if c.n >= c.capacity:
             self.flush()
@@ -303,6 +326,10 @@ def chunk_arrays(c: _Chunk) -> dict[str, Any]:
         data[f"stage.{name}"] = col[:n]
     for name, ccol in sorted(c.caches.items()):
         data[f"cache.{name}"] = ccol[:n]
+    for name, ncol in sorted(c.numbers.items()):
+        data[name] = ncol[:n]
+    for name, tcol in sorted(c.texts.items()):
+        data[name] = tcol[:n]
     return data
 
 
@@ -320,7 +347,7 @@ def chunk_table(data: dict[str, Any]):  # -> pyarrow.Table
             cols[k] = pa.DictionaryArray.from_arrays(
                 pa.array(v, pa.int8()), pa.array(OUTCOMES, pa.string())
             )
-        elif k == "error" or k.startswith("cache."):
+        elif k == "error" or isinstance(v, list):  # error, cache.*, texts: strings
             cols[k] = pa.array(v, pa.string())
         else:
             cols[k] = pa.array(v)
@@ -355,7 +382,8 @@ def normalize(frame, *, sort: bool = True):  # -> pandas.DataFrame
     if not isinstance(oc.dtype, pd.CategoricalDtype) or list(oc.cat.categories) != list(OUTCOMES):
         frame["outcome"] = pd.Categorical(oc.astype("string"), categories=list(OUTCOMES))
     for col in ["error", *extra]:
-        if (col == "error" or col.startswith("cache.")) and frame[col].dtype != "string":
+        text = col == "error" or col.startswith("cache.") or col == "ratelimit.policy"
+        if text and frame[col].dtype != "string":
             frame[col] = frame[col].astype("string")
     if sort:
         frame = frame.sort_values("seq", kind="stable").reset_index(drop=True)

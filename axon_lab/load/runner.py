@@ -26,8 +26,9 @@ from axon_lab.load.checks import Check, as_check
 from axon_lab.load.engine import ENGINES, EngineOutcome, Plan
 from axon_lab.load.hdr import Histogram, write_histograms
 from axon_lab.load.http import Endpoint, build_request, is_loopback_host
+from axon_lab.load.profiles import TargetProfile, resolve_profile
 from axon_lab.load.records import RECORDS_NAME, RecordSink
-from axon_lab.load.scenarios import Scenario, get_scenario
+from axon_lab.load.scenarios import Scenario, for_profile, get_scenario
 from axon_lab.load.summary import (
     HGRM_NAME,
     HISTOGRAMS_NAME,
@@ -226,6 +227,15 @@ class LoadRunner:
         Do not verify the server's certificate (curl ``-k``); for self-signed test deployments.
     parameters
         Extra entries for the provenance's parameters.
+    profile
+        The target's contract (:mod:`axon_lab.load.profiles`): a name (``axon-lab``,
+        ``axon-api``), a TOML/JSON profile file, a :class:`TargetProfile`, or ``auto`` (asks the
+        target's ``/health`` once). ``None``: ``axon-lab`` (Server-Timing, cache headers). It
+        shapes the scenarios' bodies (workspace, source), their body check, the auth header and
+        where stage timings are read from.
+    workspace
+        ``workspaceId`` of the scenarios' bodies (the profile's default when ``None``; the
+        real API needs a UUID).
     """
 
     def __init__(
@@ -267,6 +277,8 @@ class LoadRunner:
         ssl_context: ssl.SSLContext | None = None,
         insecure: bool = False,
         parameters: Mapping[str, Any] | None = None,
+        profile: str | TargetProfile | None = None,
+        workspace: str | None = None,
     ) -> None:
         if url is None:
             raise ConfigError(
@@ -274,13 +286,16 @@ class LoadRunner:
             )
         sc = get_scenario(scenario) if isinstance(scenario, str) else scenario
         target = Endpoint.parse(url)
-        if sc is not None:
-            target = target.with_path(sc.path)
         if not allow_remote and not is_loopback_host(target.host):
             raise ConfigError(
                 f"refusing to load non-loopback target {target.host!r} without "
                 "allow_remote (--allow-remote): load tests can hurt shared services"
             )
+        self.profile = resolve_profile(profile, url)
+        if sc is not None:
+            sc = for_profile(sc, self.profile, workspace)
+        if sc is not None:
+            target = target.with_path(sc.path)
         self.target = target
         self.scenario = sc
         self.engine = engine
@@ -302,7 +317,7 @@ class LoadRunner:
             or (sc.method if sc else None)
             or ("POST" if payload_bodies[0] is not None else "GET")
         ).upper()
-        self.headers = dict(headers or {})
+        self.headers = {**self.profile.auth_headers(), **dict(headers or {})}
         self.payloads = [
             build_request(self.method, target, headers=self.headers, body=b) for b in payload_bodies
         ]
@@ -431,6 +446,7 @@ class LoadRunner:
             "checks": [c.name for c in self.checks],
             "thresholds": [t.expr for t in self.thresholds if t.source != "builtin"],
             "insecure_tls": self.insecure,
+            "profile": self.profile.name,
             **self.extra_parameters,
         }
 
@@ -446,11 +462,13 @@ class LoadRunner:
             grace_s=self.grace_s,
             late_ms=self.late_ms,
             checks=self.checks,
-            keep_body=any(c.needs_body for c in self.checks),
+            keep_body=any(c.needs_body for c in self.checks) or self.profile.reads_body,
             seed=self.seed,
             max_backlog=self.max_backlog,
             abort_unreachable_s=self.abort_unreachable_s,
             ssl_context=self.ssl_context,
+            cache_headers=tuple(self.profile.cache_headers),
+            reader=self.profile.reader(),
         )
 
     def stop(self, reason: str = "stopped") -> None:
@@ -481,6 +499,7 @@ class LoadRunner:
             "method": self.method,
             "scenario": self.scenario.name if self.scenario else None,
             "engine": self.engine,
+            "profile": self.profile.name,
         }
         if tmp is None:
             jsonutil.write_json(

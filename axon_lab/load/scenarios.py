@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from axon_lab.errors import ConfigError
 from axon_lab.goals import SCENARIO_EXPECTATIONS, ScenarioExpectation
+from axon_lab.load.profiles import TargetProfile
 from axon_lab.load.shapes import Shape, constant_vus, ramping_vus
 from axon_lab.registry import Registry
 
@@ -76,6 +77,23 @@ class Scenario:
         if not factor > 0:
             raise ConfigError(f"scale must be > 0, got {factor}")
         return replace(self, shape=self.shape.scaled(factor))
+
+
+def for_profile(sc: Scenario, profile: TargetProfile, workspace: str | None = None) -> Scenario:
+    """The scenario as the target profile's deployment accepts it: its prompt in the profile's
+    body (``workspaceId`` checked, e.g. a UUID for the real API; ``source`` from the profile's
+    enum), its health path, and the body check on the profile's good-response field.
+    """
+    if sc.body is not None:
+        body = profile.body(str(sc.body.get("prompt", "")), workspace)
+        path = profile.prompt_path if sc.path == PROCESS_PATH else sc.path
+    else:
+        body, path = None, (profile.health_path if sc.path == "/health" else sc.path)
+    checks = tuple(
+        f"json:{profile.ok_json}" if c == "json:result" and profile.ok_json else c
+        for c in sc.checks
+    )
+    return replace(sc, body=body, path=path or sc.path, checks=checks)
 
 
 SCENARIOS: Registry[Scenario] = Registry("scenario")

@@ -4,11 +4,12 @@ Schema ``axon_lab.load.summary/1`` (times in ms, rates per second, percentiles n
 see :data:`axon_lab.stats.PERCENTILE_DEFINITION`, repeated in the file)::
 
     schema, name, incomplete (bool), incomplete_reason (str|null), passed (bool: every threshold ok)
-    target:     {url, method, scenario, engine}
+    target:     {url, method, scenario, engine, profile}    profile: the target profile's name
     loop:       "open" | "closed";  shape: {executor, stages, start, arrival, think_time_s, duration_s}
     started_utc, elapsed_s (start → last response), window_s (the shape's duration)
     percentile_definition
-    # headline = http_req_duration (response time from the intended start):
+    # headline = http_req_duration (response time from the intended start) of successful
+    # responses and timeouts (at the timeout); error responses are counted apart:
     count, min, max, mean, stddev, p50, p90, p95, p99, p999, rps, rps_basis, errors, error_rate
     ci:         {p95: [low, high], p99: [low, high]}   95%, order statistics; null bound = too few samples
     warnings:   [str]                                  too few samples, closed-loop caveat, client-bound...
@@ -22,6 +23,8 @@ see :data:`axon_lab.stats.PERCENTILE_DEFINITION`, repeated in the file)::
                  stats = {count, min, max, mean, stddev, p50, p90, p95, p99, p999, ci, warnings}
     cache:      {<name>: {hit, miss, other, hit_rate}}
     checks:     {rate, passes, fails, by_name: {<check>: {passes, fails, rate}}}
+    rejected:   {count, rate, cause}        responses the target refused (4xx, 429); cause: one line
+    rate_limit: {policy, limit, remaining, limited, answered_before_first_429, reset_s} | null
     thresholds: [{expr, metric, agg, op, limit, source, value, ok, reason}]
     client:     {loop_lag_ms, engine_thread_cpu_pct, process_cpu_pct, machine_cpu_pct,
                  dispatch_lag_ms, client_bound, reasons}
@@ -123,6 +126,16 @@ def _caches(frame) -> dict[str, Any]:
     return out
 
 
+def _rejected(metrics: RunMetrics) -> dict[str, Any]:
+    """Responses the target refused (4xx incl. 429) and, when there are any, the cause."""
+    refused, answered = metrics.rate("http_req_rejected")
+    return {
+        "count": refused,
+        "rate": refused / answered if answered else None,
+        "cause": metrics.rejection_cause(),
+    }
+
+
 def build_summary(
     frame,
     *,
@@ -182,6 +195,9 @@ def build_summary(
         "window_s": window_s,
         "percentile_definition": PERCENTILE_DEFINITION,
         **{k: headline.get(k) for k in STAT_FIELDS},
+        # requests answered (any status) or timed out; the latency stats above count only
+        # successful responses and timeouts (metrics.http_req_duration.count)
+        "count": int(metrics.counter("http_reqs")),
         "rps": metrics.per_second("http_reqs")[0],
         "rps_basis": metrics.rate_basis,
         "errors": failed,
@@ -230,6 +246,8 @@ def build_summary(
                 for k, v in checks.items()
             },
         },
+        "rejected": _rejected(metrics),
+        "rate_limit": metrics.rate_limit(),
         "thresholds": [t.to_dict() for t in thresholds],
         "client": dict(client),
         "engine": dict(engine or {}),

@@ -140,6 +140,15 @@ def render(summary: Mapping[str, Any]) -> str:
     sc = req.get("status_counts", {})
     if sc:
         out.append("status " + ", ".join(f"{k}: {v:,}" for k, v in sc.items()))
+    rej = s.get("rejected") or {}
+    if rej.get("cause"):
+        out.append(f"refused: {rej['cause']}")
+    rl = s.get("rate_limit") or {}
+    if rl.get("policy") or rl.get("limited"):
+        out.append(
+            f"rate limit: policy {rl.get('policy') or '?'}, {rl.get('limited', 0):,} × 429, "
+            f"remaining {rl.get('remaining') if rl.get('remaining') is not None else '?'}"
+        )
     extra = {
         k: req.get(k, 0)
         for k in ("timeouts", "connect_errors", "io_errors", "protocol_errors", "interrupted")

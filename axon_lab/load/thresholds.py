@@ -7,12 +7,18 @@ name                            kind     value
 ==============================  =======  ===========================================================
 ``http_req_duration``           trend    response time, ms, from the *intended* start (open loop:
                                          includes waiting for the schedule/a connection, so
-                                         coordinated omission cannot hide; closed loop: = service)
+                                         coordinated omission cannot hide; closed loop: = service),
+                                         of successful responses and timeouts (at the timeout);
+                                         error responses are reported apart (k6's
+                                         ``expected_response``): a fast 429 never passes a latency
+                                         threshold
 ``http_req_service_duration``   trend    service time, ms, from the actual send
 ``http_req_waiting``            trend    time to first byte, ms, from the actual send (k6 name)
 ``http_req_connecting``         trend    TCP connect time, ms, of requests that opened a connection
 ``schedule_lag``                trend    actual send − intended start, ms
 ``http_req_failed``             rate     share of requests with status ≥ 400 or no response
+``http_req_rejected``           rate     share of responses the target refused (4xx: 400 invalid
+                                         body, 401/403 auth, 404, 413, 429 rate limited)
 ``checks``                      rate     share of passed checks
 ``http_reqs``                   counter  requests answered or timed out; ``rate`` = per second
 ``data_received``               counter  response bytes; ``rate`` = bytes per second
@@ -23,6 +29,9 @@ name                            kind     value
 ``stage.<name>``                trend    a ``Server-Timing`` entry, ms
 ``cache.<name>``                rate     hit rate of a cache named in a cache-status header
 ==============================  =======  ===========================================================
+
+Every run also checks ``http_req_rejected:rate<0.5``: a run whose responses are mostly refusals
+fails with a one-line cause read from the responses (:meth:`RunMetrics.rejection_cause`).
 
 Aggregations: trend ``avg min max med p(N) count``; rate ``rate``; counter ``count rate``;
 gauge ``value``. Operators ``< <= > >= == !=``. A threshold on a metric without samples fails
@@ -41,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from axon_lab.errors import ConfigError
-from axon_lab.load.records import FAILED_OUTCOMES, TIMED_OUTCOMES
+from axon_lab.load.records import FAILED_OUTCOMES, LATENCY_OUTCOMES, TIMED_OUTCOMES
 from axon_lab.load.servertiming import cache_outcome_kind
 from axon_lab.metrics import Metric, declare
 from axon_lab.registry import Registry
@@ -68,6 +77,7 @@ METRICS: Registry[Metric] = declare(
         Metric("http_req_connecting", "Connect time", "ms", kind="trend", column="connect_ms"),
         Metric("schedule_lag", "Schedule lag", "ms", kind="trend", column="lag_ms"),
         Metric("http_req_failed", "Failed requests", "ratio", kind="rate"),
+        Metric("http_req_rejected", "Refused requests (4xx)", "ratio", kind="rate"),
         Metric("checks", "Checks passed", "ratio", kind="rate", better="higher"),
         Metric("http_reqs", "Requests", "req", kind="counter", better="higher"),
         Metric("data_received", "Data received", "B", kind="counter", better="higher"),
@@ -224,6 +234,7 @@ class RunMetrics:
         outcome = frame["outcome"].astype(str).to_numpy() if len(frame) else np.array([], dtype=str)
         self._outcome = outcome
         self._timed = np.isin(outcome, TIMED_OUTCOMES)
+        self._latency = np.isin(outcome, LATENCY_OUTCOMES)
         self._failed = np.isin(outcome, FAILED_OUTCOMES)
         self._attempted = ~np.isin(outcome, ("dropped", "interrupted"))
 
@@ -240,7 +251,7 @@ class RunMetrics:
             return np.array([], dtype=float)
         values = self.frame[col].to_numpy(dtype=float)
         if col in ("response_ms", "service_ms"):
-            values = values[self._timed]
+            values = values[self._latency]
         return values[np.isfinite(values)]
 
     def rate(self, name: str) -> tuple[int, int]:
@@ -248,6 +259,10 @@ class RunMetrics:
         f = self.frame
         if name == "http_req_failed":
             return int(self._failed.sum()), int(self._attempted.sum())
+        if name == "http_req_rejected":
+            status = f["status"].to_numpy() if len(f) else np.array([], dtype=int)
+            answered = status > 0
+            return int(((status >= 400) & (status < 500)).sum()), int(answered.sum())
         if name == "checks":
             passed = int(f["checks_passed"].clip(lower=0).sum()) if len(f) else 0
             failed = int(f["checks_failed"].clip(lower=0).sum()) if len(f) else 0
@@ -303,6 +318,92 @@ class RunMetrics:
             return float(in_window.sum()) / self.scheduled_in_window
         raise ConfigError(f"{name} is not a gauge metric")
 
+    def rate_limit(self) -> dict[str, Any] | None:
+        """What the target's rate limiter said: policy, limit, 429 count, the requests answered
+        before the first 429, and when the window resets (``None`` without rate-limit headers
+        or 429s).
+        """
+        f = self.frame
+        if not len(f):
+            return None
+        status = f["status"].to_numpy()
+        limited = status == 429
+        has_headers = any(c.startswith("ratelimit.") for c in f.columns)
+        if not limited.any() and not has_headers:
+            return None
+        order = np.argsort(f["sent_ns"].to_numpy(), kind="stable")
+        st_sorted = status[order]
+        first = int(np.argmax(st_sorted == 429)) if limited.any() else None
+        policy = None
+        if "ratelimit.policy" in f.columns:
+            vals = f["ratelimit.policy"].dropna()
+            policy = str(vals.iloc[-1]) if len(vals) else None
+        reset = None
+        if limited.any():
+            for col in ("ratelimit.retry_after", "ratelimit.reset"):
+                if col in f.columns:
+                    v = f[col].to_numpy(dtype=float)[order][first]
+                    if np.isfinite(v):
+                        reset = float(v)
+                        break
+        limit = None
+        if "ratelimit.limit" in f.columns:
+            lim = f["ratelimit.limit"].dropna()
+            limit = int(lim.iloc[-1]) if len(lim) else None
+        remaining = None
+        if "ratelimit.remaining" in f.columns:
+            rem = f["ratelimit.remaining"].to_numpy(dtype=float)[order]
+            rem = rem[np.isfinite(rem)]
+            remaining = int(rem[-1]) if rem.size else None
+        return {
+            "policy": policy,
+            "limit": limit,
+            "remaining": remaining,
+            "limited": int(limited.sum()),
+            "answered_before_first_429": first,
+            "reset_s": reset,
+        }
+
+    def rejection_cause(self) -> str | None:
+        """One line naming why the target refused the run's requests (``None`` if it did not).
+
+        ``rate limited: 429 after 100 requests, RateLimit-Policy 100;w=900, resets in 900 s``;
+        ``400 VALIDATION_ERROR on 100% of requests: the target rejected the request body``.
+        """
+        refused, answered = self.rate("http_req_rejected")
+        if not refused:
+            return None
+        f = self.frame
+        status = f["status"].to_numpy()
+        rejected = (status >= 400) & (status < 500)
+        codes = f.loc[rejected, "error"].dropna().astype(str)
+        top_status = int(_mode(status[rejected]))
+        if top_status == 429:
+            rl = self.rate_limit() or {}
+            parts = [f"rate limited: 429 after {rl.get('answered_before_first_429')} requests"]
+            if rl.get("policy"):
+                parts.append(f"RateLimit-Policy {rl['policy']}")
+            if rl.get("reset_s") is not None:
+                parts.append(f"resets in {rl['reset_s']:g} s")
+            return ", ".join(parts) + (
+                f" ({int((status == 429).sum())} of {answered} responses were 429: these numbers "
+                "measure the limiter, not the service)"
+            )
+        share = float((status == top_status).sum()) / answered if answered else 0.0
+        top_code = codes[codes.str.startswith(str(top_status))]
+        label = top_code.mode().iloc[0] if len(top_code) else str(top_status)
+        why = {
+            400: "the target rejected the request body",
+            401: "the target wants credentials (see the profile's auth_env)",
+            403: "the target refused the credentials",
+            404: "the target has no such path",
+            405: "the target does not accept this method here",
+            413: "the request body is too large for the target",
+            415: "the target does not accept this content type",
+            422: "the target rejected the request body",
+        }.get(top_status, "the target refused the requests")
+        return f"{label} on {share:.0%} of requests: {why}"
+
     def value(self, metric: str, agg: str) -> tuple[float | None, str | None]:
         """``(value, reason_if_none)`` of ``metric`` aggregated by ``agg``."""
         m = get_metric(metric)
@@ -341,6 +442,12 @@ class RunMetrics:
         return v, None if v is not None else "not applicable (no arrival schedule)"
 
 
+def _mode(values: np.ndarray) -> float:
+    """The most common value (the smallest among ties)."""
+    vals, counts = np.unique(values, return_counts=True)
+    return float(vals[int(np.argmax(counts))])
+
+
 def evaluate(thresholds: Iterable[Threshold], metrics: RunMetrics) -> list[ThresholdResult]:
     """Evaluate ``thresholds``; a missing value fails with its reason."""
     out = []
@@ -351,19 +458,28 @@ def evaluate(thresholds: Iterable[Threshold], metrics: RunMetrics) -> list[Thres
             continue
         ok = bool(_OPS[t.op](value, t.limit))
         reason = None if ok else f"{t.metric}:{t.agg} = {value:.6g}, wanted {t.op} {t.limit:g}"
+        if not ok and t.metric == "http_req_rejected":
+            reason = metrics.rejection_cause() or reason
         out.append(ThresholdResult(t, value, ok, reason))
     return out
 
 
 #: Always checked: a run without a single answered request fails.
 BUILTIN_ANY = "http_reqs:count>0"
+#: Always checked: a run whose responses are mostly refusals (4xx, 429) fails, naming the cause.
+BUILTIN_REJECTED = "http_req_rejected:rate<0.5"
 #: Always checked in open loop: the achieved rate may be at most 10% below the target rate.
 BUILTIN_RATE = "achieved_rate_ratio:value>=0.9"
 
 
 def builtin_thresholds(open_loop: bool) -> list[Threshold]:
-    """The thresholds every run gets (zero samples fail; open loop: rate shortfall > 10% fails)."""
-    out = [parse_threshold(BUILTIN_ANY, source="builtin")]
+    """The thresholds every run gets: zero samples fail, mostly refused requests fail (the cause
+    named), and in open loop a rate shortfall over 10% fails.
+    """
+    out = [
+        parse_threshold(BUILTIN_ANY, source="builtin"),
+        parse_threshold(BUILTIN_REJECTED, source="builtin"),
+    ]
     if open_loop:
         out.append(parse_threshold(BUILTIN_RATE, source="builtin"))
     return out
