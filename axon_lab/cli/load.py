@@ -92,6 +92,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="workspaceId of the scenario's prompts (the real Axon API needs a UUID)",
     )
     r.add_argument(
+        "--pace-rate-limit",
+        action="store_true",
+        help="read the target's RateLimit-Policy (one request) and send at 90%% of the allowed "
+        "rate, at most the remaining budget (a rate-limited deployment cannot be load tested "
+        "beyond it: lift the limit for the generator on the target)",
+    )
+    r.add_argument(
+        "--stream",
+        action="store_true",
+        help='ask for Server-Sent Events ("stream": true) and time them: sse.ttft, sse.itl...',
+    )
+    r.add_argument(
         "--grace", metavar="S", help="time for in-flight requests after the end (= timeout)"
     )
     v = p.add_argument_group("verdicts")
@@ -222,6 +234,7 @@ def runner_kwargs(args: argparse.Namespace, url: str) -> dict:
         "insecure": args.insecure,
         "profile": None if args.profile == "auto" else args.profile,
         "workspace": args.workspace,
+        "stream": args.stream,
     }
     kw["engine_options"] = _engine_options(args)
     if args.rate is not None and args.think_time:
@@ -322,6 +335,29 @@ def _sigterm_stops(runner) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _pace(args: argparse.Namespace, kwargs: dict) -> None:
+    """Replace the shape by an arrival rate under the target's announced rate limit."""
+    from axon_lab.load.profiles import rate_limit_pace, resolve_profile
+
+    if not args.url:
+        raise ConfigError("--pace-rate-limit needs a target URL (the embedded API has no limit)")
+    if args.rate is not None or args.stages:
+        raise ConfigError("--pace-rate-limit sets the rate itself: drop --rate/--stages")
+    prof = resolve_profile(kwargs.get("profile") or "axon-lab", args.url)
+    pace = rate_limit_pace(args.url, prof)
+    if pace is None:
+        raise ConfigError("the target announces no RateLimit-Policy: nothing to pace under")
+    kwargs["rate"] = pace["rate"]
+    kwargs["connections"] = kwargs.get("connections") or 2
+    if pace["remaining"] is not None:
+        kwargs["max_requests"] = max(1, min(kwargs["max_requests"], pace["remaining"] - 1))
+    sys.stderr.write(
+        f"axon-lab load: pacing at {pace['rate']:.3g} req/s under RateLimit-Policy "
+        f"{pace['policy']} (remaining {pace['remaining']}; at most {kwargs['max_requests']} "
+        "requests)\n"
+    )
+
+
 def _load(args: argparse.Namespace) -> int:
     from axon_lab.load.runner import LoadRunner
 
@@ -332,6 +368,8 @@ def _load(args: argparse.Namespace) -> int:
 
         kwargs["profile"] = resolve_profile("auto", args.url)
         sys.stderr.write(f"axon-lab load: target profile {kwargs['profile'].name} (detected)\n")
+    if args.pace_rate_limit:
+        _pace(args, kwargs)
     if args.worker:
         kwargs["url"] = args.url
         return _run_worker(kwargs, args)

@@ -74,6 +74,42 @@ _now = time.perf_counter_ns
 ENGINES: Registry[Any] = Registry("load engine")
 
 
+def sse_numbers(events: list[tuple[int, str]], sent_ns: int) -> dict[str, float]:
+    """Per-request stream figures from timed Server-Sent Events (ms from the request's send).
+
+    ``sse.<type>``: the first event of each type (``sse.analysis``, ``sse.retrieval``,
+    ``sse.llm-start``, ``sse.complete``...); ``sse.ttft``: the first ``llm-chunk`` (time to
+    first token); ``sse.itl``: the mean gap between consecutive ``llm-chunk`` events of the
+    request (inter-chunk latency, as GuideLLM and llmperf report it per request),
+    ``sse.itl_max`` its largest gap; ``sse.chunks``: the number of ``llm-chunk`` events;
+    ``sse.chunks_per_s``: chunks after the first per second of streaming; ``sse.errors``:
+    ``error`` events.
+    """
+    out: dict[str, float] = {}
+    chunks: list[int] = []
+    errors = 0
+    for t, kind in events:
+        key = "sse." + kind
+        if key not in out:
+            out[key] = (t - sent_ns) / 1e6
+        if kind == "llm-chunk":
+            chunks.append(t)
+        elif kind == "error":
+            errors += 1
+    out["sse.chunks"] = float(len(chunks))
+    out["sse.errors"] = float(errors)
+    if chunks:
+        out["sse.ttft"] = (chunks[0] - sent_ns) / 1e6
+    if len(chunks) > 1:
+        gaps = [(b - a) / 1e6 for a, b in zip(chunks, chunks[1:], strict=False)]
+        out["sse.itl"] = sum(gaps) / len(gaps)
+        out["sse.itl_max"] = max(gaps)
+        span = (chunks[-1] - chunks[0]) / 1e9
+        if span > 0:
+            out["sse.chunks_per_s"] = (len(chunks) - 1) / span
+    return out
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything an engine needs to run, already validated.
@@ -108,6 +144,9 @@ class Plan:
         Stop (incomplete) when every attempt has failed for this long.
     cache_headers
         Response headers parsed as cache outcomes (when no ``reader`` is given).
+    sse
+        Time the Server-Sent Events of streaming responses (``sse.*`` columns, see
+        :func:`sse_numbers`).
     reader
         Reads stage timings, cache outcomes, rate-limit headers and error codes from a
         response, as the target profile declares (:mod:`axon_lab.load.profiles`); ``None``:
@@ -133,6 +172,7 @@ class Plan:
     connect_timeout_s: float = 10.0
     ssl_context: _ssl.SSLContext | None = None
     reader: ReaderFn | None = None
+    sse: bool = False
 
 
 @dataclass
@@ -357,6 +397,7 @@ class AsyncioEngine:
             keep_body=plan.keep_body,
             ssl_context=plan.ssl_context,
             timeout_s=plan.connect_timeout_s,
+            sse=plan.sse,
         )
         self._conn_ids += 1
         self._all_conns.add(conn)
@@ -399,7 +440,9 @@ class AsyncioEngine:
                 )
                 if facts.error and error is None and outcome == HTTP_ERROR:
                     error = facts.error
-        elif headers:
+        if ex.events and ex.sent_ns >= 0:
+            numbers = {**(numbers or {}), **sse_numbers(ex.events, ex.sent_ns)}
+        if reader is None and headers:
             st = headers.get("server-timing")
             if st:
                 stages = parse_server_timing(st)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl as _ssl
 import time
@@ -178,6 +179,7 @@ class Exchange:
         "payload",
         "retried",
         "head_method",
+        "events",
     )
 
     def __init__(self, seq: int, intended_ns: int, payload: int, stage: int = 0) -> None:
@@ -199,6 +201,8 @@ class Exchange:
         self.payload = payload
         self.retried = False
         self.head_method = False
+        #: Server-Sent Events seen (``(perf_counter_ns, type)``) when the connection records them.
+        self.events: list[tuple[int, str]] | None = None
 
 
 class HttpConnection(asyncio.Protocol):
@@ -217,6 +221,9 @@ class HttpConnection(asyncio.Protocol):
         Called with the connection when the transport is closed (by either side).
     keep_body
         Keep response bodies (needed by body/JSON checks); otherwise they are only counted.
+    sse
+        Time each Server-Sent Event of a ``text/event-stream`` response as it arrives
+        (:attr:`Exchange.events`: the time its last byte was read, and its ``type``).
     """
 
     def __init__(
@@ -226,11 +233,13 @@ class HttpConnection(asyncio.Protocol):
         on_lost: Callable[[HttpConnection], None],
         *,
         keep_body: bool = False,
+        sse: bool = False,
     ) -> None:
         self.conn_id = conn_id
         self.on_done = on_done
         self.on_lost = on_lost
         self.keep_body = keep_body
+        self.sse = sse
         self.transport: asyncio.Transport | None = None
         self.current: Exchange | None = None
         self.closed = False
@@ -250,6 +259,7 @@ class HttpConnection(asyncio.Protocol):
         self._until_close = False
         self._chunk_pos = 0
         self._chunks: list[bytes] = []
+        self._sse_buf = bytearray()
 
     # -- asyncio.Protocol -----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -397,6 +407,8 @@ class HttpConnection(asyncio.Protocol):
         if "close" in conn or (http10 and "keep-alive" not in conn):
             self.reusable = False
         te = headers.get("transfer-encoding", "").lower()
+        if self.sse and "text/event-stream" in headers.get("content-type", ""):
+            ex.events = []
         if ex.head_method or ex.status in _NO_BODY_STATUS or 100 <= ex.status < 200:
             self._length = 0
         elif "chunked" in te:
@@ -437,8 +449,33 @@ class HttpConnection(asyncio.Protocol):
                 break
             if self.keep_body:
                 self._chunks.append(bytes(buf[eol + 2 : data_end]))
+            if ex.events is not None:
+                self._sse_feed(ex, buf[eol + 2 : data_end])
             pos = data_end + 2
         self._chunk_pos = pos - self._body_start
+
+    def _sse_feed(self, ex: Exchange, data: bytes | bytearray) -> None:
+        """Split the stream into events (blank-line separated) and stamp each complete one."""
+        sb = self._sse_buf
+        sb += data
+        now = _now()
+        events = ex.events
+        assert events is not None
+        while True:
+            end = sb.find(b"\n\n")
+            if end < 0:
+                return
+            block = bytes(sb[:end])
+            del sb[: end + 2]
+            if b"[DONE]" in block and block.strip().endswith(b"[DONE]"):
+                events.append((now, "[DONE]"))
+                continue
+            m = _SSE_TYPE.search(block)
+            events.append((now, m.group(1).decode("ascii", "replace") if m else "message"))
+
+
+#: The event's ``type`` field (the first key of the real Axon API's JSON events).
+_SSE_TYPE = re.compile(rb'"type"\s*:\s*"([^"]{1,40})"')
 
 
 async def open_connection(
@@ -450,6 +487,7 @@ async def open_connection(
     keep_body: bool = False,
     ssl_context: _ssl.SSLContext | None = None,
     timeout_s: float = 10.0,
+    sse: bool = False,
 ) -> HttpConnection:
     """Open one connection to ``target`` (TCP_NODELAY is asyncio's default)."""
     loop = asyncio.get_running_loop()
@@ -458,7 +496,7 @@ async def open_connection(
         ssl_arg = ssl_context or _ssl.create_default_context()
     _, proto = await asyncio.wait_for(
         loop.create_connection(
-            lambda: HttpConnection(conn_id, on_done, on_lost, keep_body=keep_body),
+            lambda: HttpConnection(conn_id, on_done, on_lost, keep_body=keep_body, sse=sse),
             target.host,
             target.port,
             ssl=ssl_arg,

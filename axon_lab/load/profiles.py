@@ -378,6 +378,39 @@ def load_profile(path: str | Path) -> TargetProfile:
         raise InputFileError(p, f"not a valid profile ({exc})") from None
 
 
+def rate_limit_pace(
+    url: str, profile: TargetProfile, *, share: float = 0.9, timeout_s: float = 5.0
+) -> dict[str, Any] | None:
+    """A request rate that stays under the target's announced rate limit, from one request to
+    its health path (which counts against the limit): ``{"rate", "remaining", "policy",
+    "reset_s"}``, or ``None`` when the target announces no ``RateLimit-Policy``.
+
+    The rate is ``share`` of ``limit / window``: with the real API's 100 per 15 minutes that is
+    0.1 requests/s, so a one-minute scenario sends about six requests. A real load test of a
+    rate-limited deployment needs the limit lifted for the load generator (an API key or an IP
+    allow-list on the target); the lab cannot and does not try to bypass it.
+    """
+    import httpx
+
+    r = httpx.get(
+        f"{url.rstrip('/')}{profile.health_path or '/'}",
+        timeout=timeout_s,
+        headers=profile.auth_headers(),
+    )
+    policy = parse_policy(r.headers.get("ratelimit-policy"))
+    if policy is None:
+        return None
+    limit, window = policy
+    remaining = r.headers.get("ratelimit-remaining")
+    reset = r.headers.get("ratelimit-reset")
+    return {
+        "rate": share * limit / window,
+        "remaining": int(remaining) if remaining and remaining.isdigit() else None,
+        "policy": r.headers.get("ratelimit-policy"),
+        "reset_s": float(reset) if reset and reset.replace(".", "", 1).isdigit() else None,
+    }
+
+
 def detect_profile(url: str, *, timeout_s: float = 5.0) -> TargetProfile:
     """The profile of the deployment at ``url``, from one ``GET /health`` (counts against a
     rate limit). The real API answers ``{"success": ..., "data": {...}}``; axon_lab's server

@@ -32,6 +32,9 @@ Columns (times in ns since the run's start; ``-1`` when the event did not happen
 ``stage.<name>``     stage durations (ms), one column per name seen: from ``Server-Timing`` or
                      the response body, as the target profile says (:mod:`axon_lab.load.profiles`)
 ``cache.<name>``     cache outcome per cache header entry (``hit``, ``miss``, ``l1-hit``...)
+``sse.<name>``       streaming responses (``stream: true``): ms from the send to the first event
+                     of each type, ``sse.ttft``, ``sse.itl`` (mean inter-chunk gap),
+                     ``sse.itl_max``, ``sse.chunks``, ``sse.chunks_per_s``, ``sse.errors``
 ``ratelimit.<name>`` rate-limit headers when the target sends them: ``limit``, ``remaining``,
                      ``reset`` (s), ``retry_after`` (s), ``policy`` (text, ``100;w=900``)
 
@@ -275,7 +278,7 @@ class RecordSink:
                 for name, col in HISTOGRAM_COLUMNS.items():
                     self.histograms[name].record_ms(data[col])
                 for col, values in data.items():
-                    if col.startswith("stage."):
+                    if col.startswith(("stage.", "sse.")):
                         self.histograms.setdefault(col, Histogram()).record_ms(values)
                 table = chunk_table(data)
                 self._parts += 1

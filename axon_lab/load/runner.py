@@ -60,6 +60,20 @@ EXIT_INTERRUPTED = 130
 BodyLike = str | bytes | Mapping[str, Any] | Sequence[Any] | None
 
 
+def _streaming(body: BodyLike) -> BodyLike:
+    """A JSON object body with ``"stream": true`` (other bodies are left as they are)."""
+    if isinstance(body, dict):
+        return {**body, "stream": True}
+    if isinstance(body, str | bytes):
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return body
+        if isinstance(doc, dict):
+            return json.dumps({**doc, "stream": True})
+    return body
+
+
 def _body_bytes(body: BodyLike) -> bytes | None:
     if body is None:
         return None
@@ -236,6 +250,12 @@ class LoadRunner:
     workspace
         ``workspaceId`` of the scenarios' bodies (the profile's default when ``None``; the
         real API needs a UUID).
+    stream
+        Ask for Server-Sent Events (``"stream": true`` in JSON object bodies) and time every
+        event: ``sse.ttft`` (time to the first ``llm-chunk``), ``sse.itl`` (mean inter-chunk
+        gap per request), ``sse.<event type>``... as trends with the usual percentiles, CIs and
+        thresholds (``sse.ttft:p(95)<800``). Body checks on JSON fields are dropped (the body is
+        an event stream).
     """
 
     def __init__(
@@ -279,6 +299,7 @@ class LoadRunner:
         parameters: Mapping[str, Any] | None = None,
         profile: str | TargetProfile | None = None,
         workspace: str | None = None,
+        stream: bool = False,
     ) -> None:
         if url is None:
             raise ConfigError(
@@ -292,8 +313,9 @@ class LoadRunner:
                 "allow_remote (--allow-remote): load tests can hurt shared services"
             )
         self.profile = resolve_profile(profile, url)
+        self.stream = bool(stream)
         if sc is not None:
-            sc = for_profile(sc, self.profile, workspace)
+            sc = for_profile(sc, self.profile, workspace, stream=self.stream)
         if sc is not None:
             target = target.with_path(sc.path)
         self.target = target
@@ -302,6 +324,10 @@ class LoadRunner:
         self.engine_options = dict(engine_options or {})
         ENGINES.get(engine)  # unknown engine → error listing the valid ones
         # -- request ---------------------------------------------------------------------
+        if stream and bodies is not None:
+            bodies = [_streaming(b) for b in bodies]
+        elif stream and body is not None:
+            body = _streaming(body)
         if bodies is not None:
             payload_bodies = [_body_bytes(b) for b in bodies]
             if not payload_bodies:
@@ -447,6 +473,7 @@ class LoadRunner:
             "thresholds": [t.expr for t in self.thresholds if t.source != "builtin"],
             "insecure_tls": self.insecure,
             "profile": self.profile.name,
+            "stream": self.stream,
             **self.extra_parameters,
         }
 
@@ -469,6 +496,7 @@ class LoadRunner:
             ssl_context=self.ssl_context,
             cache_headers=tuple(self.profile.cache_headers),
             reader=self.profile.reader(),
+            sse=self.stream,
         )
 
     def stop(self, reason: str = "stopped") -> None:

@@ -79,10 +79,13 @@ class Scenario:
         return replace(self, shape=self.shape.scaled(factor))
 
 
-def for_profile(sc: Scenario, profile: TargetProfile, workspace: str | None = None) -> Scenario:
+def for_profile(
+    sc: Scenario, profile: TargetProfile, workspace: str | None = None, *, stream: bool = False
+) -> Scenario:
     """The scenario as the target profile's deployment accepts it: its prompt in the profile's
     body (``workspaceId`` checked, e.g. a UUID for the real API; ``source`` from the profile's
-    enum), its health path, and the body check on the profile's good-response field.
+    enum), its health path, and the body check on the profile's good-response field. With
+    ``stream``, the body asks for Server-Sent Events and JSON body checks are dropped.
     """
     if sc.body is not None:
         body = profile.body(str(sc.body.get("prompt", "")), workspace)
@@ -93,6 +96,9 @@ def for_profile(sc: Scenario, profile: TargetProfile, workspace: str | None = No
         f"json:{profile.ok_json}" if c == "json:result" and profile.ok_json else c
         for c in sc.checks
     )
+    if stream and body is not None:
+        body = {**body, "stream": True}
+        checks = tuple(c for c in checks if not c.startswith("json:"))
     return replace(sc, body=body, path=path or sc.path, checks=checks)
 
 

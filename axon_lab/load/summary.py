@@ -19,7 +19,8 @@ see :data:`axon_lab.stats.PERCENTILE_DEFINITION`, repeated in the file)::
     rate:       {target_rps, achieved_rps, achieved_rate_ratio, scheduled_in_window}   (open loop)
     throughput: {per_second: {count, min, p1, p2_5, p50, p97_5, mean, stddev}}        (autocannon Req/Sec)
     metrics:    {http_req_duration: stats, http_req_service_duration: stats, http_req_waiting: stats,
-                 http_req_connecting: stats, schedule_lag: stats, "stage.<name>": stats, ...}
+                 http_req_connecting: stats, schedule_lag: stats, "stage.<name>": stats,
+                 "sse.<name>": stats (streaming: sse.ttft, sse.itl, ...), ...}
                  stats = {count, min, max, mean, stddev, p50, p90, p95, p99, p999, ci, warnings}
     cache:      {<name>: {hit, miss, other, hit_rate}}
     checks:     {rate, passes, fails, by_name: {<check>: {passes, fails, rate}}}
@@ -177,7 +178,7 @@ def build_summary(
     for m in METRICS.names():
         if METRICS.get(m).kind == "trend" and "<" not in m and m != HEADLINE:
             tm[m] = _trend_stats(metrics, m)
-    for col in sorted(c for c in frame.columns if c.startswith("stage.")):
+    for col in sorted(c for c in frame.columns if c.startswith(("stage.", "sse."))):
         tm[col] = _trend_stats(metrics, col)
     passes = sum(v["passes"] for v in checks.values())
     fails = sum(v["fails"] for v in checks.values())

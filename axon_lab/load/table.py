@@ -110,8 +110,19 @@ def render(summary: Mapping[str, Any]) -> str:
                 ]
             )
     if stage_rows:
+        out.append(box(["Stages (ms)", "p50", "p90", "p95", "p99", "max", "avg", "n"], stage_rows))
+    sse_rows = [
+        [
+            key[4:],
+            *[_num(st.get(k)) for k in ("p50", "p90", "p95", "p99", "max", "mean")],
+            f"{st['count']:,}",
+        ]
+        for key, st in metrics.items()
+        if key.startswith("sse.") and st.get("count")
+    ]
+    if sse_rows:
         out.append(
-            box(["Server-Timing (ms)", "p50", "p90", "p95", "p99", "max", "avg", "n"], stage_rows)
+            box(["Stream (ms; chunks: n)", "p50", "p90", "p95", "p99", "max", "avg", "n"], sse_rows)
         )
     ps = s.get("throughput", {}).get("per_second", {})
     if ps.get("count"):

@@ -26,7 +26,9 @@ name                            kind     value
 ``late_requests``               counter  sent more than ``late_ms`` after their intended start
 ``achieved_rate_ratio``         gauge    open loop: requests sent within the schedule window ÷
                                          requests scheduled in it
-``stage.<name>``                trend    a ``Server-Timing`` entry, ms
+``stage.<name>``                trend    a stage duration (``Server-Timing`` or the body), ms
+``sse.<name>``                  trend    streaming: ``sse.ttft`` (first llm-chunk), ``sse.itl`` (mean
+                                         inter-chunk gap), ``sse.<event type>``, ms; ``sse.chunks``
 ``cache.<name>``                rate     hit rate of a cache named in a cache-status header
 ==============================  =======  ===========================================================
 
@@ -87,6 +89,7 @@ METRICS: Registry[Metric] = declare(
             "achieved_rate_ratio", "Achieved / target rate", "ratio", kind="gauge", better="higher"
         ),
         Metric("stage.<name>", "Server-Timing stage", "ms", kind="trend"),
+        Metric("sse.<name>", "Stream event", "ms", kind="trend"),
         Metric("cache.<name>", "Cache hit rate", "ratio", kind="rate", better="higher"),
     ],
 )
@@ -113,7 +116,7 @@ _EXPR = re.compile(
 
 def get_metric(name: str) -> Metric:
     """The metric called ``name`` (``stage.x``/``cache.x`` resolve to their family)."""
-    for family in ("stage", "cache"):
+    for family in ("stage", "cache", "sse"):
         if name.startswith(family + ".") and len(name) > len(family) + 1:
             fam = METRICS.get(f"{family}.<name>")
             return replace(fam, name=name, label=f"{fam.label} {name.split('.', 1)[1]}")
@@ -241,7 +244,7 @@ class RunMetrics:
     def names(self) -> list[str]:
         """Every metric name with its seen ``stage.*``/``cache.*`` members."""
         fixed = [n for n in METRICS.names() if "<" not in n]
-        seen = [c for c in self.frame.columns if c.startswith(("stage.", "cache."))]
+        seen = [c for c in self.frame.columns if c.startswith(("stage.", "cache.", "sse."))]
         return sorted(fixed + seen)
 
     def trend(self, name: str) -> np.ndarray:
@@ -386,8 +389,8 @@ class RunMetrics:
             if rl.get("reset_s") is not None:
                 parts.append(f"resets in {rl['reset_s']:g} s")
             return ", ".join(parts) + (
-                f" ({int((status == 429).sum())} of {answered} responses were 429: these numbers "
-                "measure the limiter, not the service)"
+                f" ({int((status == 429).sum()):,} of {answered:,} responses were 429: these "
+                "numbers measure the limiter, not the service)"
             )
         share = float((status == top_status).sum()) / answered if answered else 0.0
         top_code = codes[codes.str.startswith(str(top_status))]
@@ -448,9 +451,28 @@ def _mode(values: np.ndarray) -> float:
     return float(vals[int(np.argmax(counts))])
 
 
+def _judges_service(t: Threshold) -> bool:
+    """Whether ``t`` judges the service's latency or throughput (meaningless on refusals)."""
+    if get_metric(t.metric).kind == "trend":
+        return t.agg != "count"
+    return t.metric in ("http_reqs", "data_received") and t.agg == "rate"
+
+
 def evaluate(thresholds: Iterable[Threshold], metrics: RunMetrics) -> list[ThresholdResult]:
-    """Evaluate ``thresholds``; a missing value fails with its reason."""
+    """Evaluate ``thresholds``; a missing value fails with its reason.
+
+    When the target refused most requests (``http_req_rejected`` over its limit), latency
+    thresholds are not judged: they fail with the refusal's cause, since the few responses
+    that got through say nothing about the service under the intended load.
+    """
+    thresholds = list(thresholds)
     out = []
+    refused_cause = None
+    for t in thresholds:
+        if t.metric == "http_req_rejected":
+            value, _ = metrics.value(t.metric, t.agg)
+            if value is not None and not _OPS[t.op](value, t.limit):
+                refused_cause = metrics.rejection_cause()
     for t in thresholds:
         value, why = metrics.value(t.metric, t.agg)
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -459,7 +481,9 @@ def evaluate(thresholds: Iterable[Threshold], metrics: RunMetrics) -> list[Thres
         ok = bool(_OPS[t.op](value, t.limit))
         reason = None if ok else f"{t.metric}:{t.agg} = {value:.6g}, wanted {t.op} {t.limit:g}"
         if not ok and t.metric == "http_req_rejected":
-            reason = metrics.rejection_cause() or reason
+            reason = refused_cause or reason
+        elif refused_cause and _judges_service(t):
+            ok, reason = False, f"not judged: {refused_cause}"
         out.append(ThresholdResult(t, value, ok, reason))
     return out
 

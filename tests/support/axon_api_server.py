@@ -158,23 +158,22 @@ def parse_stages(spec: str | Mapping[str, int] | None) -> dict[str, int]:
     out = dict(DEFAULT_STAGES_MS)
     if spec is None:
         return out
-    items: list[tuple[str, object]]
+    items: list[tuple[str, str | float]] = []
     if isinstance(spec, str):
-        items = []
         for part in (p.strip() for p in spec.split(",")):
             if part:
-                name, sep, value = part.partition("=")
+                name, sep, text = part.partition("=")
                 if not sep:
                     raise ValueError(f"stage {part!r} is not name=ms")
-                items.append((name.strip(), value.strip()))
+                items.append((name.strip(), text.strip()))
     else:
-        items = list(spec.items())
+        items = [(str(k), v) for k, v in spec.items()]
     names = {s.lower(): s for s in STAGES}
     for name, value in items:
-        key = names.get(str(name).lower())
+        key = names.get(name.lower())
         if key is None:
             raise ValueError(f"unknown stage {name!r}; stages are {', '.join(STAGES)}")
-        ms = float(value)  # type: ignore[arg-type]
+        ms = float(value)
         if ms < 0 or ms != int(ms):
             raise ValueError(f"stage {name}={value}: delays are non-negative integer ms")
         out[key] = int(ms)
@@ -242,7 +241,7 @@ def validate_prompt_body(body: object) -> dict[str, Any] | None:
     return out
 
 
-class _EarlySelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+class _EarlySelector(selectors.DefaultSelector):
     """The default selector, but it wakes ``early`` seconds before a timeout; the event loop then
     polls (timeout 0) until its timer is due, instead of sleeping up to 1 ms past it.
     """
@@ -293,7 +292,7 @@ class Config:
     api_key
         If set, the prompt route requires ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
     body_errors
-        ``validation`` (the brief's 400/413) or ``express`` (the real app's 500s).
+        ``validation`` (bad JSON 400, oversize 413) or ``express`` (the real app's 500s).
     max_body_bytes
         The body parser's limit.
     """
@@ -1088,9 +1087,11 @@ class AxonApiServer:
             "--timer-spin-ms",
             repr(float(timer_spin_ms)),
         ]
+        # The key goes through the environment, not the command line (``ps`` shows that).
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("AXON_TEST_API_KEY", None)
         if api_key:
-            self.env["AXON_TEST_API_KEY"] = api_key  # not on the command line (ps shows it)
+            self.env["AXON_TEST_API_KEY"] = api_key
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
 

@@ -55,7 +55,7 @@ ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 
 def tolerance_ms(expected_ms: float) -> float:
-    """The brief's accuracy: within 2% or 1 ms, whichever is larger."""
+    """The required accuracy: within 2% or 1 ms, whichever is larger."""
     return max(0.02 * expected_ms, 1.0)
 
 
