@@ -303,7 +303,12 @@ def results(
     runs: Mapping[str, Any], table: pd.DataFrame, issues: pd.DataFrame, target: Any = None
 ) -> dict[str, Any]:
     """JSON-able results for the sidecar: per scenario the headline figures, thresholds, issues."""
-    out: dict[str, Any] = {"target": getattr(target, "label", None), "scenarios": {}}
+    prof = getattr(target, "profile", None)
+    out: dict[str, Any] = {
+        "target": getattr(target, "label", None),
+        "profile": getattr(prof, "name", None),
+        "scenarios": {},
+    }
     for name, run in runs.items():
         s = run.summary
         out["scenarios"][name] = {

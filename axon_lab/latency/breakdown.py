@@ -238,6 +238,7 @@ def results(
     """JSON-able results for the sidecar."""
     return {
         "stages": table.to_dict("records"),
+        "profile": run.summary.get("target", {}).get("profile"),
         "requests": run.summary.get("count"),
         "rps": run.summary.get("rps"),
         "p95_ms": run.summary.get("p95"),

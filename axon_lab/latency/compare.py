@@ -209,11 +209,13 @@ def results(
     return {
         "before": {
             "spec": before_spec,
+            "profile": before.summary.get("target", {}).get("profile"),
             "requests": before.summary.get("count"),
             "out_dir": str(getattr(before, "out_dir", "") or ""),
         },
         "after": {
             "spec": after_spec,
+            "profile": after.summary.get("target", {}).get("profile"),
             "requests": after.summary.get("count"),
             "out_dir": str(getattr(after, "out_dir", "") or ""),
         },

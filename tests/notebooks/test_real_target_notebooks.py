@@ -40,6 +40,7 @@ def test_latency_breakdown_shows_the_seven_body_stages(api, tmp_path):
     assert SEVEN <= set(stages.stage)
     assert doc["results"]["timeline_spans"] == 7 and doc["results"]["timeline_reconstructed"]
     assert doc["provenance"]["parameters"]["workspace"] == UUID
+    assert doc["results"]["profile"] == "axon-api"  # detected, and recorded
     html = res.html.read_text()
     assert "no stage timings" not in html and "Traceback" not in html
 
@@ -47,7 +48,7 @@ def test_latency_breakdown_shows_the_seven_body_stages(api, tmp_path):
 def test_load_baseline_against_the_real_contract(api, tmp_path):
     doc, _ = _run("load_baseline", tmp_path, target_url=api.url, workspace=UUID)
     sc = doc["results"]["scenarios"]["simple"]
-    assert sc["count"] > 0 and sc["error_rate"] == 0
+    assert sc["count"] > 0 and sc["error_rate"] == 0 and doc["results"]["profile"] == "axon-api"
 
 
 def test_before_after_compares_two_deployments(api, tmp_path):
@@ -56,6 +57,7 @@ def test_before_after_compares_two_deployments(api, tmp_path):
     table = load_frame(res.sidecar, "measuring_success").set_index("metric")
     assert table.loc["p95 Latency", "after"] < table.loc["p95 Latency", "before"]
     assert doc["verdict"]["status"] in {"pass", "warn", "fail", "info"}
+    assert doc["results"]["before"]["profile"] == doc["results"]["after"]["profile"] == "axon-api"
 
 
 def test_no_stage_timings_is_said_in_one_line_and_the_rest_renders(api, tmp_path):
