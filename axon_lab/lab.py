@@ -210,11 +210,13 @@ def load_run(
     zipf_s: float = 1.1,
     progress: bool | None = None,
     sample_resources: bool = True,
+    stream: bool = False,
 ) -> Any:
     """A closed-loop run over a realistic prompt mix (``distinct``: every prompt new, all caches
     miss; ``mix``: Zipf-like repetition; ``guide``: the guide's single prompt), in the target
     profile's body (``workspace``: the target's when empty). Server RSS/CPU are sampled while it
-    runs (``result.resources``) when the profile has a process-metrics endpoint.
+    runs (``result.resources``) when the profile has a process-metrics endpoint. ``stream``
+    asks for Server-Sent Events and times them (``sse.ttft``, ``sse.itl``...).
     """
     from axon_lab.load import LoadRunner
 
@@ -243,10 +245,13 @@ def load_run(
             duration_s=duration_s,
             out_dir=out,
             name=label,
-            checks=["status==200", f"json:{prof.ok_json}"] if prof.ok_json else ["status==200"],
+            checks=["status==200", f"json:{prof.ok_json}"]
+            if prof.ok_json and not stream
+            else ["status==200"],
             progress=interactive() if progress is None else progress,
             parameters={"target": target.label, "prompts": prompts, "smoke": smoke},
             profile=prof,
+            stream=stream,
         ).run()
     finally:
         resources = sampler.stop() if sampler else pd.DataFrame()

@@ -211,6 +211,32 @@ def stage_note(table: pd.DataFrame, run: Any, profile: TargetProfile | None = No
     )
 
 
+#: Stream figures in display order (``sse.*`` columns of :func:`axon_lab.load.engine.sse_numbers`).
+STREAM_ORDER: tuple[str, ...] = (
+    "start", "analysis", "retrieval", "context", "llm-start", "ttft", "itl", "itl_max",
+    "llm-end", "complete", "chunks", "chunks_per_s",
+)  # fmt: skip
+
+
+def stream_table(run: Any) -> pd.DataFrame:
+    """Per stream figure: count, p50, p95, p99, max (ms from the send; ``chunks`` is a count,
+    ``chunks_per_s`` a rate); empty when the run did not stream (``stream=False``).
+    """
+    m = run.summary.get("metrics", {})
+    rows = []
+    for name in STREAM_ORDER:
+        st = m.get(f"sse.{name}")
+        if st and st.get("count"):
+            rows.append(
+                {
+                    "figure": name,
+                    "count": st["count"],
+                    **{f"{q}_ms": st.get(q) for q in ("p50", "p95", "p99", "max")},
+                }
+            )
+    return pd.DataFrame(rows, columns=["figure", "count", "p50_ms", "p95_ms", "p99_ms", "max_ms"])
+
+
 def waterfalls_for(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Waterfalls of the typical (p50) and the p95 request."""
     return {label: waterfall(records, idx) for label, idx in pick_requests(records).items()}
@@ -239,6 +265,7 @@ def results(
     return {
         "stages": table.to_dict("records"),
         "profile": run.summary.get("target", {}).get("profile"),
+        "stream": stream_table(run).to_dict("records"),
         "requests": run.summary.get("count"),
         "rps": run.summary.get("rps"),
         "p95_ms": run.summary.get("p95"),

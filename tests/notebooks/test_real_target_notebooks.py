@@ -71,3 +71,15 @@ def test_no_stage_timings_is_said_in_one_line_and_the_rest_renders(api, tmp_path
     assert "no stage timings in" in html and "looked in nowhere" in html
     assert doc["verdict"]["status"] == "info" and doc["results"]["requests"] > 0
     assert "Traceback" not in html
+
+
+def test_latency_breakdown_streams_ttft_and_inter_chunk_latency(tmp_path):
+    with AxonApiServer(stages="llm=8", ttft_ms=12, chunk_gap_ms=3, chunks=6, limit=0) as srv:
+        doc, _ = _run(
+            "latency_breakdown", tmp_path, target_url=srv.url, workspace=UUID, stream=True
+        )
+    stream = {r["figure"]: r for r in doc["results"]["stream"]}
+    assert {"ttft", "itl", "chunks", "llm-start", "complete"} <= set(stream)
+    assert stream["chunks"]["p50_ms"] == 6
+    assert stream["itl"]["p50_ms"] == pytest.approx(3, abs=1)
+    assert stream["ttft"]["p50_ms"] - stream["llm-start"]["p50_ms"] == pytest.approx(12, abs=1)
