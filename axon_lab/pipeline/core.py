@@ -5,23 +5,31 @@ Reliability: every store call goes through a :class:`BackendGuard` (own bounded 
 timeout per attempt, retries, circuit breaker), so a down or hung vector store or document
 store gives a 503 naming it within ``PipelineOptions.backend_policies()[...]["deadline_s"]``,
 never a hang; Redis failures only degrade the request (served without the cache).
+
+Streaming: :meth:`Pipeline.process_stream` runs the same stages as :meth:`Pipeline.process` and
+yields the real Axon orchestrator's stream chunks (``processStreaming`` in
+``packages/middleware/src/orchestrator.ts``) as each stage starts and ends; the LLM stage
+streams its text as ``llm-chunk`` events.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import hashlib
 import json
 import math
 import random
+import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -31,7 +39,8 @@ from axon_lab.errors import AxonLabError, BackendUnavailable
 from axon_lab.instrument import measure, server_timing, trace
 from axon_lab.pipeline import analyzer
 from axon_lab.pipeline.flight import SingleFlight
-from axon_lab.pipeline.options import PipelineOptions
+from axon_lab.pipeline.options import LLMOptions, PipelineOptions
+from axon_lab.redact import redact_text
 from axon_lab.stack import LRUCache, Stack
 
 #: Documented request limits (the API answers 413 above MAX_PROMPT_CHARS).
@@ -46,6 +55,82 @@ SYSTEM_TEMPLATE = (
 
 class PromptTooLarge(AxonLabError):
     """The prompt is above :data:`MAX_PROMPT_CHARS`."""
+
+
+def check_prompt(prompt: str) -> None:
+    """Raise :class:`PromptTooLarge` when ``prompt`` is above :data:`MAX_PROMPT_CHARS`.
+
+    The collection stage calls it; the API also calls it before it starts a stream, so a
+    streamed request too gets its 413 (a stream's status is sent before any stage runs).
+    """
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PromptTooLarge(
+            f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
+        )
+
+
+# --- streaming: the real Axon orchestrator's chunks ------------------------------------------
+#: Callback a stage calls when it starts or ends (streaming): ``emit(type, data)``.
+Emit = Callable[[str, Any], None]
+
+#: ``complete`` event ``latency`` keys (the real API's ``latencyBreakdown`` names) → span names.
+STREAM_LATENCY_KEYS = {
+    "collection": "collection",
+    "analysis": "analysis",
+    "retrieval": "retrieval",
+    "synthesis": "synthesis",
+    "injection": "injection",
+    "llm": "llm",
+    "postProcessing": "postprocessing",
+}
+
+
+def stream_event(kind: str, data: Any) -> dict[str, Any]:
+    """One chunk of the real orchestrator's stream: ``{"type", "data", "timestamp"}``.
+
+    ``timestamp`` is ISO 8601 in UTC with milliseconds and a ``Z``, like JavaScript's
+    ``Date.toJSON`` (what ``JSON.stringify`` writes for the real chunk's ``new Date()``).
+    """
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"type": kind, "data": data, "timestamp": now}
+
+
+def stream_error_message(exc: BaseException) -> str:
+    """What a stream's ``error`` event says: the lab's own errors (a backend down, a prompt too
+    large) by their message, redacted; anything else only by its type (never a traceback).
+    """
+    if isinstance(exc, AxonLabError):
+        return redact_text(str(exc))
+    return f"internal error: {type(exc).__name__}"
+
+
+def split_chunks(text: str, n: int) -> list[str]:
+    """``text`` cut at word starts into at most ``n`` pieces of about as many words each.
+
+    The pieces join back to ``text`` exactly (whitespace included); an empty or blank text
+    gives no piece.
+    """
+    words = re.findall(r"\s*\S+\s*", text)
+    n = min(n, len(words))
+    return ["".join(words[i * len(words) // n : (i + 1) * len(words) // n]) for i in range(n)]
+
+
+def chunk_offsets_ms(latency_ms: float, n: int, ttft_share: float) -> list[float]:
+    """When each of ``n`` chunks arrives, in ms after the LLM call starts.
+
+    The first after ``ttft_share * latency_ms`` (time to first token), the last at
+    ``latency_ms``, the others evenly between, so the gaps sum to the whole latency; a single
+    chunk arrives at ``latency_ms``.
+    """
+    if n <= 1:
+        return [latency_ms] * n
+    first = latency_ms * ttft_share
+    gap = (latency_ms - first) / (n - 1)
+    return [first + i * gap for i in range(n)]
+
+
+def _silent(kind: str, data: Any) -> None:
+    """The non-streaming ``emit``: nobody listens."""
 
 
 @dataclass
@@ -374,11 +459,31 @@ class BackendGuard:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+async def _drip(
+    text: str, latency_ms: float, llm: LLMOptions, on_chunk: Callable[[str], None]
+) -> None:
+    """The simulated LLM, streaming: ``text`` in pieces (:func:`split_chunks`) at the times of
+    :func:`chunk_offsets_ms`, each awaited against one start time so sleep overshoots do not add
+    up: the call lasts the drawn latency, as without streaming.
+    """
+    pieces = split_chunks(text, llm.stream_chunks)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for piece, at_ms in zip(
+        pieces, chunk_offsets_ms(latency_ms, len(pieces), llm.ttft_share), strict=True
+    ):
+        await asyncio.sleep(max(0.0, start + at_ms / 1000 - loop.time()))
+        on_chunk(piece)
+    if not pieces:
+        await asyncio.sleep(latency_ms / 1000)
+
+
 class Pipeline:
     """One Axon instance over a :class:`~axon_lab.stack.Stack`.
 
     ``await pipeline.process(prompt, workspace_id, source)`` runs every stage and returns a
-    :class:`StageResult`; ``metrics()`` gives the guide's ``getMetrics()`` (counts, error
+    :class:`StageResult`; ``pipeline.process_stream(...)`` runs the same stages yielding the
+    real Axon stream's chunks; ``metrics()`` gives the guide's ``getMetrics()`` (counts, error
     rate, per-stage percentiles from bounded histograms).
     """
 
@@ -455,18 +560,124 @@ class Pipeline:
     # --- the request ----------------------------------------------------------------------
     async def process(self, prompt: str, workspace_id: str, source: str = "api") -> StageResult:
         """Process one prompt through every stage (raises BackendUnavailable on a down store)."""
+        return await self._run(prompt, workspace_id, source, None)
+
+    async def process_stream(
+        self,
+        prompt: str,
+        workspace_id: str,
+        source: str = "api",
+        *,
+        on_result: Callable[[StageResult], None] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Process one prompt through the same stages as :meth:`process`, yielding the real Axon
+        orchestrator's stream chunks (``processStreaming``) as each stage starts and ends.
+
+        Chunks are ``{"type", "data", "timestamp"}`` (:func:`stream_event`), in this order:
+        ``analysis`` (``None``, collection starts), ``analysis`` (``None``, analysis starts),
+        ``analysis`` (``{"intent", "taskType"}``), ``retrieval`` (``None``), ``retrieval``
+        (``{"contextsFound"}``), ``context`` (``None``), ``context`` (``{"sections"}``: the
+        contexts kept by synthesis), nothing for injection, ``llm-start``, ``llm-chunk``
+        (``{"content"}``, the text deltas) one or more times, ``llm-end``, then after
+        post-processing ``complete``: ``{"requestId", "totalLatencyMs", "qualityScore",
+        "latency"}``; ``qualityScore`` is ``None`` (this pipeline does not score answers) and
+        ``latency`` is a lab extension: the stage spans in ms under the real API's
+        ``latencyBreakdown`` names (:data:`STREAM_LATENCY_KEYS`; 0 for a skipped stage).
+
+        LLM chunks: the simulated LLM cuts its text into at most ``llm.stream_chunks`` pieces
+        paced over the same drawn latency as without streaming (``llm.ttft_share`` before the
+        first one); ``openai`` asks the endpoint for ``"stream": true`` and passes each
+        content delta on; ``off`` sends ``llm-start`` and ``llm-end`` with no ``llm-chunk``
+        between (no text is generated, so there is no first token to time).
+
+        On a failure (a backend down, a prompt too large) it yields ``error``
+        (``{"error": <message>}``, :func:`stream_error_message`) and re-raises, as the real
+        orchestrator does. Spans, caches and counters are those of :meth:`process`; the stages
+        run in their own task (their trace never leaks into the consumer) that is cancelled
+        when the consumer stops early.
+
+        Parameters
+        ----------
+        prompt, workspace_id, source
+            As for :meth:`process`.
+        on_result
+            Called with the request's :class:`StageResult` (latencies, cache outcomes) before
+            ``complete`` is yielded, e.g. to record metrics.
+
+        Yields
+        ------
+        dict
+            One stream chunk.
+        """
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+        def emit(kind: str, data: Any) -> None:
+            queue.put_nowait(stream_event(kind, data))
+
+        async def run() -> StageResult:
+            try:
+                return await self._run(prompt, workspace_id, source, emit)
+            finally:
+                queue.put_nowait(None)
+
+        task = asyncio.create_task(run())
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            res = await task
+        except Exception as exc:
+            yield stream_event("error", {"error": stream_error_message(exc)})
+            raise
+        finally:
+            if not task.done():  # the consumer went away: stop the stages
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if on_result is not None:
+            on_result(res)
+        latency = res.body["metadata"]["latency"]
+        yield stream_event(
+            "complete",
+            {
+                "requestId": res.body["metadata"]["requestId"],
+                "totalLatencyMs": latency["total"],
+                "qualityScore": None,
+                "latency": {k: latency.get(span, 0.0) for k, span in STREAM_LATENCY_KEYS.items()},
+            },
+        )
+
+    async def _run(
+        self, prompt: str, workspace_id: str, source: str, emit: Emit | None
+    ) -> StageResult:
+        """Every stage in order, for :meth:`process` and :meth:`process_stream`; ``emit``
+        (streaming only) hears each stage start and end.
+        """
+        note = emit or _silent
         self.requests += 1
         t0 = time.perf_counter_ns()
         cache: dict[str, str] = {}
         notes: list[str] = []
         with trace() as tr:
             try:
+                note("analysis", None)  # collection starts: the real orchestrator says so
                 raw = await self._collection(prompt, workspace_id, source)
+                note("analysis", None)
                 analysis, qvec = await self._analysis(raw, cache)
+                note("analysis", {"intent": analysis["intent"], "taskType": analysis["taskType"]})
+                note("retrieval", None)
                 contexts = await self._retrieval(raw, qvec, cache, notes)
+                note("retrieval", {"contextsFound": len(contexts)})
+                note("context", None)
                 synth = await self._synthesis(contexts)
+                note("context", {"sections": len(synth["included"])})
                 final_prompt = await self._injection(raw, synth)
-                llm = await self._llm(final_prompt, synth)
+                note("llm-start", None)
+                llm = await self._llm(
+                    final_prompt,
+                    synth,
+                    None if emit is None else lambda text: note("llm-chunk", {"content": text}),
+                )
+                note("llm-end", None)
                 result = await self._postprocess(llm, synth)
             except BaseException:
                 self.errors += 1
@@ -525,10 +736,7 @@ class Pipeline:
     async def _collection(self, prompt: str, workspace_id: str, source: str) -> dict[str, Any]:
         with measure("collection"):
             text = " ".join(prompt.split())
-            if len(prompt) > MAX_PROMPT_CHARS:
-                raise PromptTooLarge(
-                    f"prompt has {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}"
-                )
+            check_prompt(prompt)
             return {
                 "requestId": uuid.uuid4().hex,
                 "text": text,
@@ -770,19 +978,24 @@ class Pipeline:
                 "tokens": tokens.TOKEN_COUNTERS.get(self.options.token_counter)(text),
             }
 
-    async def _llm(self, final_prompt: dict[str, Any], synth: dict[str, Any]) -> dict[str, Any]:
+    async def _llm(
+        self,
+        final_prompt: dict[str, Any],
+        synth: dict[str, Any],
+        on_chunk: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """The LLM call; with ``on_chunk`` (streaming) each text delta is passed on as it comes."""
         llm = self.options.llm
         if llm.mode == "off":
             return {"text": "", "output_tokens": 0, "latency_ms": 0.0, "mode": "off"}
         with measure("llm"):
             if llm.mode == "openai":
-                return await self._llm_openai(final_prompt)
+                return await self._llm_openai(final_prompt, on_chunk)
             # Seeded log-normal latency; an await like a remote call, so no CPU is used.
             latency = (
                 llm.median_ms * math.exp(self._rng.gauss(0.0, llm.sigma))
                 + llm.per_output_token_ms * llm.output_tokens
             )
-            await asyncio.sleep(latency / 1000)
             cites = " ".join(f"[{i}]" for i in range(1, min(3, len(synth["included"])) + 1))
             first = (
                 synth["included"][0]["content"].split(". ")[0]
@@ -790,6 +1003,10 @@ class Pipeline:
                 else "No context found."
             )
             text = f"Based on the retrieved context {cites}: {first}.".strip()
+            if on_chunk is None:
+                await asyncio.sleep(latency / 1000)
+            else:
+                await _drip(text, latency, llm, on_chunk)
             return {
                 "text": text,
                 "output_tokens": llm.output_tokens,
@@ -797,7 +1014,9 @@ class Pipeline:
                 "mode": "simulated",
             }
 
-    async def _llm_openai(self, final_prompt: dict[str, Any]) -> dict[str, Any]:
+    async def _llm_openai(
+        self, final_prompt: dict[str, Any], on_chunk: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
         import httpx
 
         s = self.stack.settings
@@ -810,15 +1029,15 @@ class Pipeline:
                 headers=headers,
                 timeout=self.options.llm.timeout_s,
             )
+        request = {
+            "model": s.llm_model,
+            "max_tokens": self.options.llm.output_tokens,
+            "messages": [{"role": "user", "content": final_prompt["text"]}],
+        }
+        if on_chunk is not None:
+            return await self._llm_openai_stream(request, on_chunk)
         try:
-            r = await self._llm_client.post(
-                "/v1/chat/completions",
-                json={
-                    "model": s.llm_model,
-                    "max_tokens": self.options.llm.output_tokens,
-                    "messages": [{"role": "user", "content": final_prompt["text"]}],
-                },
-            )
+            r = await self._llm_client.post("/v1/chat/completions", json=request)
             r.raise_for_status()
             data = r.json()
         except Exception as exc:
@@ -827,6 +1046,43 @@ class Pipeline:
         return {
             "text": text,
             "output_tokens": data.get("usage", {}).get("completion_tokens", 0),
+            "mode": "openai",
+        }
+
+    async def _llm_openai_stream(
+        self, request: dict[str, Any], on_chunk: Callable[[str], None]
+    ) -> dict[str, Any]:
+        """``"stream": true`` on the OpenAI-compatible endpoint: its SSE ``data:`` lines carry
+        ``choices[0].delta.content`` until ``[DONE]``; ``output_tokens`` comes from a ``usage``
+        object when the server sends one (0 otherwise, as without streaming).
+        """
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        try:
+            async with self._llm_client.stream(
+                "POST", "/v1/chat/completions", json={**request, "stream": True}
+            ) as r:
+                r.raise_for_status()
+                async for line in r.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event: fields
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    doc = json.loads(payload)
+                    if doc.get("error"):
+                        raise RuntimeError(f"error event: {doc['error']}")
+                    usage = doc.get("usage") or usage
+                    choices = doc.get("choices") or [{}]
+                    delta = (choices[0].get("delta") or {}).get("content")
+                    if delta:
+                        parts.append(delta)
+                        on_chunk(delta)
+        except Exception as exc:
+            raise BackendUnavailable("llm", f"{type(exc).__name__}: {exc}") from exc
+        return {
+            "text": "".join(parts),
+            "output_tokens": usage.get("completion_tokens", 0),
             "mode": "openai",
         }
 

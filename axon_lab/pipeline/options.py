@@ -13,6 +13,12 @@ class LLMOptions(BaseModel):
     """The LLM stage. ``simulated``: a seeded log-normal latency (no CPU used, like a remote
     call); ``openai``: a real OpenAI-compatible endpoint (``AXON_LLM_URL``); ``off``: skipped,
     to measure pipeline overhead alone.
+
+    Streaming (``"stream": true`` requests, ``Pipeline.process_stream``): the simulated LLM
+    splits its text into at most ``stream_chunks`` pieces at word boundaries; the first arrives
+    after ``ttft_share`` of the drawn latency (time to first token), the others evenly over
+    the rest, the last one exactly at the drawn latency, so a streamed request takes as long as
+    a non-streamed one with the same draw. These two fields change nothing without streaming.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -28,6 +34,20 @@ class LLMOptions(BaseModel):
     output_tokens: int = Field(120, ge=1, le=4096)
     seed: int = 0
     timeout_s: float = Field(30.0, gt=0)
+    stream_chunks: int = Field(
+        20,
+        ge=1,
+        le=4096,
+        description="streaming, simulated LLM: at most this many llm-chunk events "
+        "(fewer when the text has fewer words)",
+    )
+    ttft_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="streaming, simulated LLM: share of the drawn latency before the first "
+        "chunk (time to first token); the rest is spread evenly over the other chunks",
+    )
 
 
 class PipelineOptions(BaseModel):
