@@ -47,6 +47,7 @@ import time
 from collections import deque
 from pathlib import Path
 from statistics import NormalDist
+from typing import Self
 
 # Share of the delay per Server-Timing stage (the guide's latency breakdown, normalised).
 STAGE_SHARES = {
@@ -282,7 +283,83 @@ async def serve(
     await server.serve_forever()
 
 
-class LoadServer:
+class ScriptServer:
+    """A stdlib-only server script run as a subprocess (``python -P FILE ...``) that prints
+    ``READY <port>`` when listening: start, stop and its ``/__control``/``/__stats`` endpoints.
+
+    Subclasses set :attr:`args` (the command line) and may set :attr:`env`; used by
+    :class:`LoadServer` and by the test suite's stand-in of the real Axon API.
+    """
+
+    #: What the error message calls the server.
+    what = "test server"
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.args = args
+        self.env = env if env is not None else {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> Self:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True, env=self.env)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 30
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("READY"):
+                self.port = int(line.split()[1])
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"{self.what} did not start: {line!r}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Kill the server (idempotent)."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def control(self, **cmd: object) -> dict:
+        """POST ``cmd`` as JSON to ``/__control``; plain http only."""
+        return self._call("POST", "/__control", json.dumps(cmd).encode())
+
+    def stats(self) -> dict:
+        """``GET /__stats``."""
+        return self._call("GET", "/__stats", b"")
+
+    def _call(self, method: str, path: str, body: bytes) -> dict:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            s.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, payload = data.partition(b"\r\n\r\n")
+        out = json.loads(payload)
+        status_line = head.split(b"\r\n", 1)[0]
+        if not status_line.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{method} {path}: {status_line!r} {out}")
+        return out
+
+
+class LoadServer(ScriptServer):
     """Start the test server (this file) in a subprocess on a free loopback port (context manager).
 
     Parameters
@@ -308,7 +385,7 @@ class LoadServer:
     ) -> None:
         self.latency = latency
         self.scheme = "https" if tls else "http"
-        self.args = [
+        args = [
             sys.executable,
             "-P",
             str(Path(__file__).resolve()),
@@ -318,73 +395,17 @@ class LoadServer:
             str(stall_ms),
         ]
         if stall_at_s is not None:
-            self.args += ["--stall-at", str(stall_at_s)]
+            args += ["--stall-at", str(stall_at_s)]
         if uvloop:
-            self.args.append("--uvloop")
+            args.append("--uvloop")
         if tls:
-            self.args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        super().__init__(args)
 
     @property
     def url(self) -> str:
         """Base URL ``http://127.0.0.1:PORT`` (``https`` with TLS)."""
         return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> LoadServer:
-        self.proc = subprocess.Popen(
-            self.args,
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("READY"):
-                self.port = int(line.split()[1])
-                return self
-            if not line and self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"test server did not start: {line!r}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Kill the server (idempotent)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def control(self, **cmd: object) -> dict:
-        """POST ``cmd`` to ``/__control`` (e.g. ``reset=True, stall_at_s=2.0``); plain http only."""
-        return self._call("POST", "/__control", json.dumps(cmd).encode())
-
-    def stats(self) -> dict:
-        """The server's request count and stalls."""
-        return self._call("GET", "/__stats", b"")
-
-    def _call(self, method: str, path: str, body: bytes) -> dict:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(
-                f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
-                f"Connection: close\r\n\r\n".encode()
-                + body
-            )
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ response bodies.
 from __future__ import annotations
 
 import pytest
-from support.axon_api_server import AxonApiServer
+from support.axon_api import AxonApiServer
 
 from axon_lab.report import load, load_frame
 from axon_lab.report.run import run_notebook

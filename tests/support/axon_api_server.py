@@ -64,15 +64,12 @@ import os
 import random
 import re
 import selectors
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Mapping
 from email.utils import formatdate
-from pathlib import Path
 from typing import Any
 
 #: The orchestrator's seven stages, in pipeline order (the keys of ``latencyBreakdown``).
@@ -992,175 +989,6 @@ def run(config: Config, host: str = "127.0.0.1", port: int = 0, timer_spin_ms: f
     factory = (lambda: asyncio.SelectorEventLoop(_EarlySelector(early))) if early > 0 else None
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(config, host, port))
-
-
-class AxonApiServer:
-    """Start this stand-in Axon API in a subprocess on a free loopback port (context manager).
-
-    Parameters
-    ----------
-    stages
-        Stage delays in integer ms, a mapping or ``"collection=1,llm=40"`` (unnamed stages keep
-        :data:`DEFAULT_STAGES_MS`). A non-streaming response takes their sum.
-    ttft_ms, chunk_gap_ms, chunks
-        Streaming: ``llm-start`` to first ``llm-chunk``, the gap between chunks, their number.
-    contexts
-        Contexts reported found/used.
-    limit, window_s
-        Rate limit per client IP per fixed window (``limit=0``: no limiter).
-    error_rate, seed
-        Fraction of valid prompt requests answered 500 (streams: an in-band error), seeded.
-    api_key
-        Require ``Authorization: Bearer <key>`` or ``X-API-Key`` on the prompt route.
-    body_errors
-        ``"validation"`` (bad JSON 400, oversize 413) or ``"express"`` (the real app's 500s).
-    max_body_bytes
-        The JSON body limit (10 MiB).
-    timer_spin_ms
-        How early the loop wakes to poll for a due timer (0: plain epoll, ~1 ms late).
-
-    Examples
-    --------
-    >>> with AxonApiServer(stages="llm=40", limit=5) as srv:  # doctest: +SKIP
-    ...     httpx.get(srv.url + "/health").headers["RateLimit-Remaining"]
-    '4'
-    """
-
-    def __init__(
-        self,
-        *,
-        stages: str | Mapping[str, int] | None = None,
-        ttft_ms: float = 10.0,
-        chunk_gap_ms: float = 2.0,
-        chunks: int = 5,
-        contexts: int = 3,
-        limit: int = 100,
-        window_s: float = 900.0,
-        error_rate: float = 0.0,
-        seed: int = 1,
-        api_key: str | None = None,
-        body_errors: str = "validation",
-        max_body_bytes: int = MAX_BODY_BYTES,
-        timer_spin_ms: float = 1.0,
-    ) -> None:
-        cfg = Config(  # validate the knobs here, not in the child
-            stages=stages,
-            ttft_ms=ttft_ms,
-            chunk_gap_ms=chunk_gap_ms,
-            chunks=chunks,
-            contexts=contexts,
-            limit=limit,
-            window_s=window_s,
-            error_rate=error_rate,
-            seed=seed,
-            api_key=api_key,
-            body_errors=body_errors,
-            max_body_bytes=max_body_bytes,
-        )
-        self.config = cfg
-        self.args = [
-            sys.executable,
-            "-P",
-            str(Path(__file__).resolve()),
-            "--stages",
-            ",".join(f"{k}={v}" for k, v in cfg.stages.items()),
-            "--ttft-ms",
-            repr(cfg.ttft_ms),
-            "--chunk-gap-ms",
-            repr(cfg.chunk_gap_ms),
-            "--chunks",
-            str(cfg.chunks),
-            "--contexts",
-            str(cfg.contexts),
-            "--limit",
-            str(cfg.limit),
-            "--window-s",
-            repr(cfg.window_s),
-            "--error-rate",
-            repr(cfg.error_rate),
-            "--seed",
-            str(cfg.seed),
-            "--body-errors",
-            cfg.body_errors,
-            "--max-body-bytes",
-            str(cfg.max_body_bytes),
-            "--timer-spin-ms",
-            repr(float(timer_spin_ms)),
-        ]
-        # The key goes through the environment, not the command line (``ps`` shows that).
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.env.pop("AXON_TEST_API_KEY", None)
-        if api_key:
-            self.env["AXON_TEST_API_KEY"] = api_key
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        """Base URL ``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        """The server's process id."""
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> AxonApiServer:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True, env=self.env)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + 30
-        line = ""
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("READY"):
-                self.port = int(line.split()[1])
-                return self
-            if not line and self.proc.poll() is not None:
-                break
-        self.stop()
-        raise RuntimeError(f"Axon API test server did not start: {line!r}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        """Kill the server (idempotent)."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-
-    def control(self, **cmd: object) -> dict:
-        """POST ``cmd`` to ``/__control`` (``reset=True``, ``limit=5``, ``stages={"llm": 40}``...)."""
-        return self._call("POST", "/__control", json.dumps(cmd).encode())
-
-    def reset(self) -> dict:
-        """Clear the limiter's counters, the statistics and the seeded generators."""
-        return self.control(reset=True)
-
-    def stats(self) -> dict:
-        """Counts per status and route, 429s, streams, in-flight maxima and the config."""
-        return self._call("GET", "/__stats", b"")
-
-    def _call(self, method: str, path: str, body: bytes) -> dict:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
-            s.sendall(
-                f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        head, _, payload = data.partition(b"\r\n\r\n")
-        out = json.loads(payload)
-        status_line = head.split(b"\r\n", 1)[0]
-        if not status_line.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"{method} {path}: {status_line!r} {out}")
-        return out
 
 
 def main(argv: list[str] | None = None) -> None:

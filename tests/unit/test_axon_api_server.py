@@ -14,10 +14,10 @@ from datetime import datetime
 
 import httpx
 import pytest
+from support.axon_api import AxonApiServer
 from support.axon_api_server import (
     DEFAULT_STAGES_MS,
     STAGES,
-    AxonApiServer,
     chunk_texts,
     parse_stages,
     validate_prompt_body,
