@@ -18,7 +18,7 @@ import pandas as pd
 
 from axon_lab import workload
 from axon_lab.errors import ConfigError
-from axon_lab.load.profiles import PROFILES, TargetProfile, resolve_profile
+from axon_lab.load.profiles import PROFILES, TargetProfile, detect_or_default, resolve_profile
 from axon_lab.redact import redact_text
 from axon_lab.report.sidecar import default_out_dir
 from axon_lab.samplers import ServerResourceSampler
@@ -109,11 +109,11 @@ def start_target(
     """
     if target_url:
         url = target_url.rstrip("/")
-        try:
-            prof = resolve_profile(profile or "auto", url)
-        except ConfigError as exc:
-            raise ConfigError(f"target_url {redact_text(url)}: {exc}") from None
-        if profile and profile != "auto":
+        if profile in ("", "auto"):
+            prof, how = detect_or_default(url)
+        else:
+            prof, how = resolve_profile(profile, url), "given"
+        if how != "detected":  # the detection's GET /health already showed that it answers
             import httpx
 
             try:

@@ -363,16 +363,17 @@ def _load(args: argparse.Namespace) -> int:
 
     # Validate everything we can before starting a server.
     kwargs = runner_kwargs(args, args.url or "http://127.0.0.1:1/health")
-    if args.url and args.profile == "auto" and not args.worker:
-        from axon_lab.load.profiles import resolve_profile
-
-        kwargs["profile"] = resolve_profile("auto", args.url)
-        sys.stderr.write(f"axon-lab load: target profile {kwargs['profile'].name} (detected)\n")
-    if args.pace_rate_limit:
-        _pace(args, kwargs)
     if args.worker:
         kwargs["url"] = args.url
         return _run_worker(kwargs, args)
+    LoadRunner(**kwargs)  # bad arguments and remote targets fail here, before any request
+    if args.url and args.profile == "auto":
+        from axon_lab.load.profiles import detect_or_default
+
+        kwargs["profile"], how = detect_or_default(args.url)
+        sys.stderr.write(f"axon-lab load: target profile {kwargs['profile'].name} ({how})\n")
+    if args.pace_rate_limit:
+        _pace(args, kwargs)
     LoadRunner(**kwargs)
     with _target(args.url) as url:
         kwargs["url"] = url

@@ -26,7 +26,8 @@ Built in (:data:`PROFILES`):
 A user profile is a TOML or JSON file with the same fields (:func:`load_profile`), optionally
 starting from a built-in one with ``base = "axon-api"``. :func:`resolve_profile` takes a name,
 a file or ``auto``: auto-detection asks ``GET /health`` once (on a rate-limited deployment that
-request counts against the limit).
+request counts against the limit); a target that is not recognisably an Axon gets ``axon-lab``,
+whose reading (``Server-Timing``, cache-status headers) suits any HTTP server.
 """
 
 from __future__ import annotations
@@ -440,6 +441,18 @@ def detect_profile(url: str, *, timeout_s: float = 5.0) -> TargetProfile:
     )
 
 
+def detect_or_default(url: str) -> tuple[TargetProfile, str]:
+    """The detected profile and how it was found; a target whose ``/health`` does not identify
+    an Axon (any HTTP server under load) gets ``axon-lab``, the generic reading (Server-Timing,
+    cache headers), and the note says so.
+    """
+    try:
+        return detect_profile(url), "detected"
+    except ConfigError as exc:
+        why = str(exc).split(";", 1)[0].removeprefix("cannot detect the target profile")
+        return PROFILES.get("axon-lab"), f"not detected{why.rstrip()}; using the generic reading"
+
+
 def resolve_profile(spec: str | TargetProfile | None, url: str | None = None) -> TargetProfile:
     """A profile from a name, a file path, a profile, ``auto`` (detected at ``url``), or
     ``None``/``""`` (``axon-lab``, the embedded server's contract).
@@ -451,7 +464,7 @@ def resolve_profile(spec: str | TargetProfile | None, url: str | None = None) ->
     if spec == "auto":
         if url is None:
             raise ConfigError("profile 'auto' needs the target URL to ask its /health")
-        return detect_profile(url)
+        return detect_or_default(url)[0]
     if spec in PROFILES.names():
         return PROFILES.get(spec)
     if spec.endswith((".toml", ".json")) or Path(spec).exists():

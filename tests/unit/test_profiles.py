@@ -215,3 +215,14 @@ def test_a_few_refusals_do_not_fail_the_run():
     frame = _frame([200] * 9 + [404])
     _, res = _verdict(frame)
     assert res.ok and res.value == pytest.approx(0.1)
+
+
+def test_detection_falls_back_to_the_generic_reading_for_other_servers():
+    from axon_lab.load.profiles import detect_or_default
+    from axon_lab.load.testserver import LoadServer
+
+    with LoadServer() as srv:
+        prof, how = detect_or_default(srv.url)
+    assert prof.name == "axon-lab" and how.startswith("not detected") and "generic" in how
+    prof, how = detect_or_default("http://127.0.0.1:1")  # nothing listens there
+    assert prof.name == "axon-lab" and "ConnectError" in how
