@@ -15,9 +15,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from support.axon_api import AxonApiServer
 
 from axon_lab.load import LoadRunner, read_summary
+
+# every test runs a few seconds of load against a subprocess server: the full suite's
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 UUID = "3f2b8a1e-5c4d-4e6f-9a7b-1c2d3e4f5a6b"
