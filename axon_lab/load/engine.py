@@ -61,7 +61,7 @@ from axon_lab.load.http import (
     HttpConnection,
     open_connection,
 )
-from axon_lab.load.profiles import ReaderFn
+from axon_lab.load.profiles import ResponseReader
 from axon_lab.load.records import RecordSink
 from axon_lab.load.selfcheck import ClientMonitor
 from axon_lab.load.servertiming import CACHE_HEADERS, parse_cache_headers, parse_server_timing
@@ -171,7 +171,7 @@ class Plan:
     cache_headers: tuple[str, ...] = CACHE_HEADERS
     connect_timeout_s: float = 10.0
     ssl_context: _ssl.SSLContext | None = None
-    reader: ReaderFn | None = None
+    reader: ResponseReader | None = None
     sse: bool = False
 
 
@@ -442,6 +442,8 @@ class AsyncioEngine:
                     error = facts.error
         if ex.events and ex.sent_ns >= 0:
             numbers = {**(numbers or {}), **sse_numbers(ex.events, ex.sent_ns)}
+            if ex.sse_complete is not None and reader is not None and not stages:
+                stages = reader.complete_event_stages(ex.sse_complete)
         if reader is None and headers:
             st = headers.get("server-timing")
             if st:

@@ -180,6 +180,7 @@ class Exchange:
         "retried",
         "head_method",
         "events",
+        "sse_complete",
     )
 
     def __init__(self, seq: int, intended_ns: int, payload: int, stage: int = 0) -> None:
@@ -203,6 +204,8 @@ class Exchange:
         self.head_method = False
         #: Server-Sent Events seen (``(perf_counter_ns, type)``) when the connection records them.
         self.events: list[tuple[int, str]] | None = None
+        #: The ``complete`` event's JSON (its ``data`` may carry the stage latencies).
+        self.sse_complete: bytes | None = None
 
 
 class HttpConnection(asyncio.Protocol):
@@ -471,7 +474,10 @@ class HttpConnection(asyncio.Protocol):
                 events.append((now, "[DONE]"))
                 continue
             m = _SSE_TYPE.search(block)
-            events.append((now, m.group(1).decode("ascii", "replace") if m else "message"))
+            kind = m.group(1).decode("ascii", "replace") if m else "message"
+            events.append((now, kind))
+            if kind == "complete":
+                ex.sse_complete = block
 
 
 #: The event's ``type`` field (the first key of the real Axon API's JSON events).

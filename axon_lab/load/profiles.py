@@ -37,7 +37,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -261,10 +261,28 @@ class ResponseReader:
                         facts.error = f"{status} {code[:60]}"
         return facts
 
+    def complete_event_stages(self, block: bytes) -> dict[str, float] | None:
+        """Stage latencies in a stream's ``complete`` event (``data.latency``, as axon_lab's
+        server sends them; the real API's event has none), named like the lab's stages.
+        """
+        doc = _json(block.split(b"data:", 1)[-1]) if b"data:" in block else None
+        latency = _get(doc, ("data", "latency")) if isinstance(doc, Mapping) else None
+        if not isinstance(latency, Mapping):
+            return None
+        return {
+            self.names.get(str(k), _CAMEL.get(str(k), str(k))): float(v)
+            for k, v in latency.items()
+            if isinstance(v, int | float)
+        } or None
+
     def _rename(self, stages: dict[str, float]) -> dict[str, float]:
         if not self.names:
             return stages
         return {self.names.get(k, k): v for k, v in stages.items()}
+
+
+#: The real API's camelCase stage name, for profiles that do not map it themselves.
+_CAMEL = {"postProcessing": "postprocessing"}
 
 
 def _split(path: str) -> tuple[str, ...]:
@@ -471,6 +489,3 @@ def resolve_profile(spec: str | TargetProfile | None, url: str | None = None) ->
         return load_profile(spec)
     PROFILES.get(spec)  # the error lists the valid names
     raise AssertionError("unreachable")
-
-
-ReaderFn = Callable[[int, Mapping[str, str] | None, bytes | None], ResponseFacts]
