@@ -122,6 +122,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write summary.json, records.parquet, histograms.json, response_time.hgrm",
     )
     o.add_argument("--name", help="label stored in the summary")
+    o.add_argument(
+        "--history",
+        metavar="PATH",
+        help="add the run to this history (.duckdb or a Parquet directory; default "
+        "$AXON_HISTORY; needs --out)",
+    )
     o.add_argument("--json", action="store_true", help="print summary.json instead of the table")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--allow-remote", action="store_true", help="allow a non-loopback target")
@@ -335,6 +341,38 @@ def _sigterm_stops(runner) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old)
 
 
+def _record_history(args: argparse.Namespace, result) -> None:
+    """Add the run to ``--history`` / ``$AXON_HISTORY`` (needs an output directory)."""
+    from axon_lab.history import record_run
+
+    if result.out_dir is None:
+        if args.history:
+            sys.stderr.write("axon-lab load: --history needs --out (the run must be on disk)\n")
+        return
+    added = record_run(result.out_dir, args.history)
+    if added is not None:
+        for e in added.errors:
+            sys.stderr.write(f"axon-lab load: history: {e}\n")
+        sys.stderr.write(f"axon-lab load: added to the history ({len(added.added)} run)\n")
+
+
+def _target_options(url: str, profile: object) -> dict:
+    """The target's pipeline options, recorded with the run (history names option changes)."""
+    from axon_lab.load.profiles import TargetProfile, resolve_profile
+
+    prof = profile if isinstance(profile, TargetProfile) else resolve_profile(profile or None)  # type: ignore[arg-type]
+    path = prof.options_path
+    if not path:
+        return {}
+    import httpx
+
+    try:
+        r = httpx.get(f"{url.rstrip('/')}{path}", timeout=5)
+    except httpx.HTTPError:
+        return {}
+    return {"options": r.json()} if r.status_code == 200 else {}
+
+
 def _pace(args: argparse.Namespace, kwargs: dict) -> None:
     """Replace the shape by an arrival rate under the target's announced rate limit."""
     from axon_lab.load.profiles import rate_limit_pace, resolve_profile
@@ -374,9 +412,13 @@ def _load(args: argparse.Namespace) -> int:
         sys.stderr.write(f"axon-lab load: target profile {kwargs['profile'].name} ({how})\n")
     if args.pace_rate_limit:
         _pace(args, kwargs)
+    if args.url:
+        kwargs["parameters"] = _target_options(args.url, kwargs.get("profile"))
     LoadRunner(**kwargs)
     with _target(args.url) as url:
         kwargs["url"] = url
+        if not args.url:
+            kwargs["parameters"] = _target_options(url.removesuffix("/health"), kwargs["profile"])
         runner = LoadRunner(**kwargs)
         with _sigterm_stops(runner):
             result = runner.run()
@@ -394,6 +436,7 @@ def _load(args: argparse.Namespace) -> int:
             f"axon-lab load: wrote summary.json, records.parquet, histograms.json to "
             f"{result.out_dir}\n"
         )
+    _record_history(args, result)
     result.raise_for_thresholds()
     if result.interrupted:
         sys.stderr.write(f"axon-lab: {result.summary.get('incomplete_reason') or 'interrupted'}\n")

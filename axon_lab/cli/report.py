@@ -21,6 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="exit 99 when a report's verdict is fail (targets missed)",
     )
+    p.add_argument(
+        "--history",
+        metavar="PATH",
+        help="add the report's runs to this history (.duckdb or a Parquet directory; default "
+        "$AXON_HISTORY)",
+    )
     p.set_defaults(func=_report)
 
 
@@ -32,6 +38,13 @@ def _report(args: argparse.Namespace) -> int:
     )
     failed = [r for r in results if r.status == "failed"]
     print(f"{len(results)} notebooks in {seconds:.1f} s; index: {index}")
+    from axon_lab.history import record_run
+
+    added = record_run(args.out, args.history)
+    if added is not None:
+        for e in added.errors:
+            sys.stderr.write(f"axon-lab report: history: {e}\n")
+        print(f"history: {len(added.added)} run(s) added")
     if not results:
         sys.stderr.write("axon-lab: no notebooks found\n")
         return 1

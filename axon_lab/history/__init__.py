@@ -18,6 +18,7 @@ from axon_lab.history.store import (
     metric_info,
     open_history,
     read_run,
+    record_run,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "metric_info",
     "open_history",
     "read_run",
+    "record_run",
 ]

@@ -428,3 +428,13 @@ def open_history(location: Path | str | None = None) -> History:
     if p.exists() and not p.is_dir():
         raise InputFileError(p, "a history is a .duckdb file or a directory of Parquet files")
     return ParquetHistory(p)
+
+
+def record_run(path: Path | str, location: Path | str | None = None) -> AddResult | None:
+    """Add a finished run to the history at ``location`` (or ``$AXON_HISTORY``); ``None`` when
+    neither is set (runs are only recorded when asked).
+    """
+    loc = location or os.environ.get(HISTORY_ENV)
+    if not loc:
+        return None
+    return open_history(loc).add([path])
