@@ -366,8 +366,12 @@ def _target_options(url: str, profile: object) -> dict:
         return {}
     import httpx
 
+    from axon_lab.load.http import Endpoint
+
+    ep = Endpoint.parse(url)
+    host = f"[{ep.host}]" if ":" in ep.host else ep.host
     try:
-        r = httpx.get(f"{url.rstrip('/')}{path}", timeout=5)
+        r = httpx.get(f"{ep.scheme}://{host}:{ep.port}{path}", timeout=5)
     except httpx.HTTPError:
         return {}
     return {"options": r.json()} if r.status_code == 200 else {}
@@ -418,7 +422,7 @@ def _load(args: argparse.Namespace) -> int:
     with _target(args.url) as url:
         kwargs["url"] = url
         if not args.url:
-            kwargs["parameters"] = _target_options(url.removesuffix("/health"), kwargs["profile"])
+            kwargs["parameters"] = _target_options(url, kwargs["profile"])
         runner = LoadRunner(**kwargs)
         with _sigterm_stops(runner):
             result = runner.run()

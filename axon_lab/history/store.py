@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -168,7 +169,10 @@ def _options(prov: Mapping[str, Any]) -> str | None:
 def _from_summary(path: Path, raw: bytes, doc: Mapping[str, Any]) -> Run:
     prov = doc.get("provenance") or {}
     tgt = doc.get("target") or {}
-    name = tgt.get("scenario") or doc.get("name") or tgt.get("url") or "load"
+    # the series is the scenario, else the request (method and path): --name labels a run
+    # without splitting its series
+    path = urlsplit(str(tgt.get("url") or "")).path or "/"
+    name = tgt.get("scenario") or f"{tgt.get('method') or 'GET'} {path}"
     return Run(
         _run_id(raw, "load"),
         "load",
