@@ -285,6 +285,7 @@ class History:
         """Ingest runs (idempotent: a run already stored is skipped); bad paths are reported."""
         result = AddResult()
         have = self.run_ids()
+        new: list[Run] = []
         for path in paths:
             try:
                 runs = read_run(path)
@@ -295,10 +296,15 @@ class History:
                 if run.run_id in have:
                     result.skipped.append(run.run_id)
                     continue
-                self._write(run)
+                new.append(run)
                 have.add(run.run_id)
                 result.added.append(run.run_id)
+        self._write_all(new)
         return result
+
+    def _write_all(self, runs: list[Run]) -> None:
+        for run in runs:
+            self._write(run)
 
     def run_ids(self) -> set[str]:
         """Ids of the stored runs."""
@@ -386,7 +392,13 @@ class DuckDBHistory(History):
                 time.sleep(0.05)
 
     def _write(self, run: Run) -> None:
-        rows = frame([run])  # noqa: F841 - read by DuckDB's replacement scan below
+        self._write_all([run])
+
+    def _write_all(self, runs: list[Run]) -> None:
+        """One connection and one INSERT for every new run (the file lock is held briefly)."""
+        if not runs:
+            return
+        rows = frame(runs)  # noqa: F841 - read by DuckDB's replacement scan below
         con = self._connect()
         try:
             con.execute("CREATE TABLE IF NOT EXISTS metrics AS SELECT * FROM rows WHERE false")
