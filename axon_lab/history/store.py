@@ -171,8 +171,8 @@ def _from_summary(path: Path, raw: bytes, doc: Mapping[str, Any]) -> Run:
     tgt = doc.get("target") or {}
     # the series is the scenario, else the request (method and path): --name labels a run
     # without splitting its series
-    path = urlsplit(str(tgt.get("url") or "")).path or "/"
-    name = tgt.get("scenario") or f"{tgt.get('method') or 'GET'} {path}"
+    req_path = urlsplit(str(tgt.get("url") or "")).path or "/"
+    name = tgt.get("scenario") or f"{tgt.get('method') or 'GET'} {req_path}"
     return Run(
         _run_id(raw, "load"),
         "load",
