@@ -209,6 +209,7 @@ def test_stop_keeps_records_and_marks_incomplete(server, tmp_path):
     assert len(read_records(tmp_path)) == len(res.records)
 
 
+@pytest.mark.slow  # kills or runs processes for seconds
 def test_dying_server_keeps_records_and_marks_incomplete(tmp_path):
     with LoadServer("constant:ms=2") as srv:
         runner = LoadRunner(
@@ -253,6 +254,7 @@ def _wait_for_parts(out: Path, timeout_s: float = 20.0) -> None:
     raise AssertionError("no records flushed")
 
 
+@pytest.mark.slow  # kills or runs processes for seconds
 def test_ctrl_c_writes_summary_and_exits_130(server, tmp_path):
     proc = _cli(
         [
@@ -277,6 +279,7 @@ def test_ctrl_c_writes_summary_and_exits_130(server, tmp_path):
     assert "INCOMPLETE" in out
 
 
+@pytest.mark.slow  # kills or runs processes for seconds
 def test_killed_run_leaves_readable_partial_records(server, tmp_path):
     proc = _cli(
         [

@@ -131,6 +131,7 @@ def test_stack_status_text_and_json_are_redacted(secret_env, tmp_path):
     assert by["mongodb"]["url"].startswith("mongodb://axon:***@127.0.0.1:2/")
 
 
+@pytest.mark.slow  # kills or runs processes for seconds
 def test_sidecars_notebooks_html_and_load_summaries_are_redacted(tmp_path, redis_pw):
     from axon_lab.load import LoadRunner
     from axon_lab.load.testserver import LoadServer
