@@ -141,23 +141,8 @@ def _print_tree(node: Any, depth: int = 0) -> None:
         _print_tree(c, depth + 1)
 
 
-_SHAPE_COLUMNS = [
-    "source",
-    "namespace",
-    "operation",
-    "pattern",
-    "sort",
-    "count",
-    "min_ms",
-    "mean_ms",
-    "p95_ms",
-    "max_ms",
-    "total_ms",
-    "docs_examined",
-    "n_returned",
-    "plan_summary",
-    "advised_index",
-]
+#: The digest's columns shown in the text table (the JSON output has all of them).
+_HIDDEN_SHAPE_COLUMNS = ("keys_examined", "examined_per_returned", "collscan", "in_memory_sort")
 
 
 def _shapes_out(args: argparse.Namespace, ops: list[Any], head: dict[str, Any]) -> int:
@@ -172,7 +157,7 @@ def _shapes_out(args: argparse.Namespace, ops: list[Any], head: dict[str, Any]) 
     for k, v in head.items():
         if k != "files":
             print(f"{k}: {v}")
-    _print_table(frame, _SHAPE_COLUMNS)
+    _print_table(frame, [c for c in mongo.DIGEST_COLUMNS if c not in _HIDDEN_SHAPE_COLUMNS])
     return 0
 
 
