@@ -136,6 +136,8 @@ class Plan:
         Response checks.
     keep_body
         Keep bodies (checks need them).
+    keep_error_body
+        Keep the bodies of error responses only (the profile reads error codes from them).
     seed
         Seed of Poisson arrivals.
     max_backlog
@@ -165,6 +167,7 @@ class Plan:
     late_ms: float = 10.0
     checks: tuple[Check, ...] = ()
     keep_body: bool = False
+    keep_error_body: bool = False
     seed: int | None = 0
     max_backlog: int = 100_000
     abort_unreachable_s: float = 5.0
@@ -395,6 +398,7 @@ class AsyncioEngine:
             self._on_done,
             self._on_lost,
             keep_body=plan.keep_body,
+            keep_error_body=plan.keep_error_body,
             ssl_context=plan.ssl_context,
             timeout_s=plan.connect_timeout_s,
             sse=plan.sse,

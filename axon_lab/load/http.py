@@ -224,6 +224,9 @@ class HttpConnection(asyncio.Protocol):
         Called with the connection when the transport is closed (by either side).
     keep_body
         Keep response bodies (needed by body/JSON checks); otherwise they are only counted.
+    keep_error_body
+        Keep the bodies of error responses (status >= 400) only: their error codes name a
+        refusal, and successful bodies stay uncopied on the hot path.
     sse
         Time each Server-Sent Event of a ``text/event-stream`` response as it arrives
         (:attr:`Exchange.events`: the time its last byte was read, and its ``type``).
@@ -236,12 +239,14 @@ class HttpConnection(asyncio.Protocol):
         on_lost: Callable[[HttpConnection], None],
         *,
         keep_body: bool = False,
+        keep_error_body: bool = False,
         sse: bool = False,
     ) -> None:
         self.conn_id = conn_id
         self.on_done = on_done
         self.on_lost = on_lost
         self.keep_body = keep_body
+        self.keep_error_body = keep_error_body
         self.sse = sse
         self.transport: asyncio.Transport | None = None
         self.current: Exchange | None = None
@@ -300,7 +305,7 @@ class HttpConnection(asyncio.Protocol):
         if ex is not None and self._head_done and self._until_close:
             self.reusable = False
             self._finish(
-                ex, bytes(self._buf[self._body_start :]) if self.keep_body else b"", len(self._buf)
+                ex, bytes(self._buf[self._body_start :]) if self._keep(ex) else b"", len(self._buf)
             )
         self.reusable = False
         return None
@@ -312,7 +317,7 @@ class HttpConnection(asyncio.Protocol):
             if self._head_done and self._until_close:
                 self._finish(
                     ex,
-                    bytes(self._buf[self._body_start :]) if self.keep_body else b"",
+                    bytes(self._buf[self._body_start :]) if self._keep(ex) else b"",
                     len(self._buf),
                 )
             else:
@@ -321,6 +326,10 @@ class HttpConnection(asyncio.Protocol):
         self.on_lost(self)
 
     # -- helpers ----------------------------------------------------------------------------
+    def _keep(self, ex: Exchange) -> bool:
+        """Whether the body of ``ex`` is kept (all bodies, or those of error responses)."""
+        return self.keep_body or (self.keep_error_body and ex.status >= 400)
+
     def close(self) -> None:
         """Close the transport (idempotent)."""
         self.reusable = False
@@ -381,7 +390,7 @@ class HttpConnection(asyncio.Protocol):
         if self._length >= 0:
             start = self._body_start
             if len(buf) - start >= self._length:
-                body = bytes(buf[start : start + self._length]) if self.keep_body else b""
+                body = bytes(buf[start : start + self._length]) if self._keep(ex) else b""
                 self._finish(ex, body, start + self._length)
             return
         # no length, not chunked: the body runs until the server closes (eof_received).
@@ -450,7 +459,7 @@ class HttpConnection(asyncio.Protocol):
             data_end = eol + 2 + size
             if len(buf) < data_end + 2:
                 break
-            if self.keep_body:
+            if self._keep(ex):
                 self._chunks.append(bytes(buf[eol + 2 : data_end]))
             if ex.events is not None:
                 self._sse_feed(ex, buf[eol + 2 : data_end])
@@ -494,6 +503,7 @@ async def open_connection(
     ssl_context: _ssl.SSLContext | None = None,
     timeout_s: float = 10.0,
     sse: bool = False,
+    keep_error_body: bool = False,
 ) -> HttpConnection:
     """Open one connection to ``target`` (TCP_NODELAY is asyncio's default)."""
     loop = asyncio.get_running_loop()
@@ -502,7 +512,14 @@ async def open_connection(
         ssl_arg = ssl_context or _ssl.create_default_context()
     _, proto = await asyncio.wait_for(
         loop.create_connection(
-            lambda: HttpConnection(conn_id, on_done, on_lost, keep_body=keep_body, sse=sse),
+            lambda: HttpConnection(
+                conn_id,
+                on_done,
+                on_lost,
+                keep_body=keep_body,
+                keep_error_body=keep_error_body,
+                sse=sse,
+            ),
             target.host,
             target.port,
             ssl=ssl_arg,

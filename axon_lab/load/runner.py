@@ -490,6 +490,7 @@ class LoadRunner:
             late_ms=self.late_ms,
             checks=self.checks,
             keep_body=any(c.needs_body for c in self.checks) or self.profile.reads_body,
+            keep_error_body=self.profile.reads_error_body,
             seed=self.seed,
             max_backlog=self.max_backlog,
             abort_unreachable_s=self.abort_unreachable_s,
