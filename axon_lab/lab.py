@@ -18,7 +18,13 @@ import pandas as pd
 
 from axon_lab import workload
 from axon_lab.errors import ConfigError
-from axon_lab.load.profiles import PROFILES, TargetProfile, detect_or_default, resolve_profile
+from axon_lab.load.profiles import (
+    PROFILES,
+    TargetProfile,
+    detect_or_default,
+    resolve_profile,
+    target_options,
+)
 from axon_lab.redact import redact_text
 from axon_lab.report.sidecar import default_out_dir
 from axon_lab.samplers import ServerResourceSampler
@@ -249,7 +255,12 @@ def load_run(
             if prof.ok_json and not stream
             else ["status==200"],
             progress=interactive() if progress is None else progress,
-            parameters={"target": target.label, "prompts": prompts, "smoke": smoke},
+            parameters={
+                "target": target.label,
+                "prompts": prompts,
+                "smoke": smoke,
+                "options": target_options(target.url, prof),
+            },
             profile=prof,
             stream=stream,
         ).run()

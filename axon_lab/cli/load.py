@@ -358,23 +358,11 @@ def _record_history(args: argparse.Namespace, result) -> None:
 
 def _target_options(url: str, profile: object) -> dict:
     """The target's pipeline options, recorded with the run (history names option changes)."""
-    from axon_lab.load.profiles import TargetProfile, resolve_profile
+    from axon_lab.load.profiles import TargetProfile, resolve_profile, target_options
 
     prof = profile if isinstance(profile, TargetProfile) else resolve_profile(profile or None)  # type: ignore[arg-type]
-    path = prof.options_path
-    if not path:
-        return {}
-    import httpx
-
-    from axon_lab.load.http import Endpoint
-
-    ep = Endpoint.parse(url)
-    host = f"[{ep.host}]" if ":" in ep.host else ep.host
-    try:
-        r = httpx.get(f"{ep.scheme}://{host}:{ep.port}{path}", timeout=5)
-    except httpx.HTTPError:
-        return {}
-    return {"options": r.json()} if r.status_code == 200 else {}
+    opts = target_options(url, prof)
+    return {"options": opts} if opts is not None else {}
 
 
 def _pace(args: argparse.Namespace, kwargs: dict) -> None:

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from axon_lab.errors import ConfigError, InputFileError
 from axon_lab.load.servertiming import CACHE_HEADERS, parse_cache_headers, parse_server_timing
@@ -166,8 +167,13 @@ class TargetProfile:
     # -- responses --------------------------------------------------------------------------------
     @property
     def reads_body(self) -> bool:
-        """Whether reading a response needs its body (stages or error codes in JSON)."""
-        return bool(self.stage_json or self.error_code_json)
+        """Whether reading a successful response needs its body (stages in JSON)."""
+        return bool(self.stage_json)
+
+    @property
+    def reads_error_body(self) -> bool:
+        """Whether reading an error response needs its body (its error code)."""
+        return bool(self.error_code_json)
 
     def stage_sources(self) -> str:
         """Where this profile looks for stage timings, in words (for "no stage timings" notes)."""
@@ -395,6 +401,23 @@ def load_profile(path: str | Path) -> TargetProfile:
         return replace(base, **doc)
     except TypeError as exc:
         raise InputFileError(p, f"not a valid profile ({exc})") from None
+
+
+def target_options(url: str, profile: TargetProfile, *, timeout_s: float = 5.0) -> Any:
+    """The pipeline options of the server at ``url`` (any path on it), from the profile's options
+    endpoint; ``None`` when it has none or does not answer. Recorded with runs so the history
+    can name an options change.
+    """
+    if not profile.options_path:
+        return None
+    import httpx
+
+    parts = urlsplit(url)
+    try:
+        r = httpx.get(f"{parts.scheme}://{parts.netloc}{profile.options_path}", timeout=timeout_s)
+    except httpx.HTTPError:
+        return None
+    return r.json() if r.status_code == 200 else None
 
 
 def rate_limit_pace(
