@@ -1,19 +1,57 @@
 """``axon-lab mongo explain|log|profile|indexes|advise``: MongoDB plan, workload and index analysis.
 
 Thin wrappers over :mod:`axon_lab.mongo`: ``--json`` prints machine-readable output,
-otherwise a table. A file that is not what the command reads is a one-line error naming the
-file and the problem (exit code 1).
+otherwise a table. Every file is read on its own: a file that is not what the command reads is
+one line on stderr naming the file and the problem, the results of the other files are still
+printed, and the exit status is 1 when any file failed (0 when all were read).
+
+Output into a pipe that closes early (``axon-lab mongo explain ... --json | head``) ends
+quietly: no traceback, the rest of the output is dropped and the exit status is 141 (128 +
+SIGPIPE, what ``cat``/``grep`` report in the same place, visible only under
+``set -o pipefail``).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from axon_lab import jsonutil
-from axon_lab.errors import ConfigError
+from axon_lab.errors import EXIT_ERROR, EXIT_OK, AxonLabError, ConfigError
 from axon_lab.redact import redact, redact_text
+
+#: Exit status when stdout is a pipe that closed before the output was written (128 + SIGPIPE).
+EXIT_PIPE_CLOSED = 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (tests capture stdout)
+        pass
+
+
+def _pipe_safe(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a handler; a closed output pipe ends it quietly with :data:`EXIT_PIPE_CLOSED`."""
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            rc = func(args)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_PIPE_CLOSED
+        return rc
+
+    return run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,15 +62,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("files", nargs="+", metavar="FILE")
     e.add_argument("--json", action="store_true", help="JSON: a list of summaries with stage trees")
     e.add_argument("--tree", action="store_true", help="also print each plan's stage tree")
-    e.set_defaults(func=_explain)
+    e.add_argument(
+        "--search-indexes",
+        metavar="FILE",
+        help="listSearchIndexes output: check $vectorSearch pre-filter fields against it",
+    )
+    e.set_defaults(func=_pipe_safe(_explain))
 
     lg = ms.add_parser(
-        "log", help="slow-query shapes from MongoDB 4.4+ JSON logs (like mloginfo --queries)"
+        "log",
+        help="slow-query shapes from MongoDB 4.4+ JSON logs (like mloginfo --queries), "
+        "other commands apart",
     )
     lg.add_argument("files", nargs="+", metavar="FILE")
     lg.add_argument("--json", action="store_true")
     lg.add_argument("--top", type=int, default=0, help="only the N most expensive shapes")
-    lg.set_defaults(func=_log)
+    lg.set_defaults(func=_pipe_safe(_log))
 
     pr = ms.add_parser(
         "profile", help="query shapes from system.profile documents (or a profiling status)"
@@ -40,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--json", action="store_true")
     pr.add_argument("--top", type=int, default=0, help="only the N most expensive shapes")
-    pr.set_defaults(func=_profile)
+    pr.set_defaults(func=_pipe_safe(_profile))
 
     ix = ms.add_parser("indexes", help="$indexStats review: unused and redundant prefix indexes")
     ix.add_argument(
@@ -50,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="$indexStats output, one file per collection (the file name labels it)",
     )
     ix.add_argument("--json", action="store_true")
-    ix.set_defaults(func=_indexes)
+    ix.set_defaults(func=_pipe_safe(_indexes))
 
     ad = ms.add_parser("advise", help="an index for a query shape by Equality -> Sort -> Range")
     ad.add_argument(
@@ -71,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the guide's contexts query ({workspaceId, tier} by confidence desc)",
     )
     ad.add_argument("--json", action="store_true")
-    ad.set_defaults(func=_advise)
+    ad.set_defaults(func=_pipe_safe(_advise))
 
 
 def _print_json(obj: Any) -> None:
@@ -88,13 +133,47 @@ def _print_table(frame: Any, columns: list[str]) -> None:
         print(redact_text(frame[columns].to_string(index=False)))
 
 
+def _each(files: list[str], read: Callable[[str], Any]) -> tuple[list[tuple[str, Any]], int]:
+    """``read`` every file; a file that fails is one line on stderr and is left out.
+
+    Returns the ``(file, result)`` pairs that were read and the number that failed.
+    """
+    done: list[tuple[str, Any]] = []
+    failed = 0
+    for f in files:
+        try:
+            done.append((f, read(f)))
+        except AxonLabError as exc:
+            sys.stderr.write(f"axon-lab: {redact_text(str(exc))}\n")
+            failed += 1
+    return done, failed
+
+
+def _status(failed: int) -> int:
+    return EXIT_ERROR if failed else EXIT_OK
+
+
 def _explain(args: argparse.Namespace) -> int:
     from axon_lab import mongo
 
-    summaries = [s for f in args.files for s in mongo.load_explains(f)]
+    definitions = None
+    if args.search_indexes:
+        definitions = mongo.search_index_definitions(mongo.read_documents(args.search_indexes))
+        if not definitions:
+            raise ConfigError(
+                f"{args.search_indexes}: no search index definitions "
+                "(listSearchIndexes output: objects with name and latestDefinition)"
+            )
+    done, failed = _each(args.files, mongo.load_explains)
+    summaries = [s for _, got in done for s in got]
+    if definitions is not None:
+        for s in summaries:
+            s.advice = mongo.search_advice(s, definitions)
+    if not summaries:
+        return _status(failed)
     if args.json:
         _print_json([s.to_dict() for s in summaries])
-        return 0
+        return _status(failed)
     frame = mongo.summaries_frame(summaries)
     _print_table(
         frame,
@@ -115,15 +194,18 @@ def _explain(args: argparse.Namespace) -> int:
             "selectivity",
         ],
     )
-    for s in summaries:
+    for i, s in enumerate(summaries):
+        name = frame.source[i]
         if s.flags:
-            print(f"{mongo.summaries_frame([s]).source[0]}: {'; '.join(s.flags)}")
+            print(f"{name}: {'; '.join(s.flags)}")
+        for a in s.advice:
+            print(redact_text(f"{name}: advice: {a}"))
         if args.tree:
             _print_tree(s.tree)
-    return 0
+    return _status(failed)
 
 
-def _print_tree(node: Any, depth: int = 0) -> None:
+def _node_stats(node: Any) -> list[str]:
     stats = [
         f"{k}={v}"
         for k, v in (
@@ -134,9 +216,25 @@ def _print_tree(node: Any, depth: int = 0) -> None:
         )
         if v is not None
     ]
+    info = node.details.get("search")
+    if isinstance(info, dict):
+        for k, label in (
+            ("num_candidates", "numCandidates"),
+            ("limit", "limit"),
+            ("mongot_query_ms", "mongot_ms"),
+        ):
+            if info.get(k) is not None:
+                stats.append(f"{label}={info[k]:g}")
+        if info.get("filter_fields"):
+            stats.append("filter=" + ",".join(info["filter_fields"]))
+    return stats
+
+
+def _print_tree(node: Any, depth: int = 0) -> None:
     where = f" [{node.shard}]" if node.shard else ""
     unknown = " (unknown stage)" if not node.known else ""
-    print(f"{'  ' * (depth + 1)}{node.label}{unknown}{where} {' '.join(stats)}".rstrip())
+    line = f"{'  ' * (depth + 1)}{node.label}{unknown}{where} {' '.join(_node_stats(node))}"
+    print(redact_text(line.rstrip()))
     for c in node.children:
         _print_tree(c, depth + 1)
 
@@ -145,77 +243,133 @@ def _print_tree(node: Any, depth: int = 0) -> None:
 _HIDDEN_SHAPE_COLUMNS = ("keys_examined", "examined_per_returned", "collscan", "in_memory_sort")
 
 
-def _shapes_out(args: argparse.Namespace, ops: list[Any], head: dict[str, Any]) -> int:
+def _shapes_out(
+    args: argparse.Namespace,
+    ops: list[Any],
+    head: dict[str, Any],
+    notes: list[str],
+    status: int,
+) -> int:
     from axon_lab import mongo
 
     frame = mongo.digest(ops)
+    commands = mongo.digest(ops, kind="commands")
     if args.top:
-        frame = frame.head(args.top)
+        frame, commands = frame.head(args.top), commands.head(args.top)
     if args.json:
-        _print_json({**head, "shapes": frame.to_dict(orient="records")})
-        return 0
-    for k, v in head.items():
-        if k != "files":
-            print(f"{k}: {v}")
+        _print_json(
+            {
+                **head,
+                "shapes": frame.to_dict(orient="records"),
+                "commands": commands.to_dict(orient="records"),
+            }
+        )
+        return status
+    for n in notes:
+        print(redact_text(n))
+    print(f"query shapes ({head['queries']} operations):")
     _print_table(frame, [c for c in mongo.DIGEST_COLUMNS if c not in _HIDDEN_SHAPE_COLUMNS])
-    return 0
+    print(f"other commands ({head['other_commands']} operations):")
+    _print_table(commands, list(mongo.COMMAND_COLUMNS))
+    return status
 
 
 def _log(args: argparse.Namespace) -> int:
     from axon_lab import mongo
 
-    reads = [mongo.read_slow_log(f) for f in args.files]
+    done, failed = _each(args.files, mongo.read_slow_log)
+    if not done:
+        return _status(failed)
+    reads = [r for _, r in done]
     ops = [op for r in reads for op in r.operations]
-    head = {
-        "files": [
+    files = []
+    notes = []
+    for r in reads:
+        files.append(
             {
                 "path": r.path,
                 "lines": r.lines,
                 "json_lines": r.json_lines,
+                "skipped": r.skipped,
+                "text_lines": r.text_lines,
+                "malformed": r.malformed,
+                "truncated": r.truncated,
                 "slow_queries": len(r.operations),
+                "queries": r.queries,
+                "other_commands": r.commands,
+                "internal": r.internal,
             }
-            for r in reads
-        ],
+        )
+        line = (
+            f"{r.path}: {r.lines} lines, {len(r.operations)} slow-query lines "
+            f"({r.queries} queries, {r.commands} other commands"
+            + (f", {r.internal} internal-thread lines (attr.type none)" if r.internal else "")
+            + ")"
+        )
+        if r.skipped_text():
+            line += f"; {r.skipped_text()}"
+        notes.append(line)
+    head = {
+        "files": files,
         "slow_queries": len(ops),
+        "queries": len(mongo.digest_operations(ops, "queries")),
+        "other_commands": len(mongo.digest_operations(ops, "commands")),
+        "skipped_lines": sum(r.skipped for r in reads),
     }
-    return _shapes_out(args, ops, head)
+    return _shapes_out(args, ops, head, notes, _status(failed))
+
+
+def _read_profile_file(f: str) -> tuple[dict[str, Any], list[Any], Any]:
+    from axon_lab import mongo
+
+    docs = mongo.read_documents(f)
+    if len(docs) == 1 and mongo.kind_of(docs[0]) == "profile_status":
+        status = mongo.profiling_status(docs[0])
+        return {"path": f, "profiling_status": status}, [], status
+    got = mongo.read_profile(f)
+    return {"path": f, "operations": len(got)}, got, None
 
 
 def _profile(args: argparse.Namespace) -> int:
     from axon_lab import mongo
 
-    ops: list[Any] = []
-    status = None
-    files = []
-    for f in args.files:
-        docs = mongo.read_documents(f)
-        if len(docs) == 1 and mongo.classify(f) == "profile_status":
-            status = mongo.profiling_status(docs[0])
-            files.append({"path": f, "profiling_status": status})
-            continue
-        got = mongo.read_profile(f)
-        files.append({"path": f, "operations": len(got)})
-        ops += got
-    head: dict[str, Any] = {"files": files, "operations": len(ops)}
+    done, failed = _each(args.files, _read_profile_file)
+    if not done:
+        return _status(failed)
+    ops: list[Any] = [op for _, (_, got, _) in done for op in got]
+    status = next((st for _, (_, _, st) in done if st is not None), None)
+    head: dict[str, Any] = {
+        "files": [info for _, (info, _, _) in done],
+        "operations": len(ops),
+        "queries": len(mongo.digest_operations(ops, "queries")),
+        "other_commands": len(mongo.digest_operations(ops, "commands")),
+    }
+    notes = [f"operations: {len(ops)}"]
     if status is not None:
         head["profiling_status"] = status
-    return _shapes_out(args, ops, head)
+        notes.append(f"profiling_status: {status}")
+    return _shapes_out(args, ops, head, notes, _status(failed))
+
+
+def _read_index_stats(f: str) -> list[Any]:
+    from axon_lab import mongo
+    from axon_lab.errors import InputFileError
+
+    docs = mongo.read_documents(f)
+    if not docs or not all(isinstance(d, dict) and "accesses" in d and "key" in d for d in docs):
+        raise InputFileError(f, "not $indexStats output (objects with name, key, accesses)")
+    return docs
 
 
 def _indexes(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from axon_lab import mongo
-    from axon_lab.errors import InputFileError
 
-    colls = {}
-    for f in args.files:
-        docs = mongo.read_documents(f)
-        if not docs or not all(
-            isinstance(d, dict) and "accesses" in d and "key" in d for d in docs
-        ):
-            raise InputFileError(f, "not $indexStats output (objects with name, key, accesses)")
-        colls[Path(f).stem] = docs
+    done, failed = _each(args.files, _read_index_stats)
+    if not done:
+        return _status(failed)
+    colls = {Path(f).stem: docs for f, docs in done}
     frame = mongo.index_stats_report(colls)
     unused = frame[frame.unused].name.tolist()
     redundant = frame[frame.redundant_with.notna()].name.tolist()
@@ -223,14 +377,14 @@ def _indexes(args: argparse.Namespace) -> int:
         _print_json(
             {"indexes": frame.to_dict(orient="records"), "unused": unused, "redundant": redundant}
         )
-        return 0
+        return _status(failed)
     _print_table(
         frame, ["collection", "name", "key", "ops", "since", "unused", "redundant_with", "advice"]
     )
     print(
         f"unused: {', '.join(unused) or 'none'}; redundant prefixes: {', '.join(redundant) or 'none'}"
     )
-    return 0
+    return _status(failed)
 
 
 def _json_arg(name: str, text: str | None) -> Any:

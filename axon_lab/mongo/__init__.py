@@ -3,6 +3,7 @@
 Notebooks and the CLI call the names re-exported here (``from axon_lab import mongo``):
 
 * :mod:`~axon_lab.mongo.explain` — any ``explain()`` output → :class:`ExplainSummary`;
+* :mod:`~axon_lab.mongo.search` — Atlas Search / Vector Search stages and their advice;
 * :mod:`~axon_lab.mongo.advice` — Equality → Sort → Range index advice, ``$indexStats`` review;
 * :mod:`~axon_lab.mongo.workload` — slow-query log / ``system.profile`` digests;
 * :mod:`~axon_lab.mongo.live` — the live session on a real server;
@@ -40,6 +41,7 @@ from axon_lab.mongo.explain import (
     format_key,
     load_explains,
     parse_explain,
+    plain,
     plans_table,
     stage_rows,
     summaries_frame,
@@ -47,6 +49,7 @@ from axon_lab.mongo.explain import (
 from axon_lab.mongo.files import (
     classify,
     default_fixture_dir,
+    kind_of,
     read_documents,
     scan_folder,
 )
@@ -60,10 +63,15 @@ from axon_lab.mongo.live import (
     measure_projection,
     run_live,
 )
+from axon_lab.mongo.search import search_advice, search_index_definitions
 from axon_lab.mongo.workload import (
+    COMMAND_COLUMNS,
     DIGEST_COLUMNS,
+    QUERY_OPERATIONS,
+    LogRead,
     Operation,
     digest,
+    digest_operations,
     filter_shape,
     profiling_status,
     read_profile,
@@ -71,6 +79,7 @@ from axon_lab.mongo.workload import (
 )
 
 __all__ = [
+    "COMMAND_COLUMNS",
     "CONTEXTS_FILTER",
     "CONTEXTS_PROJECTION",
     "CONTEXTS_SORT",
@@ -79,10 +88,12 @@ __all__ = [
     "GUIDE_INDEX_NAME",
     "IndexAdvice",
     "LiveReport",
+    "LogRead",
     "MongoAnalysis",
     "MongoConnection",
     "Operation",
     "PlanNode",
+    "QUERY_OPERATIONS",
     "advise_index",
     "analyze",
     "analyze_files",
@@ -92,17 +103,20 @@ __all__ = [
     "contexts_advice",
     "default_fixture_dir",
     "digest",
+    "digest_operations",
     "filter_shape",
     "format_key",
     "index_stats_report",
     "is_embedded",
     "is_prefix",
     "key_pairs",
+    "kind_of",
     "live_shapes",
     "load_explains",
     "measure_projection",
     "normalize_indexes",
     "parse_explain",
+    "plain",
     "plans_table",
     "profiling_status",
     "read_documents",
@@ -111,6 +125,8 @@ __all__ = [
     "recorded_comparison",
     "run_live",
     "scan_folder",
+    "search_advice",
+    "search_index_definitions",
     "serves",
     "stage_rows",
     "summaries_frame",

@@ -160,13 +160,17 @@ class MongoAnalysis:
     before_after
         Live: the app query before/after the advised index. Files: recorded plans of one filter.
     shapes
-        Query shapes (slow-query log and profiler), sorted by total time.
+        Query shapes (slow-query log and profiler), sorted by total time: query operations
+        only, like ``mloginfo --queries``.
     indexes
         ``$indexStats`` review.
     advice
         The advice for the guide's ``contexts`` query (against live indexes when live).
     live
         The :class:`LiveReport` (``ran=False`` when it fell back).
+    commands
+        The other commands of the same operations (createIndexes, insert, hello...), digested
+        apart from the query shapes.
     """
 
     mode: str
@@ -180,6 +184,7 @@ class MongoAnalysis:
     advice: IndexAdvice
     live: LiveReport | None = None
     files: FilesAnalysis | None = None
+    commands: Any = None
 
     def plans_frame(self):  # -> pandas.DataFrame
         """One row per plan."""
@@ -241,6 +246,9 @@ class MongoAnalysis:
                 "shapes": 0 if self.shapes is None else len(self.shapes),
                 "operations": sum(int(c) for c in self.shapes["count"])
                 if self.shapes is not None and len(self.shapes)
+                else 0,
+                "other_commands": sum(int(c) for c in self.commands["count"])
+                if self.commands is not None and len(self.commands)
                 else 0,
             },
             "files": None
@@ -333,12 +341,14 @@ def analyze(
         ]
         before_after = live.before_after()
         shapes = live_shapes(live)
+        commands = digest(live.profile_operations + live.log_operations, kind="commands")
         indexes = index_stats_report({collection: live.index_stats}) if live.index_stats else None
         advice = live.advice or contexts_advice()
         tree_plan = live.before
     else:
         before_after = plans_table(recorded_comparison(files.plans)) if files else None
         shapes = digest(files.operations) if files else None
+        commands = digest(files.operations, kind="commands") if files else None
         indexes = index_stats_report(files.index_stats) if files and files.index_stats else None
         advice = contexts_advice()
         tree_plan = None
@@ -354,6 +364,7 @@ def analyze(
         tree_plan=tree_plan,
         before_after=before_after,
         shapes=shapes,
+        commands=commands,
         indexes=indexes,
         advice=advice,
         live=live,

@@ -1,17 +1,20 @@
 """Parse any MongoDB ``explain()`` output into one summary: stage tree, scans, sort, counts.
 
-Handles ``find`` and ``aggregate`` explains at every verbosity (``queryPlanner``,
+Handles ``find``, ``count``, ``distinct``, write and ``aggregate`` explains at every verbosity (``queryPlanner``,
 ``executionStats``, ``allPlansExecution``), the classic engine and the slot-based engine
 (SBE, ``explainVersion: "2"``: ``winningPlan.queryPlan`` + ``slotBasedPlan``), the 8.0 express
 path, sharded clusters (``SHARD_MERGE``, ``SHARD_MERGE_SORT``, ``SINGLE_SHARD`` and the
-aggregate form ``shards.<name>``) and servers 3.2 through 8.0. Unknown stages are kept in the
+aggregate form ``shards.<name>``) and servers 3.2 through 8.1. Unknown stages are kept in the
 tree under their own name and listed in :attr:`ExplainSummary.unknown_stages`.
 
 The stage tree of an SBE plan is its ``queryPlan`` (the classic-looking plan) annotated with
 the statistics of the SBE execution stages that carry the same ``planNodeId``: the topmost
 SBE stage gives ``nReturned`` and time, ``ixseek``/``ixscan`` stages give keys examined and
 ``seek``/``scan`` stages give documents examined. An aggregate explain becomes a chain of its
-pipeline stages, the ``$cursor`` stage holding the query plan as its child.
+pipeline stages, the ``$cursor`` stage holding the query plan as its child and a ``$unionWith``
+holding its explained sub-pipeline as a second child. Atlas Search and Vector Search stages
+(:mod:`~axon_lab.mongo.search`) are plan nodes named by their index, and the documents their
+``_id`` lookups examined count as documents examined.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from axon_lab.errors import InputFileError
+from axon_lab.mongo.search import (
+    ID_LOOKUP,
+    MONGOT_STAGES,
+    id_lookup_info,
+    mongot_info,
+    search_advice,
+    search_rows,
+    union_pipeline,
+)
 
 # ---- the stage catalogue -------------------------------------------------------------------
 
@@ -105,6 +117,19 @@ _LIFTED = frozenset(
     }
 )
 
+#: Stages that read one document by ``_id`` through the ``_id_`` index.
+ID_STAGES = frozenset({"IDHACK", "EXPRESS_IDHACK"})
+#: Root stages that say which command a pre-4.4 explain (no ``command`` field) explained.
+ROOT_COMMANDS = {
+    "COUNT": "count",
+    "RECORD_STORE_FAST_COUNT": "count",
+    "UPDATE": "update",
+    "EXPRESS_UPDATE": "update",
+    "DELETE": "delete",
+    "BATCHED_DELETE": "delete",
+    "EXPRESS_DELETE": "delete",
+}
+
 #: Selectivity above which a plan is flagged ("docs examined ≫ returned", the guide's sign).
 SELECTIVITY_FLAG = 10.0
 #: The guide's slow threshold (``executionTimeMillis > 100``).
@@ -136,12 +161,35 @@ def number(value: Any) -> int | float | None:
                 return int(v)
             except (TypeError, ValueError):
                 return None
-        if k == "$numberDouble":
+        if k in ("$numberDouble", "$numberDecimal"):
             try:
                 return float(v)
             except (TypeError, ValueError):
                 return None
     return None
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with Extended JSON numbers (``{"$numberInt": "-1"}``, ``$numberLong``,
+    ``$numberDouble``, ``$numberDecimal``) made plain numbers, at any depth; other values kept.
+
+    >>> plain({"b": {"$numberInt": "-1"}})
+    {'b': -1}
+    """
+    if isinstance(obj, Mapping):
+        if len(obj) == 1 and next(iter(obj)) in (
+            "$numberInt",
+            "$numberLong",
+            "$numberDouble",
+            "$numberDecimal",
+        ):
+            n = number(obj)
+            if n is not None:
+                return int(n) if isinstance(n, float) and n.is_integer() else n
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
 
 
 def count(value: Any) -> int | None:
@@ -225,8 +273,10 @@ class PlanNode:
         """Short label: the stage and its index (``IXSCAN { age: 1 }``)."""
         if self.key_pattern is not None and self.stage in INDEX_STAGES | {"ixscan", "ixseek"}:
             return f"{self.stage} {format_key(self.key_pattern)}"
-        if self.index_name and self.stage in INDEX_STAGES:
+        if self.index_name and self.stage in INDEX_STAGES | MONGOT_STAGES:
             return f"{self.stage} {self.index_name}"
+        if self.stage == "$unionWith" and self.details.get("coll"):
+            return f"$unionWith {self.details['coll']}"
         return self.stage
 
     def to_dict(self) -> dict[str, Any]:
@@ -303,6 +353,14 @@ class ExplainSummary:
         Stage names not in the catalogue (kept in the tree).
     flags
         Human-readable problems (COLLSCAN, in-memory sort, low selectivity, slow...).
+    search_indexes
+        Atlas Search / Vector Search indexes the plan queried, in plan order.
+    search
+        One dict per mongot stage (:func:`~axon_lab.mongo.search.search_rows`): kind, index,
+        operator, ``limit``/``num_candidates``/``filter_fields`` for vector search, rows and
+        time, mongot's own query time and the documents its ``_id`` lookup examined.
+    advice
+        What to change (:func:`~axon_lab.mongo.search.search_advice`): search stages today.
     """
 
     source: str | None
@@ -335,6 +393,9 @@ class ExplainSummary:
     projection: Any
     unknown_stages: list[str]
     flags: list[str]
+    search_indexes: list[str] = field(default_factory=list)
+    search: list[dict[str, Any]] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
 
     #: Columns of :meth:`row`, in order.
     ROW_FIELDS = (
@@ -348,6 +409,7 @@ class ExplainSummary:
         "collscan",
         "ixscan",
         "indexes_used",
+        "search_indexes",
         "in_memory_sort",
         "sort_memory_bytes",
         "sort_used_disk",
@@ -438,10 +500,13 @@ def _node(d: Mapping[str, Any]) -> PlanNode:
     time = number(d.get("executionTimeMillisEstimate"))
     if time is None:
         time = number(d.get("executionTimeMillis"))
+    index_name = d.get("indexName") if isinstance(d.get("indexName"), str) else None
+    if index_name is None and name in ID_STAGES:
+        index_name = "_id_"  # IDHACK reads the _id index; its explain does not name it
     return PlanNode(
         stage=name,
         known=stage is not None and is_known_stage(name),
-        index_name=d.get("indexName") if isinstance(d.get("indexName"), str) else None,
+        index_name=index_name,
         key_pattern=d.get("keyPattern"),
         n_returned=count(d.get("nReturned")),
         docs_examined=count(d.get("docsExamined")),
@@ -620,9 +685,17 @@ def _stage_name(st: Mapping[str, Any]) -> str:
 
 
 def _pipeline(stages: Sequence[Any]) -> _Part:
-    """An aggregate explain's ``stages`` list as a chain (last stage on top)."""
+    """An aggregate explain's ``stages`` list as a chain (last stage on top).
+
+    A ``$unionWith`` node has the chain before it as first child and its explained
+    sub-pipeline as second; its counts join the totals. Documents and keys examined are those
+    of the ``$cursor`` stages plus those the search ``_id`` lookups report; the documents the
+    query part returned (for selectivity) are the ``$cursor`` outputs plus the lookups' rows.
+    """
     prev: PlanNode | None = None
     cursors: list[_Part] = []
+    subs: list[_Part] = []
+    lookups: list[PlanNode] = []
     last_stats_known = True
     for st in stages:
         if not isinstance(st, Mapping):
@@ -644,6 +717,7 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
                 if k not in ("nReturned", "executionTimeMillisEstimate")
             },
         }
+        sub_stages = union_pipeline(spec) if name == "$unionWith" else None
         if name in CURSOR_STAGES and isinstance(spec, Mapping) and "queryPlanner" in spec:
             sub = _find_like(spec)
             cursors.append(sub)
@@ -651,14 +725,34 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
             node.children = [sub.tree]
             if node.n_returned is None:
                 node.n_returned = sub.n_returned
-        elif prev is not None:
-            node.children = [prev]
+        elif sub_stages is not None and isinstance(spec, Mapping):
+            sub = _pipeline(sub_stages)
+            subs.append(sub)
+            node.details = {
+                **{k: v for k, v in spec.items() if k != "pipeline"},
+                **{k: v for k, v in node.details.items() if k != "spec"},
+            }
+            node.children = ([prev] if prev is not None else []) + [sub.tree]
+        else:
+            if name in MONGOT_STAGES:
+                info = mongot_info(name, spec)
+                node.details["search"] = info
+                node.index_name = info["index"]
+            elif name == ID_LOOKUP:
+                info = id_lookup_info(spec)
+                node.docs_examined = count(info["docs_examined"])
+                node.keys_examined = count(info["keys_examined"])
+                lookups.append(node)
+                if prev is not None and prev.stage in MONGOT_STAGES:
+                    prev.details["id_lookup_docs_examined"] = node.docs_examined
+            if prev is not None:
+                node.children = [prev]
         last_stats_known = node.n_returned is not None
         prev = node
     if prev is None:
         raise ValueError("the stages list is empty")
     part = _Part(tree=prev)
-    for c in cursors:
+    for c in cursors + subs:
         part.engines |= c.engines
         part.rejected += c.rejected
         part.versions += c.versions
@@ -666,25 +760,26 @@ def _pipeline(stages: Sequence[Any]) -> _Part:
         if part.parsed_query is None:
             part.parsed_query = c.parsed_query
     part.verbosity = (
-        _max_verbosity(cursors)
-        if cursors
+        _max_verbosity(cursors + subs)
+        if cursors or subs
         else ("executionStats" if last_stats_known else "queryPlanner")
     )
-    if cursors:
-        part.docs = _sum([c.docs for c in cursors])
-        part.keys = _sum([c.keys for c in cursors])
-        times = [c.time_ms for c in cursors if c.time_ms is not None]
-        if prev.time_ms is not None:
-            times.append(prev.time_ms)  # pipeline estimates are cumulative: the last is the total
-        part.time_ms = max(times) if times else None
-    elif prev.time_ms is not None:
-        part.time_ms = prev.time_ms
+    sources = cursors + subs
+    part.docs = _sum([c.docs for c in sources] + [n.docs_examined for n in lookups])
+    part.keys = _sum([c.keys for c in sources] + [n.keys_examined for n in lookups])
+    times = [c.time_ms for c in sources if c.time_ms is not None]
+    if prev.time_ms is not None:
+        times.append(prev.time_ms)  # pipeline estimates are cumulative: the last is the total
+    part.time_ms = max(times) if times else None
     # What the pipeline returned: the last stage's count; unknown if it was not reported
     # (a $cursor count is what entered the rest of the pipeline, not what came out).
     part.n_returned = prev.n_returned if last_stats_known else None
-    part.query_returned = (
-        _sum_all([c.query_returned for c in cursors]) if cursors else part.n_returned
-    )
+    if sources or lookups:
+        part.query_returned = _sum_all(
+            [c.query_returned for c in sources] + [n.n_returned for n in lookups]
+        )
+    else:
+        part.query_returned = part.n_returned
     if not cursors:
         part.engines.add("classic")
     return part
@@ -749,6 +844,18 @@ def _sharded_aggregate(doc: Mapping[str, Any]) -> _Part:
     )
     part.query_returned = _sum_all([s.query_returned for s in subs])
     return part
+
+
+def _root_command(tree: PlanNode) -> str | None:
+    """The command a plan's root stage implies (``COUNT`` → ``count``...), below any merge."""
+    node = tree
+    while node.stage in MERGE_STAGES | SYNTHETIC_STAGES and node.children:
+        node = node.children[0]
+    if node.stage in ROOT_COMMANDS:
+        return ROOT_COMMANDS[node.stage]
+    if any(n.stage == "DISTINCT_SCAN" for n in node.walk()) and not node.stage.startswith("$"):
+        return "distinct"
+    return None
 
 
 def _command(doc: Mapping[str, Any], default: str) -> tuple[str, Any, Any]:
@@ -837,6 +944,8 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
             default_cmd = "aggregate"
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise InputFileError(where, f"malformed explain document ({exc})") from None
+    if default_cmd == "find":
+        default_cmd = _root_command(part.tree) or default_cmd
     command, sort, projection = _command(doc, default_cmd)
     nodes = list(part.tree.walk())
     indexes: list[str] = []
@@ -864,11 +973,14 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
         "sbe" if "sbe" in part.engines else "express" if "express" in part.engines else "classic"
     )
     access = []
+    search_indexes: list[str] = []
     for n in nodes:
-        if n.stage in INDEX_STAGES or n.stage in COLLSCAN_STAGES:
-            lab = n.label if n.key_pattern is not None else n.stage
+        if n.stage in INDEX_STAGES or n.stage in COLLSCAN_STAGES or n.stage in MONGOT_STAGES:
+            lab = n.label if n.key_pattern is not None or n.stage in MONGOT_STAGES else n.stage
             if lab not in access:
                 access.append(lab)
+        if n.stage in MONGOT_STAGES and n.index_name and n.index_name not in search_indexes:
+            search_indexes.append(n.index_name)
     summary = ExplainSummary(
         source=str(source) if source is not None else None,
         command=command,
@@ -899,13 +1011,16 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
             else None
         ),
         rejected_plans=part.rejected,
-        parsed_query=part.parsed_query,
-        sort=sort,
-        projection=projection,
+        parsed_query=plain(part.parsed_query),
+        sort=plain(sort),
+        projection=plain(projection),
         unknown_stages=sorted({n.stage for n in nodes if not n.known}),
         flags=[],
+        search_indexes=search_indexes,
+        search=search_rows(part.tree),
     )
     summary.flags = _flags(summary)
+    summary.advice = search_advice(summary)
     return summary
 
 

@@ -52,13 +52,28 @@ def find_fixture(name: str) -> Path | None:
     return None
 
 
-def read_text(path: Path | str) -> str:
-    """The text of ``path`` (gzip-compressed files are decompressed).
+def _gunzip(raw: bytes) -> tuple[bytes, bool]:
+    """Decompressed gzip data and whether it was complete (a cut file gives what came before)."""
+    import io
+
+    out = bytearray()
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
+        try:
+            while chunk := gz.read1(1 << 16):
+                out += chunk
+        except EOFError:  # "Compressed file ended before the end-of-stream marker"
+            return bytes(out), False
+    return bytes(out), True
+
+
+def read_text_partial(path: Path | str) -> tuple[str, bool]:
+    """The text of ``path`` and whether it was whole: a gzip file cut short gives the text
+    that came before the cut (logs are read line by line, so that text is still useful).
 
     Raises
     ------
     InputFileError
-        When the file is missing, a folder, or not UTF-8 text.
+        When the file is missing, a folder, not UTF-8 text, or not gzip data at all.
     """
     path = Path(path)
     try:
@@ -69,15 +84,32 @@ def read_text(path: Path | str) -> str:
         raise InputFileError(path, "is a folder, not a file") from None
     except OSError as exc:
         raise InputFileError(path, f"cannot be read ({exc.strerror or exc})") from None
+    complete = True
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
-        except OSError as exc:
+            raw, complete = _gunzip(raw)
+        except (OSError, ValueError) as exc:
             raise InputFileError(path, f"broken gzip data ({exc})") from None
     try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
+        return raw.decode("utf-8-sig"), complete
+    except UnicodeDecodeError as exc:
+        if not complete:  # the cut may fall inside a multi-byte character
+            return raw[: exc.start].decode("utf-8-sig"), complete
         raise InputFileError(path, "not UTF-8 text (is it a binary BSON dump?)") from None
+
+
+def read_text(path: Path | str) -> str:
+    """The text of ``path`` (gzip-compressed files are decompressed).
+
+    Raises
+    ------
+    InputFileError
+        When the file is missing, a folder, not UTF-8 text, or gzip data cut short.
+    """
+    text, complete = read_text_partial(path)
+    if not complete:
+        raise InputFileError(path, "gzip data is cut short (the file is incomplete)")
+    return text
 
 
 def read_documents(path: Path | str) -> list[Any]:

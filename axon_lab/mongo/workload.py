@@ -7,6 +7,16 @@ time, documents and keys examined, documents returned, the plan summaries seen �
 total time, the cost the server actually paid. Shapes whose plan is poor (a collection scan
 with a filter, a blocking sort, many documents examined per document returned) get an index
 advised by Equality → Sort → Range.
+
+Like ``mloginfo --queries``, the shapes are query operations only (:data:`QUERY_OPERATIONS`:
+find, aggregate, count, distinct, getMore, update, delete, findAndModify...); every other
+command (createIndexes, insert, hello, replSetInitiate...) is digested apart
+(``digest(ops, kind="commands")``). A slow-query line an internal thread wrote
+(``attr.type: "none"``, e.g. the index build of a createIndexes) is the same operation as the
+command line that started it: it is folded into that command, never counted as an operation
+of its own. Extended JSON numbers (``{"$numberInt": "-1"}``) are made plain in every shape, and
+profiler documents of 3.x servers (``op: "query"`` with the command under ``query``, only
+``execStats`` for the plan) are read as their newer form.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ from typing import Any
 
 from axon_lab.errors import InputFileError
 from axon_lab.mongo.advice import advise_index, is_literal_value, key_pairs
-from axon_lab.mongo.explain import count, number
+from axon_lab.mongo.explain import count, format_key, number, plain
 
 #: logv2 id of "Slow query" (mongod and mongos).
 SLOW_QUERY_ID = 51803
@@ -50,6 +60,56 @@ DIGEST_COLUMNS = (
     "advised_index",
 )
 _PLAN_KEY = re.compile(r"\b(IXSCAN|COUNT_SCAN|DISTINCT_SCAN|EXPRESS_IXSCAN)\s+(\{[^}]*\})")
+#: Operations digested as query shapes (``mloginfo --queries``); the rest are other commands.
+QUERY_OPERATIONS = frozenset(
+    {
+        "find",
+        "aggregate",
+        "count",
+        "distinct",
+        "getMore",
+        "update",
+        "remove",
+        "delete",
+        "findAndModify",
+        "findandmodify",
+        "geoNear",
+        "mapReduce",
+        "mapreduce",
+    }
+)
+#: Kinds :func:`digest` can tabulate.
+DIGEST_KINDS = ("queries", "commands", "all")
+#: Columns of the other-commands table (``digest(ops, kind="commands")`` has all of
+#: :data:`DIGEST_COLUMNS`; these are the ones that mean something for a command).
+COMMAND_COLUMNS = (
+    "source",
+    "namespace",
+    "operation",
+    "count",
+    "min_ms",
+    "mean_ms",
+    "p95_ms",
+    "max_ms",
+    "total_ms",
+)
+#: Scan stages named in a plan summary derived from ``execStats`` (3.x profiler documents).
+_SCAN_STAGES = frozenset(
+    {
+        "COLLSCAN",
+        "IXSCAN",
+        "COUNT_SCAN",
+        "DISTINCT_SCAN",
+        "IDHACK",
+        "EXPRESS_IDHACK",
+        "EXPRESS_IXSCAN",
+        "CLUSTERED_IXSCAN",
+        "EXPRESS_CLUSTERED_IXSCAN",
+        "GEO_NEAR_2D",
+        "GEO_NEAR_2DSPHERE",
+        "TEXT",
+    }
+)
 
 
 @dataclass
@@ -57,7 +117,9 @@ class Operation:
     """One slow operation from a log line or a profiler document.
 
     ``n_returned`` is documents returned, or matched/deleted for writes (what the examined
-    documents should be compared with).
+    documents should be compared with). ``internal`` marks a slow-query line written by a
+    server thread (``attr.type: "none"``) on behalf of a command; ``fold_key`` identifies the
+    command it belongs to.
     """
 
     source: str
@@ -77,6 +139,13 @@ class Operation:
     projection: Any = None
     app_name: str | None = None
     query_hash: str | None = None
+    internal: bool = False
+    fold_key: str | None = None
+
+    @property
+    def is_query(self) -> bool:
+        """A query operation (a shape of its own), not another command."""
+        return self.operation in QUERY_OPERATIONS
 
 
 def _value_shape(v: Any) -> Any:
@@ -158,7 +227,40 @@ def _query_parts(op: str, cmd: Mapping[str, Any]) -> tuple[Any, Any, Any]:
 def _ts(value: Any) -> str | None:
     if isinstance(value, Mapping):
         value = value.get("$date", value)
+    if isinstance(value, Mapping) and "$numberLong" in value:  # {"$date": {"$numberLong": ms}}
+        import datetime as dt
+
+        ms = number(value)
+        if ms is not None:
+            return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).isoformat()
     return None if value is None else str(value)
+
+
+def exec_plan(exec_stats: Any) -> tuple[str | None, bool]:
+    """A plan summary and whether there is a blocking sort, from a profiler ``execStats`` tree
+    (3.x profiler documents have no ``planSummary``): the scan stages as mongod prints them
+    (``COLLSCAN``, ``IXSCAN { a: 1 }``...), in plan order, and whether a ``SORT`` stage ran.
+    """
+    scans: list[str] = []
+    sort = False
+    stack = [exec_stats] if isinstance(exec_stats, Mapping) else []
+    while stack:
+        st = stack.pop(0)
+        name = str(st.get("stage") or "")
+        if name == "SORT":
+            sort = True
+        if name in _SCAN_STAGES:
+            key = st.get("keyPattern")
+            label = f"{name} {format_key(plain(key))}" if isinstance(key, Mapping) else name
+            if label not in scans:
+                scans.append(label)
+        for k in ("inputStage", "outerStage", "innerStage", "thenStage", "elseStage"):
+            if isinstance(st.get(k), Mapping):
+                stack.append(st[k])
+        for c in st.get("inputStages") or []:
+            if isinstance(c, Mapping):
+                stack.append(c)
+    return (", ".join(scans) or None), sort
 
 
 def _operation(
@@ -175,6 +277,17 @@ def _operation(
         flt, srt, proj = _query_parts(str(next(iter(oc), "")), oc)
     else:
         flt, srt, proj = _query_parts(op, cmd)
+    flt, srt, proj = plain(flt), plain(srt), plain(proj)
+    plan, blocking = d.get("planSummary"), bool(d.get("hasSortStage"))
+    if not plan and isinstance(d.get("execStats"), Mapping):
+        plan, sort_stage = exec_plan(d["execStats"])
+        blocking = blocking or sort_stage
+    docs = count(d.get("docsExamined"))
+    if docs is None:
+        docs = count(d.get("nscannedObjects"))
+    keys = count(d.get("keysExamined"))
+    if keys is None:
+        keys = count(d.get("nscanned"))
     returned = count(d.get("nreturned"))
     if returned is None:
         returned = count(d.get("nMatched"))
@@ -188,11 +301,11 @@ def _operation(
         pattern=_text(filter_shape(flt)) if flt is not None else "",
         sort=_text(srt) if srt else "",
         duration_ms=float(number(duration) or 0.0),
-        docs_examined=count(d.get("docsExamined")),
-        keys_examined=count(d.get("keysExamined")),
+        docs_examined=docs,
+        keys_examined=keys,
         n_returned=returned,
-        plan_summary=d.get("planSummary"),
-        has_sort_stage=bool(d.get("hasSortStage")),
+        plan_summary=plan if isinstance(plan, str) else None,
+        has_sort_stage=blocking,
         filter=flt,
         sort_spec=srt,
         projection=proj,
@@ -212,10 +325,23 @@ def operation_from_log(line: Mapping[str, Any]) -> Operation | None:
         return None
     cmd: Mapping[str, Any] = attr["command"] if isinstance(attr.get("command"), Mapping) else {}
     typ = str(attr.get("type") or "command")
-    op = str(next(iter(cmd), "command")) if typ == "command" else typ
-    return _operation(
-        "log", line.get("t"), str(attr.get("ns", "")), op, cmd, attr, attr.get("durationMillis")
-    )
+    internal = typ == "none"
+    op = str(next(iter(cmd), "command")) if typ in ("command", "none") else typ
+    ns = str(attr.get("ns", ""))
+    out = _operation("log", line.get("t"), ns, op, cmd, attr, attr.get("durationMillis"))
+    out.internal = internal
+    out.fold_key = _fold_key(ns, op, cmd)
+    return out
+
+
+def _fold_key(ns: str, op: str, cmd: Mapping[str, Any]) -> str:
+    """What makes an internal thread's slow-query line the same operation as a command line:
+    namespace, command, and the index names of a createIndexes (else the command's target).
+    """
+    what: Any = cmd.get(op)
+    if isinstance(cmd.get("indexes"), list):
+        what = sorted(str(ix.get("name")) for ix in cmd["indexes"] if isinstance(ix, Mapping))
+    return json.dumps([ns, op, what], sort_keys=True, default=str)
 
 
 _PROFILE_OPS = {"query": "find", "getmore": "getMore"}
@@ -226,41 +352,108 @@ def operation_from_profile(doc: Mapping[str, Any]) -> Operation | None:
     if not isinstance(doc, Mapping) or "op" not in doc or "ns" not in doc:
         return None
     cmd: Mapping[str, Any] = doc["command"] if isinstance(doc.get("command"), Mapping) else {}
+    query = doc.get("query") if isinstance(doc.get("query"), Mapping) else None
     op = str(doc["op"])
+    if op == "command" and not cmd and query is not None:
+        cmd = query  # 3.0-3.2: the command document is under "query"
     op = str(next(iter(cmd), "command")) if op == "command" else _PROFILE_OPS.get(op, op)
-    if op == "find" and "find" not in cmd and isinstance(doc.get("query"), Mapping):
-        cmd = {"find": "", "filter": doc["query"]}  # 3.0-3.4 profiler documents
+    if op == "find" and "find" not in cmd and query is not None:
+        if "find" in query:  # 3.2-3.4: the find command is under "query"
+            cmd = query
+        elif "$query" in query:  # 3.0 and legacy opcodes: {$query, $orderby}
+            cmd = {"find": "", "filter": query["$query"], "sort": query.get("$orderby")}
+        else:
+            cmd = {"find": "", "filter": query}
+    elif op in ("update", "remove", "delete") and "q" not in cmd and query is not None:
+        cmd = {**cmd, "q": query}  # 3.x writes: the filter is under "query"
     return _operation("profile", doc.get("ts"), str(doc["ns"]), op, cmd, doc, doc.get("millis"))
 
 
 @dataclass
 class LogRead:
-    """A slow-query log read: the operations and what was skipped."""
+    """A slow-query log read: the operations and what was skipped.
+
+    Attributes
+    ----------
+    lines
+        Non-empty lines read.
+    json_lines
+        Lines that parsed as JSON.
+    operations
+        Every slow-query line as an :class:`Operation` (internal threads' lines included,
+        flagged ``internal``).
+    malformed
+        Lines that start like JSON but do not parse: cut short (a log copied while written,
+        a truncated download) or damaged.
+    truncated
+        The gzip data ended before its end marker (the text read is what came before).
+    """
 
     path: str
     lines: int
     json_lines: int
     operations: list[Operation]
+    malformed: int = 0
+    truncated: bool = False
 
     @property
     def skipped(self) -> int:
-        """Lines that were not JSON (legacy text, banners...)."""
+        """Lines that were not read as JSON: text lines plus malformed (cut) JSON lines."""
         return self.lines - self.json_lines
+
+    @property
+    def text_lines(self) -> int:
+        """Lines that are not JSON at all (legacy text log lines, banners...)."""
+        return self.skipped - self.malformed
+
+    @property
+    def queries(self) -> int:
+        """Slow query operations (the shapes table)."""
+        return sum(1 for o in self.operations if o.is_query and not o.internal)
+
+    @property
+    def commands(self) -> int:
+        """Slow operations of other commands (the commands table)."""
+        return sum(1 for o in self.operations if not o.is_query and not o.internal)
+
+    @property
+    def internal(self) -> int:
+        """Slow-query lines of internal threads (``attr.type: "none"``), folded into their
+        command when it is in the log.
+        """
+        return sum(1 for o in self.operations if o.internal)
+
+    def skipped_text(self) -> str:
+        """One line saying what was skipped (empty when nothing was)."""
+        parts = []
+        if self.text_lines:
+            parts.append(f"{self.text_lines} not JSON")
+        if self.malformed:
+            parts.append(f"{self.malformed} cut or malformed JSON")
+        text = f"skipped {self.skipped} of {self.lines} lines ({', '.join(parts)})" if parts else ""
+        if self.truncated:
+            text = (text + "; " if text else "") + "gzip data cut short: read what came before"
+        return text
 
 
 def read_slow_log(path: Path | str) -> LogRead:
     """Slow operations from a MongoDB 4.4+ structured (JSON) log, plain or gzip-compressed.
+
+    Lines that are not JSON, and JSON lines cut short, are skipped and counted
+    (:attr:`LogRead.skipped`); a gzip file cut short is read up to where it ends.
 
     Raises
     ------
     InputFileError
         When no line is JSON (a pre-4.4 text log, or not a log at all).
     """
-    from axon_lab.mongo.files import read_lines
+    from axon_lab.mongo.files import read_text_partial
 
-    lines = read_lines(path)
+    text, complete = read_text_partial(path)
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     ops: list[Operation] = []
     n_json = 0
+    malformed = 0
     for ln in lines:
         ln = ln.strip()
         if not ln.startswith("{"):
@@ -268,18 +461,20 @@ def read_slow_log(path: Path | str) -> LogRead:
         try:
             obj = json.loads(ln)
         except json.JSONDecodeError:
+            malformed += 1
             continue
         n_json += 1
         op = operation_from_log(obj)
         if op is not None:
             ops.append(op)
     if not n_json:
+        why = " (and the gzip data is cut short)" if not complete else ""
         raise InputFileError(
             path,
             "no JSON log lines: slow-query digests read MongoDB 4.4+ "
-            "structured logs (legacy text logs are not supported)",
+            f"structured logs (legacy text logs are not supported){why}",
         )
-    return LogRead(str(path), len(lines), n_json, ops)
+    return LogRead(str(path), len(lines), n_json, ops, malformed=malformed, truncated=not complete)
 
 
 def read_profile(path: Path | str) -> list[Operation]:
@@ -332,7 +527,34 @@ def _p95(values: Sequence[float]) -> float:
     return float(np.percentile(np.asarray(values, dtype=float), 95))
 
 
-def digest(operations: Iterable[Operation]):  # -> pandas.DataFrame
+def _fold(operations: Iterable[Operation]) -> list[Operation]:
+    """Operations without the internal threads' lines whose command is among them."""
+    ops = list(operations)
+    commands = {(o.source, o.fold_key) for o in ops if not o.internal}
+    return [o for o in ops if not o.internal or (o.source, o.fold_key) not in commands]
+
+
+def digest_operations(operations: Iterable[Operation], kind: str = "queries") -> list[Operation]:
+    """The operations a digest of ``kind`` tabulates (see :func:`digest`).
+
+    Raises
+    ------
+    ConfigError
+        For a kind not in :data:`DIGEST_KINDS`.
+    """
+    if kind not in DIGEST_KINDS:
+        from axon_lab.errors import ConfigError
+
+        raise ConfigError(f"unknown digest kind {kind!r}; valid: {', '.join(DIGEST_KINDS)}")
+    ops = _fold(operations)
+    if kind == "queries":
+        return [o for o in ops if o.is_query]
+    if kind == "commands":
+        return [o for o in ops if not o.is_query]
+    return ops
+
+
+def digest(operations: Iterable[Operation], kind: str = "queries"):  # -> pandas.DataFrame
     """One row per query shape, sorted by total time (like ``mloginfo --queries``).
 
     Percentiles use linear interpolation between closest ranks (numpy's default), so the p95
@@ -340,6 +562,15 @@ def digest(operations: Iterable[Operation]):  # -> pandas.DataFrame
 
     Operations from a log and from the profiler are kept apart (``source``): the same
     operation can be in both, and adding them would count it twice.
+
+    Parameters
+    ----------
+    kind
+        ``queries`` (default): query operations only (:data:`QUERY_OPERATIONS`);
+        ``commands``: every other command (createIndexes, insert, hello...); ``all``: both.
+        An internal thread's line (``attr.type: "none"``) is dropped when the command line it
+        belongs to is among the operations (it is the same operation), and otherwise counts
+        as that command (e.g. an index build on a secondary, where no command line exists).
 
     Returns
     -------
@@ -352,7 +583,7 @@ def digest(operations: Iterable[Operation]):  # -> pandas.DataFrame
     import pandas as pd
 
     groups: dict[tuple[str, str, str, str, str], list[Operation]] = {}
-    for op in operations:
+    for op in digest_operations(operations, kind):
         groups.setdefault((op.source, op.namespace, op.operation, op.pattern, op.sort), []).append(
             op
         )

@@ -182,3 +182,96 @@ def test_advise(capsys):
     assert "then drop (prefixes of it): status_1" in out
     rc, _, err = run(capsys, "advise", "--filter", "{status: A}")
     assert rc == 1 and "--filter is not JSON" in err
+
+
+# ---- issue 16: per-file results, skipped lines, other commands, closed pipes ---------------
+
+
+def test_one_bad_file_among_several_still_prints_the_good_ones(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    good = [str(find_fixture(n)) for n in ("v3.2.3_find_collscan.json", "v3.2.5_find_idhack.json")]
+    rc, out, err = run(capsys, "explain", good[0], str(bad), good[1])
+    assert rc == 1
+    assert "v3.2.3_find_collscan" in out and "v3.2.5_find_idhack" in out and "IDHACK" in out
+    assert err.count("\n") == 1 and err.startswith(f"axon-lab: {bad}: not JSON")
+    rc, out, err = run(capsys, "explain", good[0], str(bad), "--json")
+    assert rc == 1 and [s["source"] for s in json.loads(out)] == [good[0]]
+    rc, out, err = run(
+        capsys, "log", str(find_fixture("slowlog_datadog_getLog_v6plus.log")), str(bad), "--json"
+    )
+    doc = json.loads(out)
+    assert rc == 1 and [f["slow_queries"] for f in doc["files"]] == [3]
+    assert "bad.json: no JSON log lines" in err and err.count("\n") == 1
+    rc, out, err = run(
+        capsys,
+        "indexes",
+        str(find_fixture("indexStats_datadog_bar.json")),
+        str(find_fixture("v3.2.3_find_collscan.json")),
+    )
+    assert rc == 1 and "indexStats_datadog_bar" in out and "not $indexStats output" in err
+    rc, out, err = run(
+        capsys,
+        "profile",
+        str(bad),
+        str(find_fixture("profile_status_datadog.json")),
+        "--json",
+    )
+    assert rc == 1 and json.loads(out)["profiling_status"]["level"] == 1
+
+
+def test_log_prints_shapes_other_commands_and_skipped_lines(capsys, tmp_path):
+    lines = find_fixture("slowlog_v6.0.14_hatchet_index_builds.log").read_text().splitlines()
+    mixed = tmp_path / "mixed.log"
+    mixed.write_text("\n".join(["a text line", *lines, lines[0][:50]]))
+    rc, out, _ = run(capsys, "log", str(mixed))
+    assert rc == 0
+    assert (
+        f"{mixed}: 34 lines, 32 slow-query lines (9 queries, 19 other commands, "
+        "4 internal-thread lines (attr.type none)); skipped 2 of 34 lines "
+        "(1 not JSON, 1 cut or malformed JSON)"
+    ) in out
+    shapes, commands = out.split("other commands (19 operations):")
+    assert "query shapes (9 operations):" in shapes and "createIndexes" not in shapes
+    assert "createIndexes      4" in commands and "none" not in commands
+    rc, out, _ = run(capsys, "log", str(mixed), "--json")
+    doc = json.loads(out)
+    (f,) = doc["files"]
+    assert (f["skipped"], f["text_lines"], f["malformed"], f["internal"]) == (2, 1, 1, 4)
+    assert (doc["queries"], doc["other_commands"], doc["skipped_lines"]) == (9, 19, 2)
+    assert [c["operation"] for c in doc["commands"]] == [
+        "createIndexes",
+        "voteCommitIndexBuild",
+        "hello",
+    ]
+
+
+def test_a_closed_pipe_ends_quietly(capsys, monkeypatch):
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("sys.stdout", Closed())
+    rc = main(["mongo", "explain", str(find_fixture("v3.2.3_find_collscan.json")), "--json"])
+    assert rc == 141
+
+
+def test_a_closed_pipe_in_a_real_process_has_no_traceback():
+    import subprocess
+    import sys
+
+    files = [str(find_fixture("v3.2.6_sharded_shard_merge_collscan_and_ixscan.json"))] * 40
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "axon_lab", "mongo", "explain", *files, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b"[\n  {\n    "  # like `| head -c 10`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err and err == ""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
 
 from axon_lab import mongo
-from axon_lab.errors import InputFileError
-from axon_lab.mongo.files import find_fixture, read_documents
+from axon_lab.errors import ConfigError, InputFileError
+from axon_lab.mongo.files import SHARED_FIXTURES, find_fixture, read_documents, repo_root
 
 
 def shapes(frame):
@@ -141,3 +142,159 @@ def test_gzip_logs_and_other_lines(tmp_path):
 def test_empty_digest_has_the_columns():
     f = mongo.digest([])
     assert list(f.columns) == list(mongo.DIGEST_COLUMNS) and f.empty
+
+
+# ---- issue 16: other commands, internal-thread lines, skipped lines, legacy profiles -------
+
+SHARED = repo_root() / SHARED_FIXTURES
+ATLAS_LOG = "slowlog_atlas_v8.0.28_node_atlascli.log.gz"
+INDEX_BUILDS = "slowlog_v6.0.14_hatchet_index_builds.log"
+
+
+def hand_count(path) -> dict[tuple[str, str], list[float]]:
+    """Slow-query lines counted by hand: json per line, msg "Slow query", by command name,
+    lines of internal threads (attr.type "none") left out.
+    """
+    out: dict[tuple[str, str], list[float]] = {}
+    for ln in gzip.open(path, "rt") if str(path).endswith(".gz") else open(path):
+        d = json.loads(ln)
+        if d.get("msg") == "Slow query" and d["attr"].get("type") != "none":
+            a = d["attr"]
+            op = a["type"] if a["type"] != "command" else next(iter(a["command"]))
+            out.setdefault((a["ns"], op), []).append(a["durationMillis"])
+    return out
+
+
+def test_atlas_node_log_matches_a_hand_count():
+    path = find_fixture(ATLAS_LOG)
+    read = mongo.read_slow_log(path)
+    assert (read.lines, read.json_lines, read.skipped, read.truncated) == (4014, 4014, 0, False)
+    assert (len(read.operations), read.queries, read.commands, read.internal) == (2, 0, 2, 0)
+    counted = hand_count(path)
+    assert counted == {
+        ("admin.$cmd", "replSetInitiate"): [406],
+        ("admin.$cmd", "createUser"): [820],
+    }
+    assert mongo.digest(read.operations).empty  # no query shape on this node
+    cmds = mongo.digest(read.operations, kind="commands")
+    assert [(r.namespace, r.operation, r.count, r.total_ms) for r in cmds.itertuples()] == [
+        ("admin.$cmd", "createUser", 1, 820.0),
+        ("admin.$cmd", "replSetInitiate", 1, 406.0),
+    ]
+    assert {(r.namespace, r.operation): [r.total_ms] for r in cmds.itertuples()} == counted
+
+
+def test_index_builds_are_not_counted_twice_and_commands_are_apart():
+    path = find_fixture(INDEX_BUILDS)
+    read = mongo.read_slow_log(path)
+    assert (len(read.operations), read.queries, read.commands, read.internal) == (32, 9, 19, 4)
+    assert "none" not in {o.operation for o in read.operations}
+    shapes = mongo.digest(read.operations)
+    assert set(shapes.operation) == {"find", "count"} and shapes["count"].sum() == 9
+    cmds = mongo.digest(read.operations, kind="commands")
+    by_op = {r.operation: r for r in cmds.itertuples()}
+    assert set(by_op) == {"createIndexes", "voteCommitIndexBuild", "hello"}
+    # Four builds, four createIndexes: the index-build thread's lines are the same operations.
+    assert (by_op["createIndexes"].count, by_op["createIndexes"].total_ms) == (
+        4,
+        787 + 895 + 849 + 789,
+    )
+    assert cmds.total_ms.tolist() == sorted(cmds.total_ms, reverse=True)
+    # Every operation once, as a hand count of the command lines gives it.
+    got: dict[tuple[str, str], tuple[int, float]] = {}
+    for r in mongo.digest(read.operations, kind="all").itertuples():
+        n, t = got.get((r.namespace, r.operation), (0, 0.0))
+        got[(r.namespace, r.operation)] = (n + r.count, t + r.total_ms)
+    assert got == {k: (len(v), sum(v)) for k, v in hand_count(path).items()}
+    # Where no command line exists (an index build on a secondary), the build is counted once.
+    builds = [o for o in read.operations if o.internal]
+    alone = mongo.digest(builds, kind="commands")
+    assert [(r.operation, r.count, r.total_ms) for r in alone.itertuples()] == [
+        ("createIndexes", 4, 310 + 298 + 229 + 203)
+    ]
+    with pytest.raises(ConfigError, match="unknown digest kind 'nope'"):
+        mongo.digest(read.operations, kind="nope")
+
+
+def test_cut_and_mixed_logs_count_what_they_skip(tmp_path):
+    lines = find_fixture("slowlog_datadog_getLog_v6plus.log").read_text().splitlines()
+    cut = tmp_path / "cut.log"
+    cut.write_text("\n".join(lines[:2] + [lines[2][: len(lines[2]) // 2]]))  # cut mid-line
+    read = mongo.read_slow_log(cut)
+    assert (read.lines, read.json_lines, read.malformed, read.text_lines) == (3, 2, 1, 0)
+    assert len(read.operations) == 2
+    assert read.skipped_text() == "skipped 1 of 3 lines (1 cut or malformed JSON)"
+    mixed = tmp_path / "mixed.log"
+    mixed.write_text(
+        "\n".join(
+            [
+                "2020-01-01T00:00:00.000+0000 I COMMAND [conn1] command test.c 120ms",
+                *lines,
+                lines[0][:40],
+            ]
+        )
+    )
+    read = mongo.read_slow_log(mixed)
+    assert (read.lines, read.skipped, read.text_lines, read.malformed) == (5, 2, 1, 1)
+    assert read.skipped_text() == "skipped 2 of 5 lines (1 not JSON, 1 cut or malformed JSON)"
+    # A gzip download cut short: the lines before the cut are read, the cut is said.
+    raw = find_fixture(ATLAS_LOG).read_bytes()
+    part = tmp_path / "cut.log.gz"
+    part.write_bytes(raw[: len(raw) // 2])
+    read = mongo.read_slow_log(part)
+    assert read.truncated and 0 < read.lines < 4014 and read.malformed <= 1
+    assert "gzip data cut short" in read.skipped_text()
+    with pytest.raises(InputFileError, match="gzip data is cut short"):
+        read_documents(part)
+
+
+def percona(name: str):
+    path = SHARED / name
+    if not path.is_file():
+        pytest.skip(f"{name} lives only in ../shared/fixtures/mongo, which is absent")
+    (op,) = mongo.read_profile(path)
+    return op
+
+
+def test_legacy_profiler_documents():
+    find = percona("profile_v3.4.12_find_percona.json")  # op "query", command under "query"
+    assert (find.operation, find.pattern, find.plan_summary) == ("find", '{"k": 1}', "IXSCAN")
+    assert (find.docs_examined, find.keys_examined, find.n_returned, find.duration_ms) == (
+        2,
+        2,
+        2,
+        42.0,
+    )
+    assert find.ts == "2020-01-01T00:00:00+00:00"
+    srt = percona("profile_v3.4.12_find_with_sort_percona.json")
+    assert (srt.pattern, srt.sort, srt.has_sort_stage) == ('{"c": 1}', '{"b": -1}', True)
+    cnt = percona("profile_v3.4.12_count_with_query_percona.json")  # COUNT over COLLSCAN
+    assert (cnt.operation, cnt.pattern, cnt.plan_summary) == (
+        "count",
+        '{"a": {"$gt": 1}}',
+        "COLLSCAN",
+    )
+    upd = percona("profile_v3.4.12_update_percona.json")  # filter under "query"
+    assert (upd.operation, upd.pattern) == ("update", '{"a": {"$gte": 1}}')
+    more = percona("profile_v3.6.2_getmore_percona.json")
+    assert (more.operation, more.pattern, more.sort) == ("getMore", '{"a": {"$gt": 1}}', '{"a": 1}')
+    srt36 = percona("profile_v3.6.2_find_with_sort_percona.json")  # 3.6: under "command"
+    assert (srt36.pattern, srt36.sort, srt36.has_sort_stage) == ('{"c": 1}', '{"b": -1}', True)
+    ops = [
+        percona(f"profile_v{v}_{n}_percona.json")
+        for v, n in [
+            ("3.4.12", "find"),
+            ("3.4.12", "find_with_sort"),
+            ("3.4.12", "count_with_query"),
+            ("3.4.12", "update"),
+            ("3.4.12", "distinct"),
+            ("3.6.2", "find_with_sort"),
+            ("3.6.2", "count_with_query"),
+            ("3.6.2", "getmore"),
+        ]
+    ]
+    f = mongo.digest(ops)
+    assert "$number" not in f.to_json()  # Extended JSON made plain in every shape
+    count = f[f.operation == "count"].iloc[0]
+    assert (count["count"], count.collscan, count.advised_index) == (2, True, "{ a: 1 }")
+    assert f[(f.operation == "find") & (f.sort != "")].iloc[0].in_memory_sort
