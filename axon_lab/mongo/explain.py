@@ -602,8 +602,14 @@ def _version(doc: Mapping[str, Any]) -> str | None:
 
 
 def _find_like(doc: Mapping[str, Any]) -> _Part:
-    """A section with ``queryPlanner`` (+ ``executionStats``): find, count, $cursor, shard."""
+    """A section with ``queryPlanner`` (+ ``executionStats``): find, count, $cursor, shard.
+
+    An ``executionStats`` section shown on its own (as articles and tickets often quote it) is
+    read too: its ``executionStages`` tree stands for the winning plan.
+    """
     qp = doc.get("queryPlanner")
+    if qp is None and _exec_stages_only(doc):
+        qp = {"winningPlan": doc["executionStats"]["executionStages"]}
     if not isinstance(qp, Mapping):
         raise ValueError("queryPlanner is not a document")
     winning = qp.get("winningPlan")
@@ -671,6 +677,10 @@ def _find_like(doc: Mapping[str, Any]) -> _Part:
             q = q.children[0]
         if q is not part.tree and q.n_returned is not None:
             part.query_returned = q.n_returned
+        elif part.tree.stage == "COUNT":
+            # A count's own nReturned is always 0: what it counted is ``nCounted``, and
+            # without it (or the stage below) how many documents matched is unknown.
+            part.query_returned = count(part.tree.details.get("nCounted"))
     if any(n.stage.startswith("EXPRESS_") for n in part.tree.walk()):
         part.engines.discard("classic")
         part.engines.add("express")
@@ -891,6 +901,17 @@ def _flags(s: ExplainSummary) -> list[str]:
     return out
 
 
+def _exec_stages_only(doc: Mapping[str, Any]) -> bool:
+    """Whether ``doc`` is an ``executionStats`` section quoted without its ``queryPlanner``."""
+    es = doc.get("executionStats")
+    return (
+        "queryPlanner" not in doc
+        and isinstance(es, Mapping)
+        and isinstance(es.get("executionStages"), Mapping)
+        and bool(es["executionStages"].get("stage"))
+    )
+
+
 def _problem(doc: Any) -> str | None:
     """Why ``doc`` is not an explain document (``None`` if it is one)."""
     if not isinstance(doc, Mapping):
@@ -901,6 +922,7 @@ def _problem(doc: Any) -> str | None:
         return "legacy explain format of MongoDB 2.x (cursor/nscanned) is not supported; use 3.0+"
     if (
         "queryPlanner" in doc
+        or _exec_stages_only(doc)
         or isinstance(doc.get("stages"), list)
         or isinstance(doc.get("shards"), Mapping)
     ):
@@ -933,7 +955,7 @@ def parse_explain(doc: Any, *, source: str | Path | None = None) -> ExplainSumma
     if problem:
         raise InputFileError(where, problem)
     try:
-        if "queryPlanner" in doc:
+        if "queryPlanner" in doc or _exec_stages_only(doc):
             part = _find_like(doc)
             default_cmd = "find"
         elif isinstance(doc.get("stages"), list):

@@ -161,6 +161,10 @@ def kind_of(doc: Any) -> str:
     if (
         "queryPlanner" in doc
         or isinstance(doc.get("stages"), list)
+        or (  # an executionStats section quoted on its own
+            isinstance(doc.get("executionStats"), Mapping)
+            and isinstance(doc["executionStats"].get("executionStages"), Mapping)
+        )
         or (
             isinstance(doc.get("shards"), Mapping)
             and ("splitPipeline" in doc or "serverInfo" in doc)

@@ -346,6 +346,57 @@ FACTS = {
         execution_time_ms=221,
         selectivity=1.0,  # every document read by _id came out of its lookup
     ),
+    # Count explains quoted in articles (issue 16; see SOURCES.md and test_mongo_count.py).
+    "v3.0.5_count_no_query_megalomono_queryplanner.json": dict(
+        command="count",
+        server_version="3.0.5",
+        verbosity="queryPlanner",
+        plan_summary="COUNT",
+        collscan=False,
+        ixscan=False,
+        n_returned=None,
+    ),
+    "v3.0.5_count_no_query_megalomono_executionstats.json": dict(
+        command="count",
+        server_version="3.0.5",
+        verbosity="executionStats",
+        plan_summary="COUNT",
+        collscan=False,
+        ixscan=False,
+        docs_examined=0,
+        keys_examined=0,
+    ),
+    "vNA_count_collscan_comrade_trimmed.json": dict(
+        command="count",
+        collscan=True,
+        plan_summary="COLLSCAN",
+        docs_examined=100001,
+        keys_examined=0,
+        execution_time_ms=51,
+        selectivity=None,  # the author cut the counts of the stages
+    ),
+    "vNA_count_count_scan_comrade_trimmed.json": dict(
+        command="count",
+        collscan=False,
+        ixscan=True,
+        indexes_used=["customer_1_bonusPoint_1"],
+        docs_examined=0,
+        keys_examined=1,
+        execution_time_ms=2,
+    ),
+    "vNA_count_count_scan_fundebug_executionstats_only.json": dict(
+        command="count",
+        indexes_used=["projectId_1_createTime_-1"],
+        docs_examined=0,
+        keys_examined=20854,
+        execution_time_ms=47,
+    ),
+    "vNA_count_fetch_ixscan_fundebug_executionstats_only.json": dict(
+        indexes_used=["projectId_1"],
+        docs_examined=28338,
+        keys_examined=28338,
+        execution_time_ms=28055,
+    ),
 }
 
 
@@ -366,7 +417,7 @@ def test_every_shared_explain_parses_and_is_covered_by_a_fact_test():
     if not SHARED.is_dir():
         pytest.skip("../shared/fixtures/mongo is absent")
     files = sorted(p.name for p in SHARED.glob("v*.json"))
-    assert len(files) == 25 + 4  # the original 25 and the 4 added for issue 16
+    assert len(files) == 25 + 4 + 6  # the original 25, 4 added for issue 16, 6 count explains
     assert set(files) == set(FACTS)
     for f in files:
         assert mongo.load_explains(SHARED / f)
@@ -593,9 +644,9 @@ def test_idhack_names_the_id_index():
 def test_count_explains_are_labelled_count():
     """A 3.x count explain has no ``command``; its root stage says it is a count.
 
-    No recorded count explain was found under a licence the project can use (see SOURCES.md);
-    the COUNT → COLLSCAN tree here is the recorded ``execStats`` of a 3.4.12 count (Percona's
-    profiler document), put in the explain envelope of 3.x servers with its own counts.
+    The COUNT → COLLSCAN tree here is the recorded ``execStats`` of a 3.4.12 count (Percona's
+    profiler document), put in the explain envelope of 3.x servers with its own counts; the
+    count explains recorded as such (quoted in articles) are tested in test_mongo_count.py.
     """
     path = SHARED / "profile_v3.4.12_count_with_query_percona.json"
     if not path.is_file():
