@@ -159,6 +159,44 @@ STAGES: tuple[str, ...] = (
 RETRIEVAL_PARTS: tuple[str, ...] = ("embed", "vector_search", "document_fetch", "rerank")
 
 
+#: Comparison operators of every limit rule (k6 threshold syntax), defined once: thresholds,
+#: scenario expectations and the common-issues table all judge with these.
+OPS: dict[str, Any] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One limit of a scenario's expectation: ``value op limit`` must hold.
+
+    The same rule is a k6 threshold of the run (:attr:`expr`) and a row of the common-issues
+    table (detected when :meth:`ok` is false), so the two cannot disagree at a boundary.
+    """
+
+    key: str
+    metric: str
+    op: str
+    limit: float
+    unit: str
+
+    @property
+    def expr(self) -> str:
+        """The k6 threshold expression (``http_reqs:rate>10``)."""
+        return f"{self.metric}{self.op}{self.limit:g}"
+
+    def ok(self, value: float | None) -> bool | None:
+        """Whether ``value`` meets the rule (``None``: no value, not judged)."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        return bool(OPS[self.op](value, self.limit))
+
+
 @dataclass(frozen=True)
 class ScenarioExpectation:
     """A load scenario's "Expected" block from the guide."""
@@ -166,6 +204,21 @@ class ScenarioExpectation:
     p95_ms: float | None
     min_rps: float | None
     max_error_rate: float
+
+    def rules(self) -> dict[str, Rule]:
+        """The expectation as limit rules, keyed ``p95_ms``, ``rps``, ``error_rate``.
+
+        p95 must stay under its limit, throughput must beat its minimum (the guide's
+        "> N req/s"), the error rate must stay under its budget (``<= 0`` for a zero budget).
+        """
+        out: dict[str, Rule] = {}
+        if self.p95_ms is not None:
+            out["p95_ms"] = Rule("p95_ms", "http_req_duration:p(95)", "<", self.p95_ms, "ms")
+        if self.min_rps is not None:
+            out["rps"] = Rule("rps", "http_reqs:rate", ">", self.min_rps, "req/s")
+        op = "<=" if self.max_error_rate == 0 else "<"
+        out["error_rate"] = Rule("error_rate", "http_req_failed:rate", op, self.max_error_rate, "")
+        return out
 
 
 #: "Load Testing → Test Scenarios" expectations.

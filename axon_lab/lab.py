@@ -10,6 +10,7 @@ import atexit
 import contextlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,29 @@ def interactive() -> bool:
     from axon_lab.report.sidecar import OUT_DIR_ENV
 
     return OUT_DIR_ENV not in os.environ
+
+
+class _Status:
+    """One line saying what a long cell is doing, updated in place when it is done; shown only
+    when a person runs the notebook (a rendered report has no use for it).
+    """
+
+    def __init__(self, text: str) -> None:
+        self.handle: Any = None
+        if not interactive():
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+
+            if get_ipython() is not None:
+                self.handle = display({"text/plain": text}, raw=True, display_id=True)
+        except ImportError:  # pragma: no cover - IPython ships with the notebook stack
+            self.handle = None
+
+    def done(self, text: str) -> None:
+        if self.handle is not None:
+            self.handle.update({"text/plain": text}, raw=True)
 
 
 @dataclass
@@ -134,7 +158,10 @@ def start_target(
     prof = PROFILES.get("axon-lab") if profile in ("", "auto") else resolve_profile(profile)
     ws = prof.check_workspace(workspace)
     stack = contextlib.ExitStack()
+    status = _Status("Starting the embedded Axon: backends, corpus, embedding model ...")
+    t0 = time.perf_counter()
     url = stack.enter_context(running_server(timeout_s=timeout_s))
+    status.done(f"Embedded Axon ready in {time.perf_counter() - t0:.1f} s.")
     target = AxonTarget(url, embedded=True, profile=prof, workspace=ws, _stack=stack)
     atexit.register(target.stop)
     return target

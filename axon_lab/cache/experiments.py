@@ -842,7 +842,7 @@ def guide_claims(
     return pd.DataFrame(rows, columns=["claim", "guide", "measured", "unit", "status"])
 
 
-def verdict(claims: pd.DataFrame, levels: pd.DataFrame | None = None) -> dict[str, str]:
+def verdict(claims: pd.DataFrame, levels: pd.DataFrame | None = None) -> dict[str, Any]:
     """One-line verdict for a report: the best configuration's hit rate against the target."""
     if levels is None or levels.hit_rate.dropna().empty:
         n = int((claims.status == "confirmed").sum())
@@ -850,10 +850,24 @@ def verdict(claims: pd.DataFrame, levels: pd.DataFrame | None = None) -> dict[st
     best = levels.dropna(subset=["hit_rate"]).sort_values("hit_rate").iloc[-1]
     status = {"pass": "pass", "warn": "warn"}.get(str(best.status), "fail")
     n = int((claims.status == "confirmed").sum())
+    from axon_lab.report.summary import figure
+
+    numbers = [
+        figure(
+            f"hit rate, {r.config}",
+            r.hit_rate,
+            "%",
+            target="> 80%",
+            status=str(r.status) if str(r.status) in ("pass", "warn", "fail") else None,
+        )
+        for r in levels.dropna(subset=["hit_rate"]).itertuples()
+    ][:4]
+    numbers.append(figure("guide claims confirmed", n, f"of {len(claims)}"))
     return {
         "status": status,
         "summary": f"best hit rate {best.hit_rate:.0%} ({best.config}; target > 80%); "
         f"{n}/{len(claims)} guide claims confirmed",
+        "numbers": numbers,
     }
 
 

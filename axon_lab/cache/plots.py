@@ -31,6 +31,9 @@ def _target_lines(ax, *, horizontal: bool = True) -> None:
     line(0.60, color=COLORS["fail"], ls=":", lw=1, label="minimum > 60%")
 
 
+@figures.captioned(
+    "Compare each configuration's hit rate with the 80% target line; the gap to the predicted rate shows what the cache loses to eviction or expiry."
+)
 def hit_rates(levels: pd.DataFrame) -> Figure:
     """Stacked share of requests served by L1, L2 and the stores (L3) per configuration."""
     df = levels.set_index("config").reindex([c for c in CONFIG_ORDER if c in set(levels.config)])
@@ -66,6 +69,9 @@ def hit_rates(levels: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Each level should stay under its target (L1 < 1 ms, L2 < 10 ms, L3 < 500 ms); the distance between levels is what a hit saves."
+)
 def level_latency(requests: pd.DataFrame) -> Figure:
     """Retrieval-stage latency by serving level (log scale) with the guide's per-level expectation."""
     df = requests.dropna(subset=["level"])
@@ -107,6 +113,9 @@ def level_latency(requests: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Hit rate over time for each TTL: a longer TTL should keep more hits once the working set is warm."
+)
 def ttl(requests: pd.DataFrame) -> Figure:
     """Cumulative hit rate over simulated time for each TTL (and its prediction, dashed)."""
     fig = Figure(figsize=(8, 3.6))
@@ -135,6 +144,9 @@ def ttl(requests: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Under the memory cap, compare hit rates and evictions per policy: the better policy keeps the hot prompts."
+)
 def eviction(summary: pd.DataFrame) -> Figure:
     """Per eviction policy: context and keyspace hit rates, and keys evicted."""
     fig = Figure(figsize=(9, 3.4))
@@ -162,6 +174,9 @@ def eviction(summary: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Bytes per stored embedding per format: the guide claims MessagePack is about 30% smaller than JSON."
+)
 def serialization(frame: pd.DataFrame) -> Figure:
     """Bytes per entry (payload and in Redis), encode and decode time per embedding format."""
     fig = Figure(figsize=(11, 3.2))
@@ -189,6 +204,9 @@ def serialization(frame: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Time per call by method and key count (log axis): a pipeline or MGET should stay flat as keys grow while sequential GETs climb."
+)
 def round_trips(summary: pd.DataFrame) -> Figure:
     """p50 latency of fetching N keys per method, with the reduction vs sequential GETs."""
     ns = sorted(summary["keys"].unique())
@@ -220,6 +238,9 @@ def round_trips(summary: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Sequential vs parallel analysis steps: the speed-up appears only when steps wait on I/O."
+)
 def parallelism(summary: pd.DataFrame) -> Figure:
     """Sequential vs parallel analysis steps (p50 wall time) per variant, with the speedup."""
     fig = Figure(figsize=(7, 3.2))
@@ -244,6 +265,9 @@ def parallelism(summary: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Time per text by batch size: the curve should fall and then flatten where batching stops paying."
+)
 def embedding_batching(frame: pd.DataFrame) -> Figure:
     """Milliseconds per text and speedup by batch size (1 = one call per text)."""
     g = frame.groupby("batch_size").agg(
@@ -264,6 +288,9 @@ def embedding_batching(frame: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Error of the chars/4 estimate against tiktoken: a wide or shifted distribution means the estimate misjudges context budgets."
+)
 def token_error(frame: pd.DataFrame) -> Figure:
     """Distribution of chars/4's relative error against tiktoken, and error vs text length."""
     fig = Figure(figsize=(10, 3.4))

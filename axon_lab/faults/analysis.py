@@ -315,7 +315,7 @@ def results(run: FaultRun) -> dict[str, Any]:
     }
 
 
-def verdict(run: FaultRun, *, max_error_rate: float | None = None) -> dict[str, str]:
+def verdict(run: FaultRun, *, max_error_rate: float | None = None) -> dict[str, Any]:
     """One line: pass when the service degraded as it should and recovered.
 
     Redis faults must not fail requests (error rate during the fault below ``max_error_rate``,
@@ -356,4 +356,37 @@ def verdict(run: FaultRun, *, max_error_rate: float | None = None) -> dict[str, 
     if run.error:
         status = "fail"
         parts.append(f"schedule error: {run.error}")
-    return {"status": status, "summary": "; ".join(parts)}
+    from axon_lab.report.summary import figure
+
+    redis_limit = 0.01 if max_error_rate is None else max_error_rate
+    numbers = [
+        figure(
+            "error rate during the fault",
+            during,
+            "%",
+            target=f"< {redis_limit:.0%} (Redis must only degrade)"
+            if p["backend"] == "redis" and p["mode"] != "latency"
+            else "503s allowed, answered in time",
+        ),
+        figure(
+            "recovery after the fault",
+            rec.get("recovery_s"),
+            "s",
+            target="recovers before the run ends",
+            status="pass" if rec.get("recovered") else "fail",
+        ),
+        figure("detection after the fault started", rec.get("detection_s"), "s"),
+    ]
+    if rec.get("max_error_answer_ms") is not None:
+        numbers.append(figure("slowest failed answer", rec["max_error_answer_ms"], "ms"))
+    warnings = (
+        [f"incomplete load run: {run.summary.get('incomplete_reason')}"]
+        if run.summary.get("incomplete")
+        else []
+    )
+    return {
+        "status": status,
+        "summary": "; ".join(parts),
+        "numbers": numbers,
+        "warnings": warnings,
+    }

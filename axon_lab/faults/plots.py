@@ -38,6 +38,9 @@ def _fault_window(ax: Any, fault: Mapping[str, float | None], *, label: bool = F
         )
 
 
+@figures.captioned(
+    "The shaded band is the fault: errors or degraded answers should stay inside it and latency should return to its level after it."
+)
 def fault_timeline(
     records: pd.DataFrame,
     timeline: pd.DataFrame,
@@ -111,6 +114,9 @@ def fault_timeline(
     return fig
 
 
+@figures.captioned(
+    "Before, during and after the fault side by side: after should look like before; during shows what users got."
+)
 def phase_comparison(
     phases: pd.DataFrame, *, title: str = "Before / during / after the fault"
 ) -> Figure:
@@ -150,6 +156,9 @@ def phase_comparison(
     return fig
 
 
+@figures.captioned(
+    "Latency over the run: a line that keeps rising means the service does not recover."
+)
 def latency_drift(
     windows: pd.DataFrame, drift: Mapping[str, Any], *, title: str = "Latency over the soak"
 ) -> Figure:

@@ -133,6 +133,9 @@ def _draw(ax: Axes, series_frame: pd.DataFrame, points: Points, *, compact: bool
     ax.grid(alpha=0.3, lw=0.5)
 
 
+@figures.captioned(
+    "One metric over runs; a vertical marker is a change point: a step in the bad direction is a regression."
+)
 def trend(series_frame: pd.DataFrame, points: Points, *, title: str) -> Figure:
     """One series over its runs, with segment means and change points.
 
@@ -170,6 +173,9 @@ def trend(series_frame: pd.DataFrame, points: Points, *, title: str) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Each panel is one metric over runs; vertical markers are change points: a step in the bad direction is a regression to look into."
+)
 def trends(
     frame: pd.DataFrame,
     changes: pd.DataFrame | None = None,

@@ -39,8 +39,10 @@ def percentile_table(
     """Each percentile with its 95% CI and a ✅/⚠️/❌ verdict judged on the CI's upper bound.
 
     p95 is judged against the scenario's expectation (``goals.SCENARIO_EXPECTATIONS``) when
-    given, else the guide's full-orchestration target (3 s / critical 5 s); p99 against the
-    autocannon interpretation (5 s acceptable / 10 s critical).
+    given, by the same rule as the run's threshold (``fail`` when the estimate misses it;
+    ``warn`` when it meets it but the CI's upper bound does not), else the guide's
+    full-orchestration target (3 s / critical 5 s); p99 against the autocannon interpretation
+    (5 s acceptable / 10 s critical).
     """
     values = _ok_times(records, column)
     rows = []
@@ -61,6 +63,15 @@ def percentile_table(
         status = target.judge(ci.estimate, bounds) if target else "info"
         if target and ci.high is None and status == "pass":
             status = "warn"  # too few samples to bound the tail: not a pass
+        rule = expectation_rules(scenario).get("p95_ms") if name == "p95" and exp else None
+        if rule is not None and target is not None:
+            # the scenario's p95 is also a threshold of the run: the same rule decides fail
+            # (the estimate misses it); the CI only tells a sure pass from a likely one
+            met = rule.ok(ci.estimate)
+            if met is False:
+                status = "fail"
+            elif met:
+                status = "pass" if ci.high is not None and rule.ok(ci.high) else "warn"
         rows.append(
             {
                 "percentile": name,
@@ -74,7 +85,9 @@ def percentile_table(
                 "warning": ci.warning,
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["units"] = {"ms": "ms", "ci_low": "ms", "ci_high": "ms"}
+    return out
 
 
 def timeseries(records: pd.DataFrame, bucket_s: float = 1.0) -> pd.DataFrame:
@@ -111,6 +124,34 @@ def timeseries(records: pd.DataFrame, bucket_s: float = 1.0) -> pd.DataFrame:
     return out[["t_s", "requests", "rps", "errors", "error_rate", "p50_ms", "p95_ms"]]
 
 
+def expectation_rules(scenario: str | None) -> dict[str, goals.Rule]:
+    """The limit rules a run of ``scenario`` is judged by (its thresholds, its common issues).
+
+    A scenario without an expectation is judged against the MVP targets: p95 under the full
+    orchestration target, error rate under 1%.
+    """
+    exp = goals.SCENARIO_EXPECTATIONS.get(scenario or "")
+    if exp is None:
+        exp = goals.ScenarioExpectation(
+            p95_ms=goals.get("full_orchestration").target, min_rps=None, max_error_rate=0.01
+        )
+    return exp.rules()
+
+
+def _fmt_rate(v: float) -> str:
+    """A rate with enough digits that a value beside a limit never reads as equal to it."""
+    s = f"{v:.1f}"
+    if float(s) != v and float(s).is_integer():  # 9.97 would read "10.0" beside a limit of 10
+        s = f"{v:.3f}"
+    return s
+
+
+def _fmt_limit(rule: goals.Rule) -> str:
+    if rule.key == "error_rate":
+        return f"{rule.limit:.0%}"
+    return f"{rule.limit:,g} {rule.unit}"
+
+
 def diagnose(
     *,
     p95_ms: float | None,
@@ -129,10 +170,7 @@ def diagnose(
     reported with the evidence, the guide's cause and solution, and, when the stage table is
     given, the stages over budget that point at the cause.
     """
-    exp = goals.SCENARIO_EXPECTATIONS.get(scenario or "")
-    p95_limit = exp.p95_ms if exp and exp.p95_ms else goals.get("full_orchestration").target
-    rps_min = exp.min_rps if exp and exp.min_rps else None
-    err_max = exp.max_error_rate if exp else 0.01
+    rules = expectation_rules(scenario)
     over = []
     if stage_table is not None and not stage_table.empty:
         over = [
@@ -140,10 +178,21 @@ def diagnose(
             for r in stage_table.itertuples()
             if r.status in ("warn", "fail") and r.stage != "total"
         ]
+
+    def judged(key: str, value: float | None, shown: str) -> tuple[bool, str]:
+        """Detected when the scenario's rule fails: the same rule as the run's threshold."""
+        rule = rules.get(key)
+        if rule is None:
+            return False, "no expectation for this scenario"
+        ok = rule.ok(value)
+        if ok is None:
+            return False, "no samples"
+        want = f"{rule.op} {_fmt_limit(rule)}"
+        return not ok, f"{shown}, expected {want} ({'met' if ok else 'missed'})"
+
     checks = {
-        "High p95 latency": (
-            p95_ms is not None and p95_ms > p95_limit,
-            f"p95 {p95_ms:.0f} ms vs {p95_limit:.0f} ms" if p95_ms is not None else "no samples",
+        "High p95 latency": judged(
+            "p95_ms", p95_ms, f"p95 {p95_ms:,.0f} ms" if p95_ms is not None else ""
         ),
         "High p99 latency": (
             p99_ms is not None
@@ -151,27 +200,19 @@ def diagnose(
                 p99_ms > goals.get("full_orchestration_p99").target
                 or (p50_ms is not None and p50_ms > 0 and p99_ms > 5 * p50_ms)
             ),
-            f"p99 {p99_ms:.0f} ms" + (f" = {p99_ms / p50_ms:.1f}x p50" if p50_ms else "")
+            f"p99 {p99_ms:,.0f} ms" + (f" = {p99_ms / p50_ms:.1f}x p50" if p50_ms else "")
             if p99_ms is not None
             else "no samples",
         ),
-        "Low throughput": (
-            rps is not None and rps_min is not None and rps < rps_min,
-            f"{rps:.1f} req/s vs {rps_min} req/s expected"
-            if rps is not None and rps_min
-            else "no throughput expectation",
-        ),
+        "Low throughput": judged("rps", rps, f"{_fmt_rate(rps)} req/s" if rps is not None else ""),
         "Memory growth": (
             memory_slope_mb_per_min is not None and memory_slope_mb_per_min > 1.0,
             f"RSS slope {memory_slope_mb_per_min:.2f} MB/min"
             if memory_slope_mb_per_min is not None
             else "not measured",
         ),
-        "High error rate": (
-            error_rate is not None and error_rate > err_max,
-            f"{error_rate:.2%} vs {err_max:.0%} allowed"
-            if error_rate is not None
-            else "no samples",
+        "High error rate": judged(
+            "error_rate", error_rate, f"{error_rate:.2%}" if error_rate is not None else ""
         ),
     }
     rows = []
@@ -219,6 +260,7 @@ def overview(runs: Mapping[str, Any]) -> pd.DataFrame:
                 "error_rate": s.get("error_rate"),
                 "p50_ms": s.get("p50"),
                 "p95_ms": s.get("p95"),
+                "p95_ci_low": ci[0],
                 "p95_ci_high": ci[1],
                 "p99_ms": s.get("p99"),
                 "verdict": goals.SYMBOLS[status],
@@ -227,18 +269,68 @@ def overview(runs: Mapping[str, Any]) -> pd.DataFrame:
                 "incomplete": s.get("incomplete"),
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out.attrs["units"] = {"p95_ci_low": "ms", "p95_ci_high": "ms"}
+    out.attrs["caption"] = (
+        "One row per scenario; the verdict is the scenario's thresholds (the guide's expectations)."
+    )
+    out.attrs["warnings"] = run_warnings(runs)
+    return out
+
+
+def run_warnings(runs: Mapping[str, Any]) -> list[str]:
+    """What a reader must know before trusting the runs' numbers (too few samples, a
+    client-bound generator, an incomplete run), one line each, prefixed by the scenario.
+    """
+    out: list[str] = []
+    for name, run in runs.items():
+        s = run.summary
+        if s.get("incomplete"):
+            out.append(f"{name}: incomplete run ({s.get('incomplete_reason')})")
+        for w in s.get("warnings") or []:
+            if str(w).startswith("closed loop:"):
+                w = "closed loop: server stalls delay the next requests and are not measured (coordinated omission)"
+            out.append(f"{name}: {w}")
+    return out
 
 
 def all_percentiles(runs: Mapping[str, Any]) -> pd.DataFrame:
     """:func:`percentile_table` of every run, one block per scenario."""
     frames = [percentile_table(r.records, scenario=n).assign(scenario=n) for n, r in runs.items()]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs["units"] = {"ms": "ms", "ci_low": "ms", "ci_high": "ms"}
+    out.attrs["caption"] = (
+        "Percentiles of successful responses with 95% CIs; p95 and p99 are judged on the CI's "
+        "upper bound (a pass needs the pessimistic end to meet the target)."
+    )
+    return out
+
+
+def measured_window(
+    ts: pd.DataFrame, window_s: float | None, bucket_s: float = 1.0
+) -> pd.DataFrame:
+    """``ts`` with a ``phase`` column: ``load`` for buckets that end within the load window,
+    ``drain`` for those after it (in-flight requests finishing once the load stopped: fewer
+    requests per second there is not a throughput collapse). Without a window all are ``load``.
+    """
+    out = ts.copy()
+    if window_s is None or window_s <= 0 or out.empty:
+        out["phase"] = "load"
+        return out
+    out["phase"] = np.where(out["t_s"] + bucket_s <= window_s + 1e-9, "load", "drain")
+    return out
 
 
 def all_timeseries(runs: Mapping[str, Any], bucket_s: float = 1.0) -> pd.DataFrame:
-    """:func:`timeseries` of every run, with a ``scenario`` column."""
-    frames = [timeseries(r.records, bucket_s).assign(scenario=n) for n, r in runs.items()]
+    """:func:`timeseries` of every run, with ``scenario`` and ``phase`` (``load``, or ``drain``
+    after the load window: see :func:`measured_window`) columns.
+    """
+    frames = [
+        measured_window(
+            timeseries(r.records, bucket_s), (r.summary or {}).get("window_s"), bucket_s
+        ).assign(scenario=n)
+        for n, r in runs.items()
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -264,7 +356,7 @@ def common_issues(runs: Mapping[str, Any]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def verdict(table: pd.DataFrame, issues: pd.DataFrame) -> dict[str, str]:
+def verdict(table: pd.DataFrame, issues: pd.DataFrame) -> dict[str, Any]:
     """One-line verdict for the report index."""
     worst = "pass"
     for st in table["status"]:
@@ -278,7 +370,54 @@ def verdict(table: pd.DataFrame, issues: pd.DataFrame) -> dict[str, str]:
     ]
     if found:
         parts.append("issues: " + ", ".join(found))
-    return {"status": worst, "summary": "; ".join(parts) or "no samples"}
+    return {
+        "status": worst,
+        "summary": "; ".join(parts) or "no samples",
+        "numbers": deciding_numbers(table),
+        "warnings": list(table.attrs.get("warnings") or []),
+    }
+
+
+def deciding_numbers(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The figures the verdict rests on, each against its scenario rule (the run's thresholds):
+    p95 (with its CI), throughput and error rate of each scenario (at most five figures).
+    """
+    from axon_lab.report.summary import figure
+
+    out: list[dict[str, Any]] = []
+    many = len(table) > 1
+    for r in table.itertuples():
+        rules = expectation_rules(r.scenario)
+        prefix = f"{r.scenario} " if many else f"{r.scenario}: "
+
+        def add(
+            key: str,
+            label: str,
+            value: Any,
+            unit: str,
+            ci: Any = None,
+            rules: dict[str, goals.Rule] = rules,
+            prefix: str = prefix,
+        ) -> None:
+            rule = rules.get(key)
+            ok = rule.ok(value) if rule else None
+            out.append(
+                figure(
+                    prefix + label,
+                    value,
+                    unit,
+                    target=f"{rule.op} {_fmt_limit(rule)}" if rule else None,
+                    ci=ci,
+                    status=None if ok is None else ("pass" if ok else "fail"),
+                )
+            )
+
+        add("p95_ms", "p95 latency", r.p95_ms, "ms", [r.p95_ci_low, r.p95_ci_high])
+        if not many:
+            out.append(figure(prefix + "p99 latency", r.p99_ms, "ms"))
+        add("rps", "throughput", r.rps, "req/s")
+        add("error_rate", "error rate", r.error_rate, "%")
+    return out[:5]
 
 
 def response_samples(runs: Mapping[str, Any]) -> dict[str, np.ndarray]:

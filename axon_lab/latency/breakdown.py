@@ -242,8 +242,12 @@ def waterfalls_for(records: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {label: waterfall(records, idx) for label, idx in pick_requests(records).items()}
 
 
-def verdict(table: pd.DataFrame) -> dict[str, str]:
-    """One-line verdict: stages over budget, and the non-LLM overhead at p95."""
+def verdict(table: pd.DataFrame) -> dict[str, Any]:
+    """One-line verdict: stages over budget, and the non-LLM overhead at p95; the deciding
+    numbers are the total and the stages that use most of their budget, each against it.
+    """
+    from axon_lab.report.summary import figure
+
     if not len(table):
         return {"status": "info", "summary": "no stage timings: nothing to judge per stage"}
     over = table[(table.status.isin(["warn", "fail"])) & (table.stage != "total")]
@@ -255,7 +259,24 @@ def verdict(table: pd.DataFrame) -> dict[str, str]:
     if "llm" in t.index:
         parts.append(f"LLM p95 {t.loc['llm', 'p95_ms']:.0f} ms")
     parts.append("stages over budget: " + (", ".join(over.stage) if len(over) else "none"))
-    return {"status": status, "summary": "; ".join(parts)}
+    judged = table[table.budget_ms.notna()]
+    top = pd.concat(
+        [
+            judged[judged.stage == "total"],
+            judged[judged.stage != "total"].sort_values("budget_used", ascending=False).head(4),
+        ]
+    )
+    numbers = [
+        figure(
+            f"{r.stage} p95",
+            r.p95_ms,
+            "ms",
+            target=f"< {r.budget_ms:,.0f} ms (budget)",
+            status=r.status,
+        )
+        for r in top.itertuples()
+    ]
+    return {"status": status, "summary": "; ".join(parts), "numbers": numbers}
 
 
 def results(

@@ -181,8 +181,11 @@ def _nan(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
 
 
-def verdict(table: pd.DataFrame) -> dict[str, str]:
-    """One-line verdict for the report index."""
+def verdict(table: pd.DataFrame) -> dict[str, Any]:
+    """One-line verdict for the report index, with the deciding numbers and warnings."""
+    from axon_lab.report.summary import figure
+    from axon_lab.report.tables import number
+
     improved = table.loc[table.verdict == "improved", "metric"].tolist()
     regressed = table.loc[table.verdict == "regressed", "metric"].tolist()
     status = "fail" if regressed else ("pass" if improved else "info")
@@ -194,7 +197,23 @@ def verdict(table: pd.DataFrame) -> dict[str, str]:
     if not parts:
         parts.append("no change beyond noise")
     warn = table.attrs.get("warnings") or []
-    return {"status": status, "summary": "; ".join(parts) + (f" ({warn[0]})" if warn else "")}
+    numbers = [
+        figure(
+            f"{r.metric}: after vs before",
+            r.difference,
+            "" if r.unit == "ratio" else str(r.unit),
+            target=f"before {number(r.before)} → after {number(r.after)}",
+            ci=[r.ci_low, r.ci_high],
+            status={"improved": "pass", "regressed": "fail"}.get(r.verdict, "info"),
+        )
+        for r in table.itertuples()
+    ][:5]
+    return {
+        "status": status,
+        "summary": "; ".join(parts) + (f" ({warn[0]})" if warn else ""),
+        "numbers": numbers,
+        "warnings": list(warn),
+    }
 
 
 def latency_samples(before: Any, after: Any) -> dict[str, np.ndarray]:

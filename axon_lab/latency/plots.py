@@ -31,6 +31,9 @@ def _lines(ax, target_ms: float | None, critical_ms: float | None) -> None:
         )
 
 
+@figures.captioned(
+    "Look at where the bulk and the tail sit against the target (orange) and critical (red) lines; a long right tail or a second hump means some requests take a different, slower path."
+)
 def latency_distribution(
     samples: Mapping[str, np.ndarray],
     *,
@@ -75,28 +78,52 @@ def latency_distribution(
 
 
 def throughput_errors(ts: pd.DataFrame) -> Figure:
-    """Requests/s and error rate per second, one line per scenario (``timeseries`` frames)."""
+    """Requests/s and error rate per second, one line per scenario (``timeseries`` frames).
+
+    Buckets after the load window (``phase == "drain"``: in-flight requests finishing once the
+    load stopped) are left out of the lines and counted in the caption, so the drain does not
+    read as a throughput collapse.
+    """
     fig = Figure(figsize=(11, 4.5))
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
+    drained = 0
+    if "phase" in ts:
+        drained = int(ts.loc[ts["phase"] == "drain", "requests"].sum())
+        ts = ts[ts["phase"] != "drain"]
     groups = ts.groupby("scenario") if "scenario" in ts else [("run", ts)]
     for name, g in groups:
-        t = g["t_s"] - g["t_s"].min()
-        ax1.plot(t, g["rps"], marker=".", label=str(name))
-        ax2.plot(t, g["error_rate"] * 100, marker=".", label=str(name))
+        ax1.plot(g["t_s"], g["rps"], marker=".", label=str(name))
+        ax2.plot(g["t_s"], g["error_rate"] * 100, marker=".", label=str(name))
     tp = goals.get("throughput")
     ax1.axhline(tp.target, color="#f9a825", ls="--", lw=1, label=f"target {tp.target:g} req/s")
     ax1.axhline(tp.critical, color="#c62828", ls="--", lw=1, label=f"minimum {tp.critical:g} req/s")
     ax2.axhline(1.0, color="#c62828", ls="--", lw=1, label="1% error budget")
     ax1.set_ylabel("req/s")
+    ax1.set_ylim(bottom=0)
+    ax1.set_xlim(left=0)
     ax2.set_ylabel("errors %")
-    ax2.set_xlabel("seconds since start")
+    ax2.set_xlabel("seconds since start (load window only)")
     ax1.legend(fontsize=7, ncol=4)
     ax2.legend(fontsize=7)
     ax1.set_title("Throughput and error rate over time")
     fig.tight_layout()
-    return fig
+    drain = (
+        f" {drained:,} requests that finished after the load window (the drain) are not drawn."
+        if drained
+        else ""
+    )
+    return figures.describe(
+        fig,
+        alt="Two line charts over the seconds of the load window: requests per second against "
+        f"the {tp.target:g} req/s target, and the error rate against the 1% budget.",
+        caption="Look for a steady line above the target and errors at zero; dips that line up "
+        "with error spikes point at the server, a slow decline at saturation." + drain,
+    )
 
 
+@figures.captioned(
+    "Each dot is the relative change after vs before with its 95% CI; a bar that crosses zero is noise, green left of zero for latency (right for rates) is an improvement."
+)
 def before_after(table: pd.DataFrame) -> Figure:
     """Relative change per metric with its 95% CI (green improved, red regressed, grey noise)."""
     fig = Figure(figsize=(9, 3.2))
@@ -150,6 +177,9 @@ def _nothing(title: str, message: str) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Compare each stage's spread with its budget marker: the stage whose p95 sits right of its budget is where the time goes."
+)
 def stage_distributions(long: pd.DataFrame, table: pd.DataFrame) -> Figure:
     """Box plot per stage on a log axis, with the guide's budget per stage as a red tick."""
     stages = [s for s in ORDER if s in set(long.stage)] + sorted(set(long.stage) - set(ORDER))
@@ -181,6 +211,9 @@ def stage_distributions(long: pd.DataFrame, table: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Read left to right: long bars are the slow stages of a typical and a p95 request; gaps are time outside any stage."
+)
 def waterfalls(frames: dict[str, pd.DataFrame]) -> Figure:
     """One horizontal waterfall per picked request (e.g. typical and p95)."""
     frames = {k: v for k, v in frames.items() if len(v)}
@@ -209,6 +242,9 @@ def waterfalls(frames: dict[str, pd.DataFrame]) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Overlapping bars ran concurrently; a bar that starts only when another ends is a sequential step that could run in parallel."
+)
 def span_timeline(tl: pd.DataFrame, title: str = "One request's spans") -> Figure:
     """Gantt chart of a request's spans; overlapping bars are concurrent work (parallel analysis)."""
     if not len(tl):

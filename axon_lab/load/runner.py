@@ -558,7 +558,9 @@ class LoadRunner:
 
         thread = threading.Thread(target=work, name="axon-load-engine", daemon=True)
         interrupted = False
-        bar = _Progress(self.shape.duration_s, enabled=self.progress)
+        bar = _Progress(
+            self.shape.duration_s, enabled=self.progress, desc=f"load {self.name or 'run'}"
+        )
         # Wall-clock bound: the shape, the grace period and a margin; then we pull the plug.
         deadline = time.monotonic() + self.shape.duration_s + self.grace_s + 30.0
         thread.start()
@@ -707,9 +709,11 @@ class LoadRunner:
 
 
 class _Progress:
-    """tqdm progress over the shape's duration (tqdm.auto: a widget in Jupyter)."""
+    """tqdm progress over the shape's duration (tqdm.auto: a live widget in JupyterLab, with
+    ``ipywidgets`` installed; a text bar in a terminal).
+    """
 
-    def __init__(self, total_s: float, *, enabled: bool) -> None:
+    def __init__(self, total_s: float, *, enabled: bool, desc: str = "load") -> None:
         self.bar = None
         self.last = 0.0
         if enabled:
@@ -719,7 +723,7 @@ class _Progress:
                 self.bar = tqdm(
                     total=round(total_s, 1),
                     unit="s",
-                    desc="load",
+                    desc=desc,
                     leave=False,
                     bar_format="{desc} {bar} {n:.0f}/{total:.0f}s {postfix}",
                 )

@@ -63,12 +63,7 @@ class Scenario:
         out: list[str] = []
         e = self.expectation
         if e is not None:
-            if e.p95_ms is not None:
-                out.append(f"http_req_duration:p(95)<{e.p95_ms:g}")
-            if e.min_rps is not None:
-                out.append(f"http_reqs:rate>{e.min_rps:g}")
-            op = "<=" if e.max_error_rate == 0 else "<"
-            out.append(f"http_req_failed:rate{op}{e.max_error_rate:g}")
+            out.extend(rule.expr for rule in e.rules().values())
         out.extend(self.extra_thresholds)
         return out
 

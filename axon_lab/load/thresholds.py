@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from axon_lab.errors import ConfigError
+from axon_lab.goals import OPS
 from axon_lab.load.records import FAILED_OUTCOMES, LATENCY_OUTCOMES, TIMED_OUTCOMES
 from axon_lab.load.servertiming import cache_outcome_kind
 from axon_lab.metrics import Metric, declare
@@ -100,14 +101,7 @@ AGGREGATIONS: dict[str, tuple[str, ...]] = {
     "counter": ("count", "rate"),
     "gauge": ("value",),
 }
-_OPS = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
+_OPS = OPS  # the one set of comparison rules (axon_lab.goals.OPS)
 _EXPR = re.compile(
     r"^\s*(?P<metric>[A-Za-z_][\w.\-]*)\s*:\s*(?P<agg>p\(\s*\d+(?:\.\d+)?\s*\)|[a-z]+)\s*"
     r"(?P<op><=|>=|==|!=|<|>)\s*(?P<value>[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*(?P<unit>ms|s|%)?\s*$"

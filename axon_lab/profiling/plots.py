@@ -24,6 +24,9 @@ figures.enable_notebook_display()
 PHASE_COLORS = {"startup": "#9e9e9e", "idle": "#2e7d32", "load": "#c62828", "drain": "#1565c0"}
 
 
+@figures.captioned(
+    "Wider boxes take more CPU; look for a wide box in axon_lab code near the top, the function to optimise."
+)
 def flame(
     layout: pd.DataFrame, *, title: str = "CPU flame graph (scalene stacks, axon_lab frames)"
 ) -> Figure:
@@ -54,6 +57,7 @@ def flame(
     return fig
 
 
+@figures.captioned("The longest bars are where the time or memory goes; start with the top one.")
 def top_functions(table: pd.DataFrame, *, by: str = "cpu", title: str | None = None) -> Figure:
     """Horizontal bars of a top-functions/lines table: CPU split python/native/system, or MB."""
     n = len(table)
@@ -104,6 +108,9 @@ def _shade_phases(ax, frame: pd.DataFrame, x: str) -> None:
             )
 
 
+@figures.captioned(
+    "RSS and CPU% over time against the guide's targets (dashed): look for memory that keeps climbing and CPU held at the limit."
+)
 def resources(frame: pd.DataFrame) -> Figure:
     """RSS (MB) and CPU% (per core) over time, phases shaded, with the guide's targets."""
     mem, cpu = goals.get("memory_usage"), goals.get("cpu_usage")
@@ -137,6 +144,9 @@ def resources(frame: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "How late the event loop woke up (log axis): values above 10 ms mean blocking work on the loop."
+)
 def event_loop_lag(lag: pd.DataFrame) -> Figure:
     """Event-loop lag over time (log scale) with the guide's 10 ms "high delay" line."""
     fig = Figure(figsize=(11, 3.2))
@@ -166,6 +176,9 @@ def event_loop_lag(lag: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "The fitted slope of RSS under load: a flat line is healthy, a steady climb suggests a leak."
+)
 def memory_fit(frame: pd.DataFrame, slope: Mapping[str, Any]) -> Figure:
     """RSS during the load phase with the fitted slope (the soak test's leak check)."""
     fig = Figure(figsize=(8, 3.2))

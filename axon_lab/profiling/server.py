@@ -320,7 +320,7 @@ def effective_parameters(
     return out
 
 
-def verdict(results: Mapping[str, Any]) -> dict[str, str]:
+def verdict(results: Mapping[str, Any]) -> dict[str, Any]:
     """One-line verdict: worst of the memory/CPU verdicts, and the soak leak flag."""
     v = results["verdicts"]
     statuses = [s for s in v.status if s != "unknown"]
@@ -342,7 +342,29 @@ def verdict(results: Mapping[str, Any]) -> dict[str, str]:
         parts.append("LEAK SUSPECTED")
         if results.get("soak"):
             worst = "fail"
-    return {"status": worst, "summary": "; ".join(parts) or "no samples"}
+    from axon_lab.report.summary import figure
+
+    numbers = [
+        figure(
+            str(r.metric),
+            r.value,
+            str(r.unit),
+            target=f"< {r.target:,g} {r.unit}" if r.target is not None else None,
+            status=str(r.status),
+        )
+        for r in v.itertuples()
+    ][:4]
+    if slope.get("slope_mb_per_min") is not None:
+        numbers.append(
+            figure(
+                "RSS slope under load",
+                slope["slope_mb_per_min"],
+                "MB/min",
+                target="flat (no leak)",
+                status="fail" if slope.get("leak_suspected") else None,
+            )
+        )
+    return {"status": worst, "summary": "; ".join(parts) or "no samples", "numbers": numbers}
 
 
 # --- the profiled server (run as a script under scalene) ----------------------------------------------------

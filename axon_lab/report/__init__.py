@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from axon_lab.report.sidecar import SCHEMA, load, load_frame, parameter_values, record
+from axon_lab.report.tables import Table, table
 
 __all__ = [
     "SCHEMA",
@@ -10,6 +11,8 @@ __all__ = [
     "load_frame",
     "parameter_values",
     "record",
+    "table",
+    "Table",
     "run_notebook",
     "build_report",
 ]

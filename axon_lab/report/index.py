@@ -12,7 +12,7 @@ from typing import Any
 from axon_lab import jsonutil, provenance
 from axon_lab.goals import SYMBOLS
 from axon_lab.redact import redact_text
-from axon_lab.report.run import RunResult, notebook_parameters, run_notebook
+from axon_lab.report.run import RunResult, notebook_parameters, run_notebook, scrub_local
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 #: Smoke runs use a small, representative corpus sample unless AXON_CORPUS_LIMIT is set, so a
@@ -31,20 +31,34 @@ def smoke_parameters(path: Path) -> dict[str, Any]:
     return {"smoke": True} if "smoke" in notebook_parameters(path) else {}
 
 
+#: Index order: what needs attention first.
+STATUS_ORDER = {"fail": 0, "warn": 1, "unknown": 2, "info": 3, "pass": 4}
+
+
+def result_status(r: RunResult) -> str:
+    """``fail`` for a notebook that failed, else its verdict's status (``info`` without one)."""
+    return "fail" if r.status == "failed" else str((r.verdict or {}).get("status") or "info")
+
+
+def sort_results(results: Sequence[RunResult]) -> list[RunResult]:
+    """Failures first, then warnings, unknowns, infos and passes; by name within each."""
+    return sorted(results, key=lambda r: (STATUS_ORDER.get(result_status(r), 2), r.name))
+
+
 def write_index(
     results: Sequence[RunResult], out_dir: Path, *, title: str = "axon_lab reports"
 ) -> Path:
     """``index.html`` linking each report with its status, verdict and run time; plus index.json."""
     prov = provenance.collect()
     rows = []
-    for r in results:
+    for r in sort_results(results):
+        status = result_status(r)
         v = r.verdict or {}
-        status = "fail" if r.status == "failed" else v.get("status", "info")
         summary = v.get("summary") or (r.error or "")
         rows.append(
             f"<tr class='{html.escape(status)}'><td>{SYMBOLS.get(status, '')} {html.escape(status)}</td>"
             f"<td><a href='{html.escape(r.html.relative_to(out_dir).as_posix())}'>{html.escape(r.name)}</a></td>"
-            f"<td>{html.escape(r.status)}</td><td>{html.escape(redact_text(summary))}</td>"
+            f"<td>{html.escape(r.status)}</td><td>{html.escape(scrub_local(redact_text(summary)))}</td>"
             f"<td style='text-align:right'>{r.seconds:.1f} s</td></tr>"
         )
     commit = prov["commit"]
@@ -54,6 +68,7 @@ def write_index(
 body{{font-family:system-ui,sans-serif;margin:2em;max-width:70em}}
 table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #ddd;padding:.4em .6em;text-align:left}}
 tr.fail td{{background:#fff0f0}} tr.warn td{{background:#fffbe6}} tr.pass td{{background:#f0fff0}}
+td:first-child,td:last-child{{white-space:nowrap}}
 footer{{color:#666;font-size:.85em;margin-top:2em}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
@@ -61,8 +76,9 @@ footer{{color:#666;font-size:.85em;margin-top:2em}}
 <tbody>
 {chr(10).join(rows)}
 </tbody></table>
-<footer>Generated {html.escape(prov["created_utc"])} on {html.escape(str(prov["machine"]["node"]))}
-({html.escape(str(prov["machine"]["cpu"]))}, {prov["machine"]["cores"]} cores) —
+<p>Failures first, then warnings; each line is the report's verdict.</p>
+<footer>Generated {html.escape(prov["created_utc"][:19].replace("T", " "))} UTC on
+{html.escape(str(prov["machine"]["cpu"]))}, {prov["machine"]["cores"]} cores —
 commit {html.escape(str(commit["id"])[:12])}{" (dirty)" if commit["dirty"] else ""}</footer>
 </body></html>
 """
@@ -82,7 +98,7 @@ commit {html.escape(str(commit["id"])[:12])}{" (dirty)" if commit["dirty"] else 
                     "html": r.html.relative_to(out_dir).as_posix(),
                     "sidecar": r.sidecar.relative_to(out_dir).as_posix() if r.sidecar else None,
                 }
-                for r in results
+                for r in sort_results(results)
             ],
         },
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,9 @@ from typing import Any
 from axon_lab.errors import ConfigError, InputFileError
 from axon_lab.redact import redact_text
 from axon_lab.report import sidecar
+
+#: The checkout holding the notebooks (never shown in a shared report).
+NOTEBOOK_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -99,33 +103,118 @@ def coerce_parameters(path: Path | str, raw: Mapping[str, Any]) -> dict[str, Any
     return out
 
 
-def _redact_notebook(nb: Any) -> Any:
+_DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+")
+
+
+def local_names(run_dir: Path | str | None = None) -> list[tuple[str, str]]:
+    """``[(machine-local text, placeholder)]``: what a shared report must not show.
+
+    The run directory, the data directory, the checkout, the temporary directory, the home
+    directory (which holds the user name) and the host name, longest first.
+    """
+    import socket
+    import tempfile
+
+    from axon_lab.config import get_settings
+
+    paths: dict[str, str] = {}
+    if run_dir is not None:
+        paths[str(Path(run_dir).resolve())] = "[run dir]"
+        paths[str(Path(run_dir))] = "[run dir]"
+    data_dirs = [os.environ.get("AXON_DATA_DIR")]
+    try:
+        data_dirs.append(str(get_settings().data_dir))
+    except Exception:  # settings unreadable: nothing to hide there
+        pass
+    for d in data_dirs:
+        if d:
+            paths.setdefault(str(Path(d).resolve()), "[data dir]")
+    paths.setdefault(str(NOTEBOOK_ROOT), "[checkout]")
+    paths.setdefault(str(Path(tempfile.gettempdir()).resolve()), "[tmp]")
+    home = str(Path.home())
+    if home not in ("/", ""):
+        paths.setdefault(home, "~")
+    out = sorted(((k, v) for k, v in paths.items() if len(k) > 1), key=lambda kv: -len(kv[0]))
+    host = socket.gethostname()
+    if host and host != "localhost":
+        out.append((host, "[host]"))
+    return out
+
+
+def scrub_local(text: str, names: list[tuple[str, str]] | None = None) -> str:
+    """``text`` without machine-local paths and the host name (see :func:`local_names`);
+    embedded images (``data:`` URIs) are left as they are.
+    """
+    names = local_names() if names is None else names
+    if not names or not text:
+        return text
+
+    def clean(part: str) -> str:
+        for local, placeholder in names:
+            if local.startswith("/"):
+                part = re.sub(re.escape(local) + r"(?![\w.-])", placeholder, part)
+            else:
+                part = re.sub(r"(?<![\w.-])" + re.escape(local) + r"(?![\w-])", placeholder, part)
+        return part
+
+    pieces, last = [], 0
+    for m in _DATA_URI.finditer(text):
+        pieces.append(clean(text[last : m.start()]))
+        pieces.append(m.group(0))
+        last = m.end()
+    pieces.append(clean(text[last:]))
+    return "".join(pieces)
+
+
+def _redact_notebook(nb: Any, names: list[tuple[str, str]] | None = None) -> Any:
     import nbformat
 
     from axon_lab.redact import redact
 
+    def clean(text: str) -> str:
+        return scrub_local(redact_text(text), names)
+
     nb.metadata = nbformat.from_dict(redact(json.loads(json.dumps(nb.metadata))))
+    nb.metadata.get("papermill", {}).pop("input_path", None)
+    nb.metadata.get("papermill", {}).pop("output_path", None)
     for cell in nb.cells:
-        cell.source = redact_text(cell.source)
+        cell.source = clean(cell.source)
         for out in cell.get("outputs", []):
             if "text" in out:
-                out["text"] = redact_text(
+                out["text"] = clean(
                     out["text"] if isinstance(out["text"], str) else "".join(out["text"])
                 )
             for key in ("text/plain", "text/html", "text/markdown"):
                 data = out.get("data", {})
                 if key in data:
                     v = data[key]
-                    data[key] = redact_text(v if isinstance(v, str) else "".join(v))
+                    data[key] = clean(v if isinstance(v, str) else "".join(v))
             if "evalue" in out:
-                out["evalue"] = redact_text(out["evalue"])
+                out["evalue"] = clean(out["evalue"])
             if "traceback" in out:
-                out["traceback"] = [redact_text(t) for t in out["traceback"]]
+                out["traceback"] = [clean(t) for t in out["traceback"]]
     return nb
 
 
-def to_html(nb: Any, *, show_code: bool = False) -> str:
-    """Nbconvert HTML (lab template); code cells hidden unless ``show_code``; redacted."""
+def add_summary(nb: Any, doc: dict[str, Any] | None) -> Any:
+    """Put the summary of the run (:mod:`axon_lab.report.summary`) first in ``nb``."""
+    import nbformat
+
+    from axon_lab.report.summary import summary_markdown
+
+    if not doc:
+        return nb
+    cell = nbformat.v4.new_markdown_cell(summary_markdown(doc))
+    cell.metadata["tags"] = ["axon-summary"]
+    nb.cells = [c for c in nb.cells if "axon-summary" not in c.get("metadata", {}).get("tags", [])]
+    nb.cells.insert(0, cell)
+    return nb
+
+
+def to_html(nb: Any, *, show_code: bool = False, names: list[tuple[str, str]] | None = None) -> str:
+    """Nbconvert HTML (lab template); code cells hidden unless ``show_code``; secrets redacted
+    and machine-local paths and the host name replaced (:func:`scrub_local`).
+    """
     import sys
 
     from nbconvert import HTMLExporter
@@ -141,7 +230,7 @@ def to_html(nb: Any, *, show_code: bool = False) -> str:
     exporter.exclude_input_prompt = not show_code
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(nb)
-    return redact_text(body)
+    return scrub_local(redact_text(body), names)
 
 
 def run_notebook(
@@ -170,9 +259,11 @@ def run_notebook(
     sidecar_path = out / f"{name}.results.json"
     if sidecar_path.exists():
         sidecar_path.unlink()
-    saved_env = {k: os.environ.get(k) for k in [sidecar.OUT_DIR_ENV, *(env or {})]}
+    # a static report cannot show live progress: no tqdm bars (text or widget) in its outputs
+    env = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE") or "1", **(env or {})}
+    saved_env = {k: os.environ.get(k) for k in [sidecar.OUT_DIR_ENV, *env]}
     os.environ[sidecar.OUT_DIR_ENV] = str(out.resolve())
-    os.environ.update(env or {})
+    os.environ.update(env)
     t0 = time.perf_counter()
     error = None
     try:
@@ -197,22 +288,12 @@ def run_notebook(
             else:
                 os.environ[k] = v
     seconds = time.perf_counter() - t0
-    error = redact_text(" ".join(error.split())) if error else None
+    names = local_names(out)
+    error = scrub_local(redact_text(" ".join(error.split())), names) if error else None
     if executed.exists():
         nb = nbformat.read(executed, as_version=4)
     else:
         nb = nbformat.read(nb_path, as_version=4)
-    nb = _redact_notebook(nb)
-    if error:
-        nb.cells.insert(
-            0,
-            nbformat.v4.new_markdown_cell(
-                f"# ❌ Notebook failed\n\n`{name}` stopped with an error: **{error}**\n\n"
-                "Results recorded before the failure are kept below."
-            ),
-        )
-    nbformat.write(nb, executed)
-    html.write_text(to_html(nb, show_code=show_code), encoding="utf-8")
     doc = None
     if sidecar_path.exists():
         doc = sidecar.load(sidecar_path)
@@ -228,6 +309,18 @@ def run_notebook(
             out_dir=out,
         )
         doc = sidecar.load(sidecar_path)
+    nb = add_summary(nb, doc)
+    nb = _redact_notebook(nb, names)
+    if error:
+        nb.cells.insert(
+            1 if doc else 0,  # after the summary, which says FAIL and why
+            nbformat.v4.new_markdown_cell(
+                f"# ❌ Notebook failed\n\n`{name}` stopped with an error: **{error}**\n\n"
+                "Results recorded before the failure are kept below."
+            ),
+        )
+    nbformat.write(nb, executed)
+    html.write_text(to_html(nb, show_code=show_code, names=names), encoding="utf-8")
     return RunResult(
         notebook=str(nb_path),
         name=name,

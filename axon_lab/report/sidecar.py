@@ -29,6 +29,21 @@ SCHEMA = "axon_lab.results/1"
 OUT_DIR_ENV = "AXON_LAB_OUT_DIR"
 
 
+class RecordedPath(type(Path())):  # type: ignore[misc]
+    """The sidecar's path, shown in a notebook as what was recorded, not where (a shared
+    report never shows a local path).
+    """
+
+    def note(self) -> str:
+        return f"Results recorded as {self.name} (sidecar with provenance, for CI and comparisons)."
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.note())
+
+    def _repr_html_(self) -> str:
+        return f"<p><small>{self.note()}</small></p>"
+
+
 def default_out_dir(name: str) -> Path:
     """Where a sidecar goes: ``$AXON_LAB_OUT_DIR`` if set, else ``reports/<name>/``."""
     env = os.environ.get(OUT_DIR_ENV)
@@ -122,7 +137,7 @@ def record(
         "frames": frame_files,
         "error": error,
     }
-    return jsonutil.write_json(out / f"{name}.results.json", doc)
+    return RecordedPath(jsonutil.write_json(out / f"{name}.results.json", doc))
 
 
 def load(path: Path | str) -> dict[str, Any]:

@@ -118,17 +118,26 @@ def recall_tradeoff(
     return fig
 
 
+@figures.captioned(
+    "Configurations up and to the left are better: the recommended one is the cheapest that reaches the target recall within the latency budget."
+)
 def recall_latency(frame: pd.DataFrame, **kw: Any) -> Figure:
     """Recall vs p95 latency with the Pareto frontier (see :func:`recall_tradeoff`)."""
     return recall_tradeoff(frame, "p95_ms", **kw)
 
 
+@figures.captioned(
+    "Configurations up and to the right are better: more queries per second at the recall you need."
+)
 def recall_qps(frame: pd.DataFrame, qps: str = "qps_1", **kw: Any) -> Figure:
     """Recall vs QPS (``qps_1`` or ``qps_n``) with the Pareto frontier (see :func:`recall_tradeoff`)."""
     kw.pop("budget_ms", None)
     return recall_tradeoff(frame, qps, **kw)
 
 
+@figures.captioned(
+    "Recall rises with hnsw_ef and flattens: the knee is where more search effort stops paying."
+)
 def recall_vs_ef(
     frame: pd.DataFrame, *, y: str = "recall", target_recall: float | None = None
 ) -> Figure:
@@ -177,6 +186,9 @@ def recall_vs_ef(
     return fig
 
 
+@figures.captioned(
+    "Recall and latency by filter selectivity: a drop at low selectivity means the filter defeats the HNSW graph (a payload index helps)."
+)
 def filtered_search(frame: pd.DataFrame) -> Figure:
     """Filtered vs unfiltered: recall and p95 against ``hnsw_ef`` per workspace (selectivity).
 
@@ -215,6 +227,9 @@ def filtered_search(frame: pd.DataFrame) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Batch vs one-at-a-time upserts: the batch should take a fraction of the time per context."
+)
 def upsert_times(frame: pd.DataFrame) -> Figure:
     """Batch vs single upsert: time per repeat for each mode (box plot plus points)."""
     fig = Figure(figsize=(6, 4), layout="constrained")

@@ -154,12 +154,40 @@ def _pick(r: pd.Series, latency: str) -> dict[str, Any]:
 
 def verdict(
     recommendation: Mapping[str, Any], goal: Mapping[str, Any] | None = None
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """A one-line verdict: ``pass`` when a configuration meets the target (and ``goal``, if given)."""
+    from axon_lab.report.summary import figure
+
     rec = recommendation
     if rec.get("status") != "ok":
         return {"status": "fail", "summary": rec.get("reason", "no configuration meets the target")}
     lat = rec.get("latency", "p95_ms")
+    numbers = [
+        figure(
+            f"recall@k of {rec['config']} hnsw_ef={rec['hnsw_ef']}",
+            rec["recall"],
+            "",
+            target=f">= {rec['target_recall']}",
+            status="pass",
+        ),
+        figure(
+            f"{lat.removesuffix('_ms')} search latency",
+            rec[lat],
+            "ms",
+            target=f"<= {rec['budget_ms']:g} ms",
+            status="pass",
+        ),
+    ]
+    if goal is not None:
+        numbers.append(
+            figure(
+                f"stretch goal: recall {goal.get('target_recall')} at < {goal.get('budget_ms', 0):g} ms",
+                goal.get("recall"),
+                "",
+                target="met" if goal.get("status") == "ok" else str(goal.get("reason") or "missed"),
+                status="pass" if goal.get("status") == "ok" else "warn",
+            )
+        )
     text = (
         f"{rec['config']} hnsw_ef={rec['hnsw_ef']}: recall {rec['recall']:.3f} "
         f"(target {rec['target_recall']}), {lat.removesuffix('_ms')} {rec[lat]:.2f} ms "
@@ -167,12 +195,16 @@ def verdict(
     )
     if goal is not None:
         if goal.get("status") != "ok":
-            return {"status": "warn", "summary": f"{text}; goal missed: {goal.get('reason')}"}
+            return {
+                "status": "warn",
+                "summary": f"{text}; goal missed: {goal.get('reason')}",
+                "numbers": numbers,
+            }
         text += (
             f"; goal recall {goal['target_recall']} at < {goal['budget_ms']:g} ms met by "
             f"{goal['config']} hnsw_ef={goal['hnsw_ef']} ({goal['recall']:.3f}, {goal[lat]:.2f} ms)"
         )
-    return {"status": "pass", "summary": text}
+    return {"status": "pass", "summary": text, "numbers": numbers}
 
 
 def table(frame: pd.DataFrame, recommendation: Mapping[str, Any] | None = None) -> pd.DataFrame:

@@ -630,6 +630,40 @@ def _meta(dataset: Dataset, settings: Settings, **extra: Any) -> dict[str, Any]:
     }
 
 
+class _NoBar:
+    """Stands in for a progress bar when none is shown."""
+
+    def set_description(self, _text: str) -> None:
+        pass
+
+    def update(self, _n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _sweep_bar(g: Grid, include_exact: bool, *, enabled: bool | None) -> Any:
+    """A tqdm bar over the sweep's searches (tqdm.auto: a widget in JupyterLab), or a stand-in."""
+    if enabled is None:
+        from axon_lab.report.sidecar import OUT_DIR_ENV
+
+        enabled = OUT_DIR_ENV not in os.environ  # a person runs it, not axon-lab run/report
+    if not enabled:
+        return _NoBar()
+    builds = list(g.builds())
+    total = sum(
+        len(g.hnsw_ef) * (len(g.oversampling) if b.quantization != "none" else 1) for b in builds
+    )
+    total += len({b.quantization for b in builds}) if include_exact else 0
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="HNSW sweep", unit="search", leave=True)
+    except Exception:  # no tqdm: run without a bar
+        return _NoBar()
+
+
 def sweep(
     dataset: Dataset,
     g: Grid | None = None,
@@ -641,9 +675,13 @@ def sweep(
     max_search_threads: int | None = None,
     warmup: int = 20,
     settings: Settings | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | bool | None = None,
 ) -> SweepResult:
     """Build each (m, ef_construct, full_scan_threshold, quantization) once, then measure every hnsw_ef.
+
+    ``progress``: a function that gets one line per step (the CLI), ``True`` for a progress bar
+    (a live widget in JupyterLab), ``None`` for a bar only when a person runs the notebook
+    (not under ``axon-lab run``/``report``).
 
     Each build is verified (``indexed_vectors == points``, else :class:`IndexNotBuilt`) and
     checked for brute-force segments (:class:`BruteForceWarning`) before anything is timed.
@@ -665,13 +703,15 @@ def sweep(
     truth, _ = ground_truth(dataset.vectors, dataset.queries, k)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
-    say = progress or (lambda _msg: None)
+    say = progress if callable(progress) else (lambda _msg: None)
+    bar = _sweep_bar(g, include_exact, enabled=progress if isinstance(progress, bool) else None)
     exact_done: set[str] = set()
     with sweep_stores(s, max_search_threads=max_search_threads) as open_store:
         for cfg in g.builds():
             store = open_store(cfg.label)
             try:
                 say(f"build {cfg.label} on {dataset.n} points ...")
+                bar.set_description(f"build {cfg.label}")
                 b = build_index(
                     store,
                     dataset,
@@ -687,9 +727,11 @@ def sweep(
                 base = {"config": cfg.label, **asdict(cfg), "k": k, "brute_force": bool(w)}
                 if include_exact and cfg.quantization not in exact_done:
                     exact_done.add(cfg.quantization)
+                    bar.set_description(f"exact search ({cfg.quantization})")
                     ev = evaluate(
                         store, dataset, truth, k=k, exact=True, clients=clients, warmup=warmup
                     )
+                    bar.update(1)
                     rows.append(
                         {
                             **base,
@@ -711,6 +753,7 @@ def sweep(
                     searches = [(True, ov) for ov in g.oversampling]
                 for ef in g.hnsw_ef:
                     for rescore, ov in searches:
+                        bar.set_description(f"search {cfg.label} hnsw_ef={ef}")
                         ev = evaluate(
                             store,
                             dataset,
@@ -733,6 +776,7 @@ def sweep(
                                 **ev,
                             }
                         )
+                        bar.update(1)
                         say(
                             f"  hnsw_ef={ef}{'' if ov is None else f' oversampling={ov}'}: "
                             f"recall@{k} {ev['recall']:.4f}, p95 {ev['p95_ms']:.3f} ms, "
@@ -741,6 +785,8 @@ def sweep(
             finally:
                 store.drop()
                 store.close()
+    bar.set_description("HNSW sweep done")
+    bar.close()
     frame = _tidy(pd.DataFrame(rows), dataset, s)
     return SweepResult(
         frame,
