@@ -201,3 +201,99 @@ def bench_burst(
         update={"llm": LLMOptions(**{**options.llm.model_dump(), "mode": llm})}
     )
     return asyncio.run(_bench_burst(settings or get_settings(), options, size, bursts, workspace))
+
+
+def bench_embeddings(
+    *,
+    limit: int | None = None,
+    backends: tuple[str, ...] = ("torch", "onnx", "onnx-int8"),
+    batch_sizes: tuple[int, ...] = (1, 8, 32),
+    throughput_texts: int = 1000,
+    queries: int | None = None,
+    latency_queries: int = 200,
+    k: int = 10,
+    settings: Settings | None = None,
+    on_status: Any = None,
+) -> dict[str, Any]:
+    """The embedding backends side by side: speed and, against PyTorch fp32, the same answers.
+
+    - throughput: texts/s on ``throughput_texts`` corpus chunks for every backend, batch size
+      and batch order (``sorted``: batches cut from texts sorted by length; ``input``: in
+      corpus order), after a warm-up; the model load is not timed;
+    - query latency: one held-out query at a time (the request path), p50/p95 in ms;
+    - quality: every corpus chunk and held-out query embedded with each backend (vectors from
+      the on-disk cache where present), exact top-``k`` neighbours of each query, and their
+      overlap with the top-``k`` that PyTorch fp32 vectors give (recall@k, mean over queries).
+
+    ``limit`` takes a sample of the corpus (``None``: all of it, 831 held-out queries).
+    """
+    from axon_lab import corpus, embeddings
+
+    s = settings or get_settings()
+    say = on_status or (lambda msg: None)
+    df = corpus.build_frame(limit)
+    docs = df[df.split == "corpus"]["content"].tolist()
+    held = df[df.split == "heldout"]["content"].tolist()
+    if queries is not None:
+        held = held[:queries]
+    sample = docs[:throughput_texts]
+    out: dict[str, Any] = {
+        "corpus_texts": len(docs),
+        "queries": len(held),
+        "k": k,
+        "throughput_texts": len(sample),
+        "cores": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "backends": {},
+    }
+    neighbours: dict[str, np.ndarray] = {}
+    for b in (b for b in ("torch", *backends) if b in embeddings.BACKENDS):
+        if b in out["backends"]:
+            continue
+        say(f"{b}: loading")
+        t0 = time.perf_counter()
+        m = embeddings.model(b)
+        row: dict[str, Any] = {"load_s": round(time.perf_counter() - t0, 2), "throughput": []}
+        m.encode(sample[:16], 8)  # warm-up
+        if b in backends:
+            for bs in batch_sizes:
+                for order in ("sorted", "input"):
+                    if bs == 1 and order == "input":
+                        continue  # the same thing for single texts
+                    say(f"{b}: {len(sample)} texts, batch {bs}, {order} order")
+                    t1 = time.perf_counter()
+                    m.encode(sample, bs, sort=order == "sorted")
+                    dt = time.perf_counter() - t1
+                    row["throughput"].append(
+                        {
+                            "batch_size": bs,
+                            "order": order,
+                            "texts_per_s": round(len(sample) / dt, 1),
+                        }
+                    )
+            lat = []
+            for q in held[:latency_queries]:
+                t1 = time.perf_counter()
+                m.encode([q], 1)
+                lat.append((time.perf_counter() - t1) * 1000)
+            st = _stats(lat)
+            row["query_ms"] = {"p50": st["p50"], "p95": st["p95"], "count": st["count"]}
+        say(f"{b}: embedding {len(docs)} corpus texts for the quality check (cached ones reused)")
+        cache = embeddings.VectorCache(embeddings.check_backend(b), s.cache_dir)
+        dvec, hits = embeddings.embed_cached(docs, backend=b, cache=cache)
+        row["corpus_vectors_from_cache"] = hits
+        qvec = np.stack([m.encode([q], 1)[0] for q in held])  # one at a time, as a request does
+        sims = qvec @ dvec.T
+        neighbours[b] = np.argsort(-sims, axis=1)[:, :k]
+        out["backends"][b] = row
+    ref = neighbours["torch"]
+    for name, nn in neighbours.items():
+        overlap = [len(set(a) & set(r)) / k for a, r in zip(nn, ref, strict=True)]
+        out["backends"][name]["recall_at_k_vs_torch"] = round(float(np.mean(overlap)), 4)
+        out["backends"][name]["min_query_overlap"] = round(float(np.min(overlap)), 2)
+    for row in out["backends"].values():
+        if row["throughput"]:
+            best = max(row["throughput"], key=lambda r: r["texts_per_s"])
+            row["best"] = best
+            row["full_corpus_build_s"] = round((len(docs) + len(held)) / best["texts_per_s"], 1)
+    return out

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,6 +17,12 @@ from axon_lab.redact import redact_text
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _default_cache_dir() -> Path:
+    # Models exported once and vectors by text hash, shared by every data dir of this user.
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "axon-lab"
 
 
 def _default_data_dir() -> Path:
@@ -52,7 +59,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 3000
     corpus_limit: int | None = Field(
-        None, description="cap on contexts loaded (CI uses a small one)"
+        None,
+        ge=1,
+        description="a representative sample of N contexts (build, serve, notebooks, reports)",
+    )
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "onnx",
+        description="embedding backend (axon_lab.embeddings.BACKENDS): onnx gives PyTorch's "
+        "vectors faster; onnx-int8 is faster still but moves neighbours",
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="ONNX models and embedded vectors, reused across data dirs",
     )
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100

@@ -17,12 +17,15 @@ Workspaces (share of chunks, so filtered search can be studied at several select
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import sysconfig
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -47,6 +50,7 @@ HELDOUT_SHARE = 0.05
 CHUNK_CHARS = 320
 MIN_CHARS = 60
 SCHEMA_VERSION = 1
+log = logging.getLogger("axon_lab.corpus")
 _SKIP_DIRS = {"site-packages", "dist-packages", "idlelib", "turtledemo", "__pycache__", "lib2to3"}
 
 
@@ -257,38 +261,175 @@ def fingerprint(df: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
+class BuildProgress:
+    """What a corpus build is doing, for a terminal bar, a notebook widget, a server log and
+    ``/health``: stage, texts ready of total, texts/s and an ETA (thread-safe snapshot).
+    """
+
+    def __init__(self, *, log_every_s: float = 5.0, bar: bool = False) -> None:
+        self.stage = "starting"
+        self.phase = "building"  # then "loading" (filling the stores)
+        self.total = 0
+        self.done = 0
+        self.cached = 0
+        self.started = time.monotonic()
+        self._embed_started: float | None = None
+        self._embed_base = 0
+        self._log_every_s = log_every_s
+        self._last_log = 0.0
+        self._bar_wanted = bar
+        self._bar: Any = None
+        self._lock = threading.Lock()
+
+    def set_stage(self, stage: str) -> None:
+        with self._lock:
+            self.stage = stage
+        log.info("corpus: %s", stage)
+
+    def update(self, done: int, total: int) -> None:
+        """Called by the embedder with texts ready (cached ones count at once)."""
+        with self._lock:
+            if self._embed_started is None:
+                self._embed_started, self._embed_base, self.cached = time.monotonic(), done, done
+            self.done, self.total, self.stage = done, total, "embedding"
+        if self._bar_wanted:
+            if self._bar is None:
+                from tqdm.auto import tqdm
+
+                self._bar = tqdm(
+                    total=total,
+                    initial=done,
+                    unit="text",
+                    desc="embedding corpus",
+                    smoothing=0.1,
+                    dynamic_ncols=True,
+                )
+            else:
+                self._bar.update(done - self._bar.n)
+        now = time.monotonic()
+        if self._bar is None and (now - self._last_log >= self._log_every_s or done >= total):
+            self._last_log = now
+            snap = self.snapshot()
+            log.warning(
+                "corpus: embedded %d/%d texts (%d from the cache), %s texts/s, ETA %s",
+                snap["done"],
+                snap["total"],
+                snap["cached"],
+                snap["texts_per_s"] if snap["texts_per_s"] is not None else "-",
+                _eta_text(snap["eta_s"]),
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """``{stage, done, total, cached, percent, texts_per_s, eta_s, elapsed_s}``."""
+        with self._lock:
+            rate = eta = None
+            if self._embed_started is not None:
+                dt = time.monotonic() - self._embed_started
+                computed = self.done - self._embed_base
+                if dt > 0.5 and computed > 0:
+                    rate = computed / dt
+                    eta = (self.total - self.done) / rate
+            return {
+                "stage": self.stage,
+                "done": self.done,
+                "total": self.total,
+                "cached": self.cached,
+                "percent": round(100.0 * self.done / self.total, 1) if self.total else 0.0,
+                "texts_per_s": round(rate, 1) if rate is not None else None,
+                "eta_s": round(eta, 1) if eta is not None else None,
+                "elapsed_s": round(time.monotonic() - self.started, 1),
+            }
+
+
+def _eta_text(eta_s: float | None) -> str:
+    if eta_s is None:
+        return "-"
+    m, sec = divmod(int(round(eta_s)), 60)
+    return f"{m} min {sec:02d} s" if m else f"{sec} s"
+
+
 def build(
     limit: int | None = None,
     *,
     settings: Settings | None = None,
     force: bool = False,
-    progress: bool = False,
+    progress: bool | BuildProgress = False,
+    backend: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Build (or reuse) the embedded corpus artefact and return its build info."""
+    """Build (or reuse) the embedded corpus artefact and return its build info.
+
+    Vectors come from the on-disk cache where it has them (``embeddings.VectorCache``), so a
+    rebuild, another ``limit`` or another split embeds only new texts. ``progress`` is a
+    :class:`BuildProgress` (shared with ``/health``) or ``True`` for a bar on the terminal (a
+    widget in a notebook); either way the log gets a line every few seconds. ``should_stop``
+    is checked between chunks (the build then raises ``InterruptedError``): nothing half
+    written is ever used, because the artefact is written under a temporary name and renamed,
+    and ``build.json`` (what marks it built) is written last.
+    """
     from axon_lab import embeddings
 
-    p = paths(settings, limit)
-    if not force and p.contexts.exists() and p.build_info.exists():
-        return json.loads(p.build_info.read_text())
-    t0 = time.perf_counter()
-    df = build_frame(limit)
-    t1 = time.perf_counter()
-    vecs = embeddings.embed(df["content"].tolist(), batch_size=64, progress=progress)
-    t2 = time.perf_counter()
+    s = settings or get_settings()
+    p = paths(s, limit)
+    b = embeddings.check_backend(backend or s.embedding_backend)
+    if not force and is_built(p):
+        info = jsonutil.read_json(p.build_info, want_object=True)
+        if info.get("backend", "torch") == b:
+            return info
+    prog = progress if isinstance(progress, BuildProgress) else BuildProgress(bar=bool(progress))
+    try:
+        t0 = time.perf_counter()
+        prog.set_stage("chunking the sources")
+        df = build_frame(limit)
+        t1 = time.perf_counter()
+        prog.set_stage(f"loading the {b} embedding model (the first use exports it, ~15 s)")
+        embeddings.model(b)
+        prog.set_stage(f"embedding {len(df)} texts ({b})")
+        vecs, hits = embeddings.embed_cached(
+            df["content"].tolist(),
+            backend=b,
+            cache=embeddings.VectorCache(b, s.cache_dir),
+            on_progress=prog.update,
+            should_stop=should_stop,
+        )
+        t2 = time.perf_counter()
+    finally:
+        prog.close()
+    prog.set_stage("writing the corpus")
     df["embedding"] = list(vecs)
     p.root.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(p.contexts, index=False)
+    p.build_info.unlink(missing_ok=True)  # not built until the new artefact is complete
+    tmp = p.contexts.with_name(f".{p.contexts.name}.{os.getpid()}.tmp")
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, p.contexts)
+    finally:
+        tmp.unlink(missing_ok=True)
+    computed = len(df) - hits
     info = manifest(df)
     info.update(
         {
             "limit": limit,
+            "backend": b,
             "chunk_seconds": round(t1 - t0, 2),
             "embed_seconds": round(t2 - t1, 2),
-            "embed_texts_per_s": round(len(df) / max(t2 - t1, 1e-9), 1),
+            "embedded_texts": computed,
+            "cached_texts": hits,
+            "embed_texts_per_s": round(computed / (t2 - t1), 1) if computed else None,
         }
     )
     jsonutil.write_json(p.build_info, info)
     return info
+
+
+def is_built(p: CorpusPaths) -> bool:
+    """A complete artefact: the frame and, written after it, its build info."""
+    return p.contexts.exists() and p.build_info.exists()
 
 
 def manifest(df: pd.DataFrame) -> dict[str, Any]:
@@ -321,15 +462,18 @@ def load_frame(
     settings: Settings | None = None,
     split: str | None = "corpus",
     build_if_missing: bool = True,
+    progress: bool | BuildProgress = True,
 ) -> pd.DataFrame:
     """The embedded corpus frame (columns: id, split, workspaceId, tier, confidence, content,
     metadata (JSON str), embedding (float32 array)); ``split=None`` returns both splits.
     """
     p = paths(settings, limit)
-    if not p.contexts.exists():
+    if not is_built(p):
         if not build_if_missing:
-            raise InputFileError(p.contexts, "corpus not built; run `axon-lab corpus build`")
-        build(limit, settings=settings)
+            hint = f" --limit {limit}" if limit is not None else ""
+            raise InputFileError(p.contexts, f"corpus not built; run `axon-lab corpus build{hint}`")
+        log.warning("corpus not built yet under %s: building it now", p.root)
+        build(limit, settings=settings, progress=progress)
     try:
         df = pd.read_parquet(p.contexts)
     except Exception as exc:
@@ -354,19 +498,34 @@ def documents(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
 
 
 def load_into(
-    stack: Any, limit: int | None = None, *, hnsw: Any = None, force: bool = False
+    stack: Any,
+    limit: int | None = None,
+    *,
+    hnsw: Any = None,
+    force: bool = False,
+    progress: bool | BuildProgress = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Load the corpus into the stack's document store and vector store (batch upserts).
 
-    The vector store is reused when it already holds this corpus (same fingerprint);
-    the embedded document store is in-memory, so it is filled on every start.
-    Returns timings and counts.
+    Builds the corpus first when it is not built (with ``progress``; ``should_stop`` as for
+    :func:`build`). The vector store is reused when it already holds this corpus (same
+    fingerprint, recorded only once the index is built); the embedded document store is
+    in-memory, so it is filled on every start. Returns timings and counts.
     """
     from axon_lab.stack import VectorPoint
 
+    prog = progress if isinstance(progress, BuildProgress) else None
+    if not is_built(paths(stack.settings, limit)):
+        build(limit, settings=stack.settings, progress=progress, should_stop=should_stop)
     df = load_frame(limit, settings=stack.settings)
+    if prog is not None:
+        prog.phase = "loading"
+        prog.set_stage(f"loading {len(df)} contexts into the stores")
     fp = fingerprint(df)
-    out: dict[str, Any] = {"contexts": int(len(df)), "fingerprint": fp}
+    built = jsonutil.read_json(paths(stack.settings, limit).build_info, want_object=True)
+    backend = str(built.get("backend", "torch"))
+    out: dict[str, Any] = {"contexts": int(len(df)), "fingerprint": fp, "backend": backend}
     t0 = time.perf_counter()
     if force or stack.docs.count() != len(df):
         stack.docs.drop()
@@ -377,14 +536,18 @@ def load_into(
     vs = stack.vectors
     marker = getattr(vs, "path", None)
     marker_file = Path(marker) / "axon_lab.json" if marker is not None else None
-    current = None
+    current: dict[str, Any] = {}
     if marker_file is not None and marker_file.exists():
-        current = json.loads(marker_file.read_text()).get("fingerprint")
+        with contextlib.suppress(InputFileError):  # a damaged marker: load again
+            current = jsonutil.read_json(marker_file, want_object=True)
     reuse = (
         not force
         and vs.exists()
         and vs.count() == len(df)
-        and (marker_file is None or current == fp)
+        and (
+            marker_file is None
+            or (current.get("fingerprint") == fp and current.get("backend", "torch") == backend)
+        )
     )
     t1 = time.perf_counter()
     if not reuse:
@@ -404,7 +567,10 @@ def load_into(
         vs.upsert(points, batch_size=1000)
         vs.optimize()
         if marker_file is not None:
-            jsonutil.write_json(marker_file, {"fingerprint": fp, "contexts": len(df)})
+            # Written last: a load stopped before this point is never taken as complete.
+            jsonutil.write_json(
+                marker_file, {"fingerprint": fp, "backend": backend, "contexts": len(df)}
+            )
     out["vectors_seconds"] = round(time.perf_counter() - t1, 2)
     out["vectors_reused"] = reuse
     out["vector_info"] = vs.info()

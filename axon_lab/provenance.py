@@ -8,6 +8,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -118,10 +119,23 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def corpus_sample() -> dict[str, Any]:
+    """The corpus sample and embedding backend in use (``AXON_CORPUS_LIMIT``, ``AXON_EMBEDDING_BACKEND``)."""
+    from axon_lab.config import get_settings
+
+    s = get_settings()
+    return {
+        "sample": "full" if s.corpus_limit is None else s.corpus_limit,
+        "embedding_backend": s.embedding_backend,
+    }
+
+
 def collect(parameters: Mapping[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """Provenance block for an artefact; parameters and extras are redacted."""
     block: dict[str, Any] = {
         "created_utc": utc_now(),
+        "interpreter": sys.executable,
+        "corpus": corpus_sample(),
         "machine": machine_info(),
         "machine_id": machine_id(),
         "commit": commit_info(),

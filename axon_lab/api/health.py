@@ -1,4 +1,9 @@
-"""``GET /health``: each store probed within a bound, 200 when all are up, 503 otherwise."""
+"""``GET /health``: each store probed within a bound, 200 when all are up, 503 otherwise.
+
+While the app is starting it answers at once with 503 and ``{"status": "starting" |
+"building" | "loading" | "warming" | "failed", "progress": {stage, done, total, cached,
+percent, texts_per_s, eta_s, elapsed_s}}``.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ router = APIRouter()
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     metrics: Metrics = request.app.state.metrics
+    if request.app.state.pipeline is None:  # starting: say how far, at once
+        start = getattr(request.app.state, "startup", None)
+        body = start.status() if start is not None else {"status": "starting"}
+        metrics.requests.labels("/health", "503").inc()
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
     stack = request.app.state.stack
     guards = request.app.state.pipeline.guards
     t0 = time.perf_counter()

@@ -8,11 +8,14 @@ Exit codes: 0 ok; 1 usage or runtime error with a one-line reason; 99 thresholds
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from axon_lab.errors import EXIT_ERROR, AxonLabError
@@ -56,15 +59,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_ERROR
-    try:
-        rc = func(args)
-    except AxonLabError as exc:
-        sys.stderr.write(f"axon-lab: {redact_text(str(exc))}\n")
-        return exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("axon-lab: interrupted\n")
-        return 130
+    terminated: list[int] = []
+    with _sigterm_as_interrupt(terminated):
+        try:
+            rc = func(args)
+        except AxonLabError as exc:
+            sys.stderr.write(f"axon-lab: {redact_text(str(exc))}\n")
+            return exc.exit_code
+        except (KeyboardInterrupt, InterruptedError):
+            # Ctrl-C or SIGTERM: stop now (a corpus build keeps its cached vectors).
+            sys.stderr.write("axon-lab: stopped" + (" (SIGTERM)" if terminated else "") + "\n")
+            return 143 if terminated else 130
     return int(rc or 0)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(seen: list[int]) -> Iterator[None]:
+    """SIGTERM stops a command the way Ctrl-C does (``finally`` blocks run, children stop).
+
+    Only in the main thread; the previous handler is restored after. ``serve`` replaces it
+    with uvicorn's own while it serves (a graceful shutdown).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

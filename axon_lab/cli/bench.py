@@ -1,4 +1,6 @@
-"""``axon-lab bench pipeline|burst``: per-stage p50/p95; a cache stampede without/with coalescing."""
+"""``axon-lab bench pipeline|burst|embeddings``: per-stage p50/p95; a cache stampede without/with
+coalescing; the embedding backends (speed, and the same neighbours as PyTorch fp32).
+"""
 
 from __future__ import annotations
 
@@ -38,6 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--workspace", default="test")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=_burst)
+    e = bsub.add_parser(
+        "embeddings",
+        help="embedding backends: texts/s per batch strategy, query p50/p95, top-k vs PyTorch",
+    )
+    e.add_argument(
+        "--limit", type=int, default=None, help="a corpus sample of N contexts (default: all)"
+    )
+    e.add_argument(
+        "--backends", default="torch,onnx,onnx-int8", help="comma-separated (default: all three)"
+    )
+    e.add_argument("--batch-sizes", default="1,8,32", help="comma-separated (default 1,8,32)")
+    e.add_argument(
+        "--throughput-texts", type=int, default=1000, help="texts per throughput run (1000)"
+    )
+    e.add_argument("--queries", type=int, default=None, help="held-out queries (default: all)")
+    e.add_argument("-k", type=int, default=10, help="neighbours compared (default 10)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=_embeddings)
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -65,6 +85,59 @@ def _pipeline(args: argparse.Namespace) -> int:
             print(
                 f"        {'overhead (no LLM)':<20}{o['p50']:>10.2f}{o['p95']:>10.2f}{o['p99']:>10.2f}"
             )
+    return 0
+
+
+def _embeddings(args: argparse.Namespace) -> int:
+    import sys
+
+    from axon_lab import embeddings
+    from axon_lab.bench import bench_embeddings
+    from axon_lab.errors import ConfigError
+
+    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
+    for b in backends:
+        embeddings.check_backend(b)
+    try:
+        sizes = tuple(int(x) for x in args.batch_sizes.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--batch-sizes must be integers, got {args.batch_sizes!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--batch-sizes must be positive integers, got {args.batch_sizes!r}")
+    res = bench_embeddings(
+        limit=args.limit,
+        backends=backends,
+        batch_sizes=sizes,
+        throughput_texts=args.throughput_texts,
+        queries=args.queries,
+        k=args.k,
+        on_status=lambda msg: sys.stderr.write(f"bench: {msg}\n"),
+    )
+    if args.json:
+        print(jsonutil.dumps(res))
+        return 0
+    print(
+        f"{res['corpus_texts']} corpus texts, {res['queries']} held-out queries, "
+        f"{res['cores']} cores, load {res['load_avg_1m']} at start"
+    )
+    print(f"{'backend':<10}{'batch':>6} {'order':<7}{'texts/s':>9}")
+    for b, row in res["backends"].items():
+        for t in row["throughput"]:
+            print(f"{b:<10}{t['batch_size']:>6} {t['order']:<7}{t['texts_per_s']:>9.1f}")
+    print(
+        f"\n{'backend':<10}{'query p50 ms':>13}{'query p95 ms':>13}"
+        f"{'recall@' + str(res['k']) + ' vs torch':>19}{'min':>6}{'full build s':>13}"
+    )
+    for b, row in res["backends"].items():
+        q = row.get("query_ms") or {}
+        p50 = f"{q['p50']:.2f}" if q.get("p50") is not None else "-"
+        p95 = f"{q['p95']:.2f}" if q.get("p95") is not None else "-"
+        build = row.get("full_corpus_build_s", "-")
+        print(
+            f"{b:<10}{p50:>13}{p95:>13}{row['recall_at_k_vs_torch']:>19.4f}"
+            f"{row['min_query_overlap']:>6.1f}{build!s:>13}"
+        )
+    print("(full build s: corpus + held-out texts at the best texts/s, embedding only)")
     return 0
 
 

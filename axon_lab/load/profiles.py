@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from axon_lab.errors import ConfigError, InputFileError
 from axon_lab.load.servertiming import CACHE_HEADERS, parse_cache_headers, parse_server_timing
+from axon_lab.redact import redact_text
 from axon_lab.registry import Registry
 
 #: express-rate-limit's draft-6 headers (``standardHeaders: true``) and Retry-After, recorded per
@@ -453,6 +454,14 @@ def rate_limit_pace(
     }
 
 
+#: ``/health`` statuses of an embedded Axon that is still starting (``api.startup``).
+_STARTING = frozenset({"starting", "building", "loading", "warming"})
+
+
+class TargetStarting(ConfigError):
+    """The target answers ``/health`` with 503 "building": a run now would measure start-up."""
+
+
 def detect_profile(url: str, *, timeout_s: float = 5.0) -> TargetProfile:
     """The profile of the deployment at ``url``, from one ``GET /health`` (counts against a
     rate limit). The real API answers ``{"success": ..., "data": {...}}``; axon_lab's server
@@ -470,6 +479,13 @@ def detect_profile(url: str, *, timeout_s: float = 5.0) -> TargetProfile:
         ) from None
     doc = _json(r.content)
     if isinstance(doc, Mapping):
+        if r.status_code == 503 and doc.get("status") in _STARTING:
+            prog = doc.get("progress") if isinstance(doc.get("progress"), Mapping) else {}
+            pct = f" {prog.get('percent')}%" if prog and prog.get("total") else ""
+            raise TargetStarting(
+                f"the target at {redact_text(base)} is still starting ({doc['status']}{pct}); "
+                "run again when GET /health answers 200"
+            )
         if "success" in doc and isinstance(doc.get("data") or doc.get("error"), Mapping):
             return PROFILES.get("axon-api")
         if "backends" in doc or "uptimeSeconds" in doc:
@@ -489,6 +505,8 @@ def detect_or_default(url: str) -> tuple[TargetProfile, str]:
     """
     try:
         return detect_profile(url), "detected"
+    except TargetStarting:
+        raise
     except ConfigError as exc:
         why = str(exc).split(";", 1)[0].removeprefix("cannot detect the target profile")
         return PROFILES.get("axon-lab"), f"not detected{why.rstrip()}; using the generic reading"

@@ -78,16 +78,22 @@ TECH_TERMS = frozenset(
 )
 
 
-@lru_cache(maxsize=1)
-def _prototypes() -> tuple[list[str], np.ndarray]:
+def _prototypes(backend: str | None = None) -> tuple[list[str], np.ndarray]:
+    return _prototypes_for(embeddings.check_backend(backend))
+
+
+@lru_cache(maxsize=len(embeddings.BACKENDS))
+def _prototypes_for(backend: str) -> tuple[list[str], np.ndarray]:
     names = list(INTENTS)
-    return names, embeddings.embed([INTENTS[n] for n in names])
+    return names, embeddings.embed([INTENTS[n] for n in names], backend=backend)
 
 
-def classify_intent(text: str, vector: np.ndarray | None = None) -> dict[str, object]:
+def classify_intent(
+    text: str, vector: np.ndarray | None = None, backend: str | None = None
+) -> dict[str, object]:
     """Nearest intent prototype by cosine similarity (embeds ``text`` unless ``vector`` is given)."""
-    names, protos = _prototypes()
-    v = embeddings.embed_one(text) if vector is None else vector
+    names, protos = _prototypes(backend)
+    v = embeddings.embed_one(text, backend) if vector is None else vector
     sims = protos @ v
     best = int(np.argmax(sims))
     return {"intent": names[best], "confidence": round(float(sims[best]), 4)}

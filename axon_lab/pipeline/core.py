@@ -534,8 +534,8 @@ class Pipeline:
     # --- lifecycle ------------------------------------------------------------------------
     def warm_up(self) -> None:
         """Load the model, intent prototypes and the workspace list before serving."""
-        embeddings.model()
-        analyzer._prototypes()
+        embeddings.model(self.options.embedding_backend)
+        analyzer._prototypes(self.options.embedding_backend)
         tokens.encoding()
         self.refresh_workspaces()
 
@@ -549,6 +549,9 @@ class Pipeline:
     def set_options(self, options: PipelineOptions) -> None:
         """Switch knobs (clears L1 so experiments start cold)."""
         self.options = options
+        if options.embedding_backend is not None:  # load a newly chosen backend now, not mid-run
+            embeddings.model(options.embedding_backend)
+            analyzer._prototypes(options.embedding_backend)
         self.l1 = LRUCache(options.l1_max_entries, options.l1_ttl_s)
         self._rng = random.Random(options.llm.seed)
         self._apply_policies()
@@ -764,7 +767,8 @@ class Pipeline:
         """Query embedding through the Redis embedding cache (json or msgpack)."""
         o = self.options
         with measure("embed"):
-            key = f"emb:{o.serialization}:{key_hash}"
+            backend = embeddings.check_backend(o.embedding_backend)
+            key = f"emb:{backend}:{o.serialization}:{key_hash}"
             if o.embedding_cache:
                 raw, ok = await self.stack.cache.lookup(key)
                 if raw is not None:
@@ -775,7 +779,7 @@ class Pipeline:
                 cache["embedding"] = "off"
 
             async def compute() -> np.ndarray:
-                vec = await asyncio.to_thread(embeddings.embed_one, text)
+                vec = await asyncio.to_thread(embeddings.embed_one, text, backend)
                 if o.embedding_cache:
                     await self.stack.cache.set(
                         key,
@@ -809,7 +813,7 @@ class Pipeline:
                     return await asyncio.to_thread(fn, *args)
 
             calls: list[tuple[Any, ...]] = [
-                ("intent", analyzer.classify_intent, text, qvec),
+                ("intent", analyzer.classify_intent, text, qvec, o.embedding_backend),
                 ("task_type", analyzer.identify_task_type, text),
                 ("entities", analyzer.extract_entities, text, self._known_modules),
             ]
@@ -912,9 +916,16 @@ class Pipeline:
         if o.rerank == "embedding" and docs:
             texts = [d["content"] for d in docs]
             if o.batch_embedding:
-                mat = await asyncio.to_thread(embeddings.embed, texts)
+                mat = await asyncio.to_thread(
+                    functools.partial(embeddings.embed, backend=o.embedding_backend), texts
+                )
             else:
-                mat = np.stack([await asyncio.to_thread(embeddings.embed_one, t) for t in texts])
+                mat = np.stack(
+                    [
+                        await asyncio.to_thread(embeddings.embed_one, t, o.embedding_backend)
+                        for t in texts
+                    ]
+                )
             sem = {d["_id"]: float(v @ qvec) for d, v in zip(docs, mat, strict=True)}
         else:
             sem = {d["_id"]: scores.get(d["_id"], 0.0) for d in docs}

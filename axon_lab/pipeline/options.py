@@ -82,6 +82,11 @@ class PipelineOptions(BaseModel):
         True, description="fetch only content/metadata/confidence from MongoDB"
     )
     batch_embedding: bool = Field(True, description="embed re-rank candidates in one batch")
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] | None = Field(
+        None,
+        description="torch (eager PyTorch fp32), onnx (ONNX Runtime fp32), onnx-int8 (int8 "
+        "weights); None = the lab's default (AXON_EMBEDDING_BACKEND)",
+    )
     rerank: Literal["score", "embedding"] = Field(
         "score",
         description="score: vector score x confidence x tier; embedding: re-embed candidates",

@@ -230,10 +230,10 @@ def test_concurrent_identical_misses_share_one_computation(api_client, monkeypat
     calls: list[float] = []
     real = embeddings.embed_one
 
-    def slow_embed(text):  # long enough for the whole burst to arrive while it runs
+    def slow_embed(text, backend=None):  # long enough for the whole burst to arrive while it runs
         calls.append(time.monotonic())
         time.sleep(1.0)
-        return real(text)
+        return real(text, backend)
 
     monkeypatch.setattr(embeddings, "embed_one", slow_embed)
     opts = api_client.get("/api/v1/options").json()
