@@ -11,6 +11,7 @@ import ast
 import json
 import os
 import re
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -233,6 +234,35 @@ def to_html(nb: Any, *, show_code: bool = False, names: list[tuple[str, str]] | 
     return scrub_local(redact_text(body), names)
 
 
+def this_interpreter_kernel(root: Path | None = None) -> Path:
+    """A Jupyter data dir whose ``python3`` kernel is the interpreter running axon-lab.
+
+    papermill asks for the kernel ``python3``; found through the usual Jupyter paths it can be
+    another Python on the machine (a system one without axon_lab, or another version). Put
+    first on ``JUPYTER_PATH``, this dir's spec wins: the kernel is ``sys.executable``.
+    """
+    import hashlib
+    import sys
+
+    key = hashlib.sha256(sys.executable.encode()).hexdigest()[:12]
+    base = (root or Path(tempfile.gettempdir())) / f"axon-lab-jupyter-{key}"
+    spec_dir = base / "kernels" / "python3"
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": f"Python {sys.version_info.major}.{sys.version_info.minor} (axon-lab)",
+        "language": "python",
+        "metadata": {"debugger": True},
+    }
+    path = spec_dir / "kernel.json"
+    text = json.dumps(spec, indent=1)
+    if not path.exists() or path.read_text() != text:
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        tmp = spec_dir / f".kernel.{os.getpid()}.json"
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return base
+
+
 def run_notebook(
     notebook: Path | str,
     out_dir: Path | str,
@@ -260,7 +290,14 @@ def run_notebook(
     if sidecar_path.exists():
         sidecar_path.unlink()
     # a static report cannot show live progress: no tqdm bars (text or widget) in its outputs
-    env = {"TQDM_DISABLE": os.environ.get("TQDM_DISABLE") or "1", **(env or {})}
+    env = {
+        "TQDM_DISABLE": os.environ.get("TQDM_DISABLE") or "1",
+        # the kernel named python3 is this interpreter, whatever else is installed
+        "JUPYTER_PATH": os.pathsep.join(
+            filter(None, [str(this_interpreter_kernel()), os.environ.get("JUPYTER_PATH")])
+        ),
+        **(env or {}),
+    }
     saved_env = {k: os.environ.get(k) for k in [sidecar.OUT_DIR_ENV, *env]}
     os.environ[sidecar.OUT_DIR_ENV] = str(out.resolve())
     os.environ.update(env)
