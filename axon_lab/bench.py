@@ -220,7 +220,8 @@ def bench_embeddings(
     - throughput: texts/s on ``throughput_texts`` corpus chunks for every backend, batch size
       and batch order (``sorted``: batches cut from texts sorted by length; ``input``: in
       corpus order), after a warm-up; the model load is not timed;
-    - query latency: one held-out query at a time (the request path), p50/p95 in ms;
+    - query latency: one prompt at a time (the request path; the workload's prompts), and one
+      held-out chunk at a time (up to 320 characters), p50/p95 in ms;
     - quality: every corpus chunk and held-out query embedded with each backend (vectors from
       the on-disk cache where present), exact top-``k`` neighbours of each query, and their
       overlap with the top-``k`` that PyTorch fp32 vectors give (recall@k, mean over queries).
@@ -237,6 +238,7 @@ def bench_embeddings(
     if queries is not None:
         held = held[:queries]
     sample = docs[:throughput_texts]
+    prompts = workload.distinct_prompts(latency_queries)
     out: dict[str, Any] = {
         "corpus_texts": len(docs),
         "queries": len(held),
@@ -271,13 +273,16 @@ def bench_embeddings(
                             "texts_per_s": round(len(sample) / dt, 1),
                         }
                     )
-            lat = []
-            for q in held[:latency_queries]:
-                t1 = time.perf_counter()
-                m.encode([q], 1)
-                lat.append((time.perf_counter() - t1) * 1000)
-            st = _stats(lat)
-            row["query_ms"] = {"p50": st["p50"], "p95": st["p95"], "count": st["count"]}
+            # the request path: one prompt at a time (the workload's prompts), and one held-out
+            # chunk at a time (longer texts: up to 320 characters)
+            for key, texts in (("query_ms", prompts), ("chunk_ms", held[:latency_queries])):
+                lat = []
+                for q in texts:
+                    t1 = time.perf_counter()
+                    m.encode([q], 1)
+                    lat.append((time.perf_counter() - t1) * 1000)
+                st = _stats(lat)
+                row[key] = {"p50": st["p50"], "p95": st["p95"], "count": st["count"]}
         say(f"{b}: embedding {len(docs)} corpus texts for the quality check (cached ones reused)")
         cache = embeddings.VectorCache(embeddings.check_backend(b), s.cache_dir)
         dvec, hits = embeddings.embed_cached(docs, backend=b, cache=cache)

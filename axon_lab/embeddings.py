@@ -45,8 +45,9 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 #: max_seq_length of the model's sentence-transformers config (texts are cut at 256 tokens).
 MAX_TOKENS = 256
-#: Bump when the export recipe changes (old ONNX files are then rebuilt, not reused).
-EXPORT_VERSION = 1
+#: Bump when the export recipe or how vectors are computed changes (old ONNX files and cached
+#: ONNX vectors are then rebuilt, not reused). 2: one text per run (batch-independent int8).
+EXPORT_VERSION = 2
 
 Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
@@ -59,6 +60,10 @@ class Embedder(Protocol):
     """One loaded backend: ``encode`` returns float32 rows of unit length (cosine = dot)."""
 
     backend: Backend
+    #: The fastest batch size on a 2-core CPU (``axon-lab bench embeddings``): PyTorch gains from
+    #: batches; ONNX Runtime is fastest one text at a time (no padding at all), and int8 vectors
+    #: are then independent of what else is in the batch.
+    batch_size: int
 
     def encode(self, texts: Sequence[str], batch_size: int, *, sort: bool = True) -> np.ndarray: ...
 
@@ -94,6 +99,7 @@ def _threads() -> int:
 
 class _TorchEmbedder:
     backend: Backend = "torch"
+    batch_size = 64
 
     def __init__(self) -> None:
         import torch
@@ -119,6 +125,8 @@ class _TorchEmbedder:
 
 
 class _OnnxEmbedder:
+    batch_size = 1
+
     def __init__(self, backend: Backend) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -184,7 +192,7 @@ def model(backend: str | None = None) -> Embedder:
 def embed(
     texts: Sequence[str],
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     progress: bool = False,
     backend: str | None = None,
     sort: bool = True,
@@ -193,10 +201,12 @@ def embed(
 
     ``progress`` shows a bar over the batches (for long lists; the corpus build has its own).
     ``sort`` cuts batches from texts sorted by length (less padding); results keep input order.
+    ``batch_size`` defaults to the backend's fastest (``Embedder.batch_size``).
     """
     if not texts:
         return np.zeros((0, DIM), dtype=np.float32)
     m = model(backend)
+    batch_size = batch_size or m.batch_size
     if not progress:
         with _lock:  # one embedding at a time: the backends use both cores for a batch
             return m.encode(texts, batch_size, sort=sort)
@@ -367,7 +377,7 @@ def text_key(text: str) -> bytes:
 
 
 class VectorCache:
-    """Vectors on disk by (model, backend, text hash): ``<cache_dir>/vectors/<model>/<backend>/``.
+    """Vectors on disk by (model, backend, text hash): ``<cache_dir>/vectors/<model>/<backend>[-<export>]/``.
 
     Each :meth:`add` writes one part file atomically (a temporary name, then a rename), so an
     interrupted build keeps every finished part and never leaves a half-written one; many
@@ -376,7 +386,9 @@ class VectorCache:
 
     def __init__(self, backend: Backend, root: Path | None = None) -> None:
         self.backend = backend
-        self.dir = (root or cache_dir()) / "vectors" / MODEL_NAME / backend
+        # ONNX vectors belong to one export (a new recipe gets new vectors); PyTorch's to the model
+        name = backend if backend == "torch" else f"{backend}-{_export_key()}"
+        self.dir = (root or cache_dir()) / "vectors" / MODEL_NAME / name
         self._index: dict[bytes, np.ndarray] | None = None
 
     def _parts(self) -> list[Path]:
@@ -447,7 +459,7 @@ def embed_cached(
     texts: Sequence[str],
     *,
     backend: str | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     chunk: int = 256,
     cache: VectorCache | None = None,
     on_progress: Callable[[int, int], None] | None = None,
@@ -472,6 +484,7 @@ def embed_cached(
     # Embed long texts first, in length order across the whole set: less padding per batch.
     missing.sort(key=lambda i: -len(texts[i]))
     m = model(b)
+    batch_size = batch_size or m.batch_size
     done = hits
     for start in range(0, len(missing), chunk):
         if should_stop is not None and should_stop():

@@ -125,17 +125,20 @@ def _embeddings(args: argparse.Namespace) -> int:
         for t in row["throughput"]:
             print(f"{b:<10}{t['batch_size']:>6} {t['order']:<7}{t['texts_per_s']:>9.1f}")
     print(
-        f"\n{'backend':<10}{'query p50 ms':>13}{'query p95 ms':>13}"
+        f"\n{'backend':<10}{'prompt p50/p95 ms':>19}{'chunk p50/p95 ms':>18}"
         f"{'recall@' + str(res['k']) + ' vs torch':>19}{'min':>6}{'full build s':>13}"
     )
+
+    def pair(d: dict | None) -> str:
+        if not d or d.get("p50") is None:
+            return "-"
+        return f"{d['p50']:.1f} / {d['p95']:.1f}"
+
     for b, row in res["backends"].items():
-        q = row.get("query_ms") or {}
-        p50 = f"{q['p50']:.2f}" if q.get("p50") is not None else "-"
-        p95 = f"{q['p95']:.2f}" if q.get("p95") is not None else "-"
         build = row.get("full_corpus_build_s", "-")
         print(
-            f"{b:<10}{p50:>13}{p95:>13}{row['recall_at_k_vs_torch']:>19.4f}"
-            f"{row['min_query_overlap']:>6.1f}{build!s:>13}"
+            f"{b:<10}{pair(row.get('query_ms')):>19}{pair(row.get('chunk_ms')):>18}"
+            f"{row['recall_at_k_vs_torch']:>19.4f}{row['min_query_overlap']:>6.1f}{build!s:>13}"
         )
     print("(full build s: corpus + held-out texts at the best texts/s, embedding only)")
     return 0
