@@ -141,12 +141,32 @@ class _OnnxEmbedder:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self._path = path
+        self._bulk: Any = None  # one-thread session shared by one worker per core (bulk work)
         tok = Tokenizer.from_file(str(model_path() / "tokenizer.json"))
         tok.no_padding()  # the shipped tokenizer pads every text to 128: pad per batch instead
         tok.enable_truncation(MAX_TOKENS)
         self.tokenizer = tok
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _bulk_session(self) -> Any:
+        """Bulk embedding runs one text per core at once, each on one thread: ~7% more texts/s
+        than one text at a time on both threads (a single query keeps the two-thread session,
+        which answers it fastest).
+        """
+        if self._bulk is None:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            opts.log_severity_level = 3
+            self._bulk = ort.InferenceSession(
+                str(self._path), opts, providers=["CPUExecutionProvider"]
+            )
+        return self._bulk
+
+    def _run(self, texts: list[str], session: Any = None) -> np.ndarray:
         encs = self.tokenizer.encode_batch(texts)
         width = max(len(e.ids) for e in encs)
         ids = np.zeros((len(encs), width), dtype=np.int64)
@@ -155,7 +175,8 @@ class _OnnxEmbedder:
             ids[i, : len(e.ids)] = e.ids
             mask[i, : len(e.ids)] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        sess = session or self.session
+        hidden = sess.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
         m = mask[..., None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)  # mean pooling
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
@@ -167,9 +188,23 @@ class _OnnxEmbedder:
             np.argsort([-len(t) for t in items], kind="stable") if sort else np.arange(len(items))
         )
         out = np.zeros((len(items), DIM), dtype=np.float32)
-        for start in range(0, len(items), batch_size):
+        starts = range(0, len(items), batch_size)
+        workers = _threads()
+        if len(starts) < 2 * workers or workers < 2:
+            for start in starts:
+                idx = order[start : start + batch_size]
+                out[idx] = self._run([items[j] for j in idx])
+            return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        bulk = self._bulk_session()
+
+        def one(start: int) -> None:
             idx = order[start : start + batch_size]
-            out[idx] = self._run([items[j] for j in idx])
+            out[idx] = self._run([items[j] for j in idx], bulk)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
+            list(pool.map(one, starts))  # ONNX Runtime releases the GIL while it computes
         return out
 
 
