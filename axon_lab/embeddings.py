@@ -540,7 +540,7 @@ def embed_cached(
     *,
     backend: str | None = None,
     batch_size: int | None = None,
-    chunk: int = 256,
+    chunk: int = 128,
     cache: VectorCache | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
