@@ -50,6 +50,7 @@ from axon_lab.mongo.workload import (
     read_profile,
     read_slow_log,
 )
+from axon_lab.report.summary import figure
 
 
 def worst_plan(summaries: Sequence[ExplainSummary]) -> ExplainSummary | None:
@@ -200,8 +201,10 @@ class MongoAnalysis:
         """Pool settings comparison (live with a URI only)."""
         return self.live.pools if self.live and self.live.ran else None
 
-    def verdict(self) -> dict[str, str]:
-        """``{"status", "summary"}``: pass/warn on a live after-plan, info offline."""
+    def verdict(self) -> dict[str, Any]:
+        """``{"status", "summary", "numbers"}``: pass/warn on a live after-plan, info offline;
+        ``numbers`` are the figures that decide it (the report's summary shows them).
+        """
         if self.live is not None and self.live.ran and self.live.after is not None:
             b, a = self.live.before, self.live.after
             good = (
@@ -215,7 +218,29 @@ class MongoAnalysis:
                 f"{b.docs_examined if b else '?'} → {a.docs_examined}; "
                 f"{b.execution_time_ms if b else '?'} → {a.execution_time_ms} ms"
             )
-            return {"status": "pass" if good else "warn", "summary": summary}
+            sel = a.selectivity
+            numbers = [
+                figure(
+                    "docs examined per doc returned (after)",
+                    sel,
+                    target="≤ 2",
+                    status=None if sel is None else ("pass" if sel <= 2.0 else "warn"),
+                ),
+                figure(
+                    "collection scans (after)",
+                    int(bool(a.collscan)),
+                    target="0",
+                    status="warn" if a.collscan else "pass",
+                ),
+                figure(
+                    "in-memory sorts (after)",
+                    int(bool(a.in_memory_sort)),
+                    target="0",
+                    status="warn" if a.in_memory_sort else "pass",
+                ),
+                figure("execution time (after)", a.execution_time_ms, "ms"),
+            ]
+            return {"status": "pass" if good else "warn", "summary": summary, "numbers": numbers}
         n = len(self.plans)
         coll = sum(s.collscan for s in self.plans)
         sorts = sum(s.in_memory_sort for s in self.plans)
@@ -224,9 +249,19 @@ class MongoAnalysis:
             r = self.shapes.iloc[0]
             top = f"; top shape {r['namespace']} {r['operation']} {r['pattern']} {r['total_ms']:.0f} ms"
         why = "offline (embedded store, not MongoDB)" if self.target.get("embedded") else "offline"
+        numbers = [
+            figure("recorded plans", n),
+            figure("collection scans", coll, target="0", status="warn" if coll else "pass"),
+            figure("in-memory sorts", sorts, target="0", status="warn" if sorts else "pass"),
+        ]
+        if self.shapes is not None and len(self.shapes):
+            numbers.append(
+                figure("top query shape, total time", self.shapes.iloc[0]["total_ms"], "ms")
+            )
         return {
             "status": "info",
             "summary": f"{why}: {n} recorded plans, {coll} COLLSCAN, {sorts} in-memory sorts{top}",
+            "numbers": numbers,
         }
 
     def results(self) -> dict[str, Any]:

@@ -101,6 +101,10 @@ def _layout(root: PlanNode) -> tuple[dict[int, tuple[float, int]], int, int]:
     return pos, int(next_x[0]), max_depth[0]
 
 
+@figures.captioned(
+    "Read the plan bottom-up: red boxes are collection scans or in-memory sorts; the fewer "
+    "documents examined per document returned on the way up, the better the index fits."
+)
 def plan_tree_figure(plan: ExplainSummary | PlanNode | None, *, title: str | None = None) -> Figure:
     """The winning plan drawn as a tree (root on top, data flowing upwards).
 
@@ -193,6 +197,10 @@ def plan_tree_figure(plan: ExplainSummary | PlanNode | None, *, title: str | Non
     return fig
 
 
+@figures.captioned(
+    "Compare each plan's documents examined, keys examined and time (log scale): after an index "
+    "change the collection scan and in-memory sort bars should be gone and every bar lower."
+)
 def before_after_figure(frame: Any) -> Figure:
     """Documents examined, keys examined and time per plan (``plans_table`` frame), log scale.
 
@@ -250,6 +258,10 @@ def before_after_figure(frame: Any) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "The query shapes that cost the most time come first: shaded total-time cells show each "
+    "shape's share, tinted plan cells a collection scan or a blocking sort worth an index."
+)
 def query_shape_table_figure(frame: Any, *, top: int = 12) -> Figure:
     """The query-shape digest as a table, most expensive shape (total time) first.
 
@@ -322,6 +334,10 @@ def query_shape_table_figure(frame: Any, *, top: int = 12) -> Figure:
     return fig
 
 
+@figures.captioned(
+    "Look for the smallest pool whose p95 latency and throughput match the larger ones: "
+    "beyond that point more connections only cost memory on the server."
+)
 def pool_figure(frame: Any) -> Figure:
     """Pool settings compared: p50/p95 latency and throughput per ``maxPoolSize/minPoolSize``."""
     fig = Figure(figsize=(9, 3.2))

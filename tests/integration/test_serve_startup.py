@@ -3,6 +3,7 @@ the build, the next start resumes from the cached vectors and never uses a half-
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from axon_lab import corpus, embeddings
+from axon_lab import corpus, embeddings, jsonutil
 from axon_lab.config import Settings
 from axon_lab.stack.redis_server import free_port
 
@@ -118,6 +119,39 @@ def test_serve_builds_in_the_background_stops_on_sigterm_and_resumes(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    info = corpus.jsonutil.read_json(corpus.paths(settings, LIMIT).build_info)
+    info = jsonutil.read_json(corpus.paths(settings, LIMIT).build_info)
     assert info["cached_texts"] >= kept > 0 and info["backend"] == "onnx"
     assert "corpus: embedded" in log_path.read_text()  # the server log shows the progress
+
+
+def test_corpus_build_stops_on_sigterm_and_resumes(tmp_path):
+    """``axon-lab corpus build`` killed mid-build (SIGTERM): exit 143, no corpus marked built,
+    finished chunks kept; the next build embeds only the rest."""
+    data, cache = tmp_path / "data", tmp_path / "cache"
+    cache.mkdir()
+    embeddings.onnx_model("onnx")
+    (cache / "models").symlink_to(embeddings.cache_dir() / "models")
+    env = {**os.environ, "AXON_DATA_DIR": str(data), "AXON_CACHE_DIR": str(cache)}
+    cmd = [sys.executable, "-m", "axon_lab", "corpus", "build", "--limit", str(LIMIT), "--no-load"]
+    vectors = embeddings.VectorCache("onnx", cache).dir
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(vectors.glob("part-*.npz")):  # bounded: the first chunk is stored
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert rc == 143, err[-500:]
+    assert "axon-lab: stopped (SIGTERM)" in err
+    settings = Settings(data_dir=data, cache_dir=cache)
+    assert not corpus.is_built(corpus.paths(settings, LIMIT))
+    kept = len(embeddings.VectorCache("onnx", cache))
+    out = subprocess.run([*cmd, "--json"], env=env, capture_output=True, timeout=300, check=True)
+    info = json.loads(out.stdout)["build"]
+    assert info["cached_texts"] >= kept > 0 and info["contexts"] == LIMIT
