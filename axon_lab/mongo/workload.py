@@ -82,16 +82,10 @@ QUERY_OPERATIONS = frozenset(
 DIGEST_KINDS = ("queries", "commands", "all")
 #: Columns of the other-commands table (``digest(ops, kind="commands")`` has all of
 #: :data:`DIGEST_COLUMNS`; these are the ones that mean something for a command).
-COMMAND_COLUMNS = (
-    "source",
-    "namespace",
-    "operation",
-    "count",
-    "min_ms",
-    "mean_ms",
-    "p95_ms",
-    "max_ms",
-    "total_ms",
+COMMAND_COLUMNS = tuple(
+    c
+    for c in DIGEST_COLUMNS[: DIGEST_COLUMNS.index("total_ms") + 1]
+    if c not in ("pattern", "sort")
 )
 #: Scan stages named in a plan summary derived from ``execStats`` (3.x profiler documents).
 _SCAN_STAGES = frozenset(

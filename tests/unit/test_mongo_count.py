@@ -9,18 +9,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from support.mongo_fixtures import load
 
 from axon_lab import mongo
 from axon_lab.errors import InputFileError
 from axon_lab.mongo.files import classify, find_fixture
-
-
-def load(name: str) -> mongo.ExplainSummary:
-    path = find_fixture(name)
-    if path is None:
-        pytest.skip(f"{name} lives only in ../shared/fixtures/mongo, which is absent")
-    (s,) = mongo.load_explains(path)
-    return s
 
 
 def raw(name: str) -> dict:

@@ -7,20 +7,13 @@ from pathlib import Path
 
 import pytest
 from bson.int64 import Int64
+from support.mongo_fixtures import load
 
 from axon_lab import mongo
 from axon_lab.errors import InputFileError
 from axon_lab.mongo.files import SHARED_FIXTURES, find_fixture, repo_root
 
 SHARED = repo_root() / SHARED_FIXTURES
-
-
-def load(name: str) -> mongo.ExplainSummary:
-    path = find_fixture(name)
-    if path is None:
-        pytest.skip(f"{name} lives only in ../shared/fixtures/mongo, which is absent")
-    (s,) = mongo.load_explains(path)
-    return s
 
 
 def stages(s: mongo.ExplainSummary) -> list[str]:
