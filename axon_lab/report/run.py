@@ -263,6 +263,23 @@ def this_interpreter_kernel(root: Path | None = None) -> Path:
     return base
 
 
+def ipc_kernel_manager() -> type:
+    """A kernel manager that talks to the kernel over Unix sockets instead of loopback TCP.
+
+    ipykernel 7 warns (on the run's stderr) that a TCP kernel sends code and outputs in plain
+    text; IPC sockets live in the Jupyter runtime dir, readable by this user only, and are
+    removed with the connection file when the kernel stops.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def run_notebook(
     notebook: Path | str,
     out_dir: Path | str,
@@ -313,6 +330,7 @@ def run_notebook(
             log_output=False,
             cwd=str(nb_path.parent.resolve()),
             execution_timeout=timeout_s,
+            kernel_manager_class=ipc_kernel_manager(),
         )
     except PapermillExecutionError as exc:
         error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"

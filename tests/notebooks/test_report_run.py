@@ -32,9 +32,11 @@ def test_parameters_are_checked_and_typed():
         coerce_parameters(TINY, {"smoke": "maybe"})
 
 
-def test_run_ok_writes_sidecar_and_html_without_code_or_secrets(tmp_path):
+def test_run_ok_writes_sidecar_and_html_without_code_or_secrets(tmp_path, capfd):
     r = run_notebook(TINY, tmp_path, parameters={"n": "4", "secret_uri": "mongodb://u:hunter22@h/"})
     assert r.status == "ok", r.error
+    # the kernel talks over Unix sockets: no ipykernel warning about plain-text TCP on stderr
+    assert "without encryption" not in capfd.readouterr().err
     doc = load(r.sidecar)
     assert doc["results"] == {"n": 4, "partial": False} and doc["status"] == "ok"
     html = r.html.read_text()
