@@ -286,7 +286,7 @@ FACTS = {
         docs_examined=None,
         selectivity=None,
     ),
-    # Added for issue 16 (see SOURCES.md): IDHACK, Atlas Search, hybrid search.
+    # Added for issue 16 (EPM, in tests/fixtures/mongo): IDHACK.
     "v3.2.5_find_idhack.json": dict(
         command="find",
         server_version="3.2.5",
@@ -299,96 +299,6 @@ FACTS = {
         docs_examined=0,
         keys_examined=0,
         plan_summary="IDHACK",
-    ),
-    "v6.0.24_agg_atlas_search_match_group_sort.json": dict(
-        command="aggregate",
-        server_version="6.0.24",
-        search_indexes=["airbnb_search_index"],
-        plan_summary="$_internalSearchMongotRemote airbnb_search_index",
-        collscan=False,
-        ixscan=False,
-        indexes_used=[],
-        in_memory_sort=True,
-        n_returned=0,
-        docs_examined=None,  # 6.0 id lookups report no counts
-        execution_time_ms=59,
-        verbosity="executionStats",
-    ),
-    "v6.0.24_agg_atlas_search_synonyms_match_sort.json": dict(
-        command="aggregate",
-        server_version="6.0.24",
-        search_indexes=["airbnb_synonym_index"],
-        collscan=False,
-        in_memory_sort=True,
-        n_returned=0,
-        execution_time_ms=44,
-    ),
-    "v8.1.2_agg_rankfusion_search_unionwith_vectorsearch.json": dict(
-        command="aggregate",
-        server_version="8.1.2",
-        search_indexes=["movies_text_index", "movies_vector_index"],
-        plan_summary=(
-            "$_internalSearchMongotRemote movies_text_index, $vectorSearch movies_vector_index"
-        ),
-        collscan=False,
-        ixscan=False,
-        in_memory_sort=True,
-        n_returned=1,
-        docs_examined=978 + 50,  # the two id lookups' totalDocsExamined
-        keys_examined=978 + 50,
-        execution_time_ms=221,
-        selectivity=1.0,  # every document read by _id came out of its lookup
-    ),
-    # Count explains quoted in articles (issue 16; see SOURCES.md and test_mongo_count.py).
-    "v3.0.5_count_no_query_megalomono_queryplanner.json": dict(
-        command="count",
-        server_version="3.0.5",
-        verbosity="queryPlanner",
-        plan_summary="COUNT",
-        collscan=False,
-        ixscan=False,
-        n_returned=None,
-    ),
-    "v3.0.5_count_no_query_megalomono_executionstats.json": dict(
-        command="count",
-        server_version="3.0.5",
-        verbosity="executionStats",
-        plan_summary="COUNT",
-        collscan=False,
-        ixscan=False,
-        docs_examined=0,
-        keys_examined=0,
-    ),
-    "vNA_count_collscan_comrade_trimmed.json": dict(
-        command="count",
-        collscan=True,
-        plan_summary="COLLSCAN",
-        docs_examined=100001,
-        keys_examined=0,
-        execution_time_ms=51,
-        selectivity=None,  # the author cut the counts of the stages
-    ),
-    "vNA_count_count_scan_comrade_trimmed.json": dict(
-        command="count",
-        collscan=False,
-        ixscan=True,
-        indexes_used=["customer_1_bonusPoint_1"],
-        docs_examined=0,
-        keys_examined=1,
-        execution_time_ms=2,
-    ),
-    "vNA_count_count_scan_fundebug_executionstats_only.json": dict(
-        command="count",
-        indexes_used=["projectId_1_createTime_-1"],
-        docs_examined=0,
-        keys_examined=20854,
-        execution_time_ms=47,
-    ),
-    "vNA_count_fetch_ixscan_fundebug_executionstats_only.json": dict(
-        indexes_used=["projectId_1"],
-        docs_examined=28338,
-        keys_examined=28338,
-        execution_time_ms=28055,
     ),
 }
 
@@ -633,33 +543,6 @@ def test_idhack_names_the_id_index():
     (node,) = list(s.tree.walk())
     assert (node.stage, node.index_name, node.label) == ("IDHACK", "_id_", "IDHACK _id_")
     assert s.ixscan and s.indexes_used == ["_id_"] and not s.covered
-
-
-def test_count_explains_are_labelled_count():
-    """A 3.x count explain has no ``command``; its root stage says it is a count.
-
-    The COUNT → COLLSCAN tree here is the recorded ``execStats`` of a 3.4.12 count (Percona's
-    profiler document), put in the explain envelope of 3.x servers with its own counts; the
-    count explains recorded as such (quoted in articles) are tested in test_mongo_count.py.
-    """
-    path = SHARED / "profile_v3.4.12_count_with_query_percona.json"
-    if not path.is_file():
-        pytest.skip("../shared/fixtures/mongo is absent")
-    tree = json.loads(path.read_text())["execStats"]
-    doc = _explain(tree)
-    doc["executionStats"] = {
-        "nReturned": tree["nReturned"],
-        "totalDocsExamined": tree["inputStage"]["docsExamined"],
-        "executionTimeMillis": tree["executionTimeMillisEstimate"],
-        "executionStages": tree,
-    }
-    s = mongo.parse_explain(doc)
-    assert s.command == "count" and s.collscan and s.plan_summary == "COLLSCAN"
-    assert stages(s) == ["COUNT", "COLLSCAN"]
-    assert s.docs_examined == 10 and s.selectivity == pytest.approx(10 / 4)  # 4 reached COUNT
-    # With a command recorded (4.4+), the command wins; without one, find stays find.
-    assert mongo.parse_explain({**doc, "command": {"count": "coll"}}).command == "count"
-    assert load("v3.2.3_find_collscan.json").command == "find"
 
 
 def test_extended_json_is_plain_in_summaries():
