@@ -34,8 +34,8 @@ PROGRAM = textwrap.dedent("""
         kept = []
         t_end = time.perf_counter() + 1.0
         while time.perf_counter() < t_end:
-            burn(200_000)
-            kept.append(hoard(5_000))
+            burn(500_000)
+            kept.append(hoard(2_000))
         return kept
 
 
@@ -45,7 +45,12 @@ PROGRAM = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def scalene_profile(tmp_path_factory):
-    """A real ``scalene run`` of a small program that burns CPU in one function and allocates in another."""
+    """A real ``scalene run`` of a small program that burns CPU in one function and allocates in another.
+
+    The two are balanced so that each holds a clear share on a busy machine too (measured with a
+    second core spinning: burn ~40 % CPU, hoard ~16 % CPU and ~125 MB allocated); with a 5:1
+    allocation-heavy mix, burn fell to 7.7 % on CI under load.
+    """
     d = tmp_path_factory.mktemp("scalene")
     prog = d / "prog.py"
     prog.write_text(PROGRAM)
