@@ -44,6 +44,19 @@ def test_sorted_batches_keep_the_input_order(backend):
     assert _cos(batched, one_by_one).min() > 0.9999
 
 
+@pytest.mark.parametrize("sort", [True, False])
+def test_onnx_batches_of_equal_token_counts_give_each_text_its_own_vector(sort):
+    """Many texts of one token count (batched together, on both cores) among others."""
+    same = [f"cache entry {w} keeps the answer" for w in ("red", "blue", "green", "black", "white")]
+    texts = [t for pair in zip(same * 2, TEXTS * 2, strict=True) for t in pair][::-1]
+    enc = embeddings.model("onnx").tokenizer.encode_batch(same)
+    assert len({len(e.ids) for e in enc}) == 1  # the case under test: one token count
+    batched = embeddings.embed(texts, batch_size=3, backend="onnx", sort=sort)
+    one_by_one = np.stack([embeddings.embed_one(t, "onnx") for t in texts])
+    assert _cos(batched, one_by_one).min() > 0.9999
+    assert _cos(batched[:1], batched[1:2])[0] < 0.99  # neighbours differ: rows not swapped
+
+
 def test_unknown_backend_is_one_line_naming_the_choices():
     with pytest.raises(ConfigError) as err:
         embeddings.embed(["a"], backend="tensorflow")
