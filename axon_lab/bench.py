@@ -218,8 +218,9 @@ def bench_embeddings(
     """The embedding backends side by side: speed and, against PyTorch fp32, the same answers.
 
     - throughput: texts/s on ``throughput_texts`` corpus chunks for every backend, batch size
-      and batch order (``sorted``: batches cut from texts sorted by length; ``input``: in
-      corpus order), after a warm-up; the model load is not timed;
+      and batch order (``sorted``: texts of like length together: PyTorch sorts by length,
+      ONNX batches texts of one token count, unpadded; ``input``: in corpus order, padded),
+      after a warm-up; the model load is not timed;
     - query latency: one prompt at a time (the request path; the workload's prompts), and one
       held-out chunk at a time (up to 320 characters), p50/p95 in ms;
     - quality: every corpus chunk and held-out query embedded with each backend (vectors from
