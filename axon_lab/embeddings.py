@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol, cast, get_args
+from typing import Any, Literal, Protocol, TypeVar, cast, get_args
 
 import numpy as np
 
@@ -54,6 +54,7 @@ Backend = Literal["torch", "onnx", "onnx-int8"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 log = logging.getLogger("axon_lab.embeddings")
+T = TypeVar("T")
 _lock = threading.Lock()
 
 
@@ -198,10 +199,9 @@ class _OnnxEmbedder:
             for i in np.argsort([-len(e.ids) for e in encs], kind="stable").tolist():
                 by_len.setdefault(len(encs[i].ids), []).append(i)
             for group in by_len.values():
-                batches += [group[s : s + batch_size] for s in range(0, len(group), batch_size)]
+                batches += _batches(group, batch_size)
         else:
-            order = list(range(len(items)))
-            batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+            batches = _batches(list(range(len(items))), batch_size)
         out = np.zeros((len(items), DIM), dtype=np.float32)
         workers = _threads()
         if len(batches) < 2 * workers or workers < 2:
@@ -220,7 +220,7 @@ class _OnnxEmbedder:
         return out
 
 
-def _batches(items: list[str], size: int) -> list[list[str]]:
+def _batches(items: list[T], size: int) -> list[list[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
