@@ -196,11 +196,13 @@ class Table:
     numeric: list[bool]
     caption: str = ""
     notes: list[str] = field(default_factory=list)
+    #: What an empty table says instead of rows.
+    empty: str = "none"
 
     def to_html(self) -> str:
         """The table as a self-contained HTML fragment (wraps; scrolls sideways if it must)."""
         if not self.headers:
-            return "".join(f"<p>{html.escape(n)}</p>" for n in self.notes or ["none"])
+            return "".join(f"<p>{html.escape(n)}</p>" for n in self.notes or [self.empty])
         cap = f"<caption>{html.escape(self.caption)}</caption>" if self.caption else ""
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.headers)
         body = "".join(
@@ -213,7 +215,9 @@ class Table:
             for row in self.rows
         )
         if not self.rows:
-            body = f"<tr><td colspan='{max(len(self.headers), 1)}'>none</td></tr>"
+            body = (
+                f"<tr><td colspan='{max(len(self.headers), 1)}'>{html.escape(self.empty)}</td></tr>"
+            )
         notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
         return (
             f"{_CSS}<div class='axon-table-wrap'><table class='axon-table'>{cap}"
@@ -225,6 +229,10 @@ class Table:
 
     def to_text(self) -> str:
         """The table as aligned plain text."""
+        if not self.headers:
+            return "\n".join(
+                [*([self.caption] if self.caption else []), *(self.notes or [self.empty])]
+            )
         cols = list(zip(self.headers, *self.rows, strict=True)) if self.headers else []
         widths = [max(len(v) for v in c) for c in cols]
         lines = [self.caption] if self.caption else []
@@ -262,6 +270,7 @@ def table(
     caption: str = "",
     index: bool | None = None,
     max_rows: int | None = 200,
+    empty: str = "none",
 ) -> Table:
     """``data`` (a DataFrame, a list of dicts, a dict, or a Series) formatted for people.
 
@@ -280,6 +289,8 @@ def table(
         Keep the index as the first column. Default: only when it carries labels (not 0..n).
     max_rows
         Show at most this many rows (a note says how many were left out).
+    empty
+        What the table says when there is nothing to show (e.g. "no warnings").
     """
     import dataclasses
 
@@ -301,7 +312,7 @@ def table(
     else:
         items = list(data)
         if not items:
-            return Table(pd.DataFrame(), [], [], [], caption=caption, notes=["none"])
+            return Table(pd.DataFrame(), [], [], [], caption=caption, empty=empty)
         if all(isinstance(i, Mapping) for i in items):
             frame = pd.DataFrame(items)
         else:
@@ -350,4 +361,4 @@ def table(
             rows.append([label, value])
             continue
         rows.append([cell(by_col[c][i], u, c) for c, u in zip(cols, unit_list, strict=True)])
-    return Table(frame, headers, rows, numeric, caption=caption, notes=notes)
+    return Table(frame, headers, rows, numeric, caption=caption, notes=notes, empty=empty)

@@ -113,6 +113,11 @@ def test_mappings_lists_scalars_and_dataclasses():
         ["nested", "a: 0.5"],
     ]
     assert table([]).rows == [] and table([]).to_html() == "<p>none</p>"
+    # an empty table says what the reader should conclude, in HTML and in text
+    assert table([], empty="No warnings.").to_html() == "<p>No warnings.</p>"
+    assert table([], empty="No warnings.").to_text() == "No warnings."
+    no_rows = table(pd.DataFrame({"p95_ms": []}), empty="no runs yet")
+    assert no_rows.headers and "<td colspan='1'>no runs yet</td>" in no_rows.to_html()
     assert table(["first warning", "second"]).rows == [["first warning"], ["second"]]
     assert table(12.345).rows == [["12.3"]]
 
