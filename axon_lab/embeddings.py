@@ -127,7 +127,7 @@ class _TorchEmbedder:
 
 
 class _OnnxEmbedder:
-    #: fp32: batches of 8 texts with the same number of tokens (no padding at all): +4-6 %
+    #: fp32: batches of 8 texts with the same number of tokens (no padding at all): +4-10 %
     #: texts/s over one text per run on 2 cores. int8: one text per run, so that a vector does
     #: not depend on what else is in its batch (activations are quantized per run).
     batch_size = 8
